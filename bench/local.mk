@@ -1,0 +1,67 @@
+# Benchmarks (included from the top-level Makefile.am).
+#
+# The workload programs use only the standard malloc API and are NOT linked
+# to tlmalloc: bench/run.sh puts each allocator under them with LD_PRELOAD.
+# They are EXTRA_PROGRAMS, so a plain `make` does not build them; `make bench`
+# and `make bench-quick` do, and then run bench/run.sh.  They are built with
+# plain flags (not TL_CFLAGS, which is meant for the library).
+
+bench_programs = \
+	bench/fastpath bench/larson bench/prodcons bench/falseshare \
+	bench/reallocchain bench/churn bench/large bench/memory bench/maxrss
+
+EXTRA_PROGRAMS += $(bench_programs)
+CLEANFILES += $(bench_programs)
+
+BENCH_CFLAGS = -O2 -pthread
+BENCH_LDADD = -ldl
+
+bench_fastpath_SOURCES = bench/fastpath.c bench/bench.h
+bench_fastpath_CFLAGS = $(BENCH_CFLAGS)
+bench_fastpath_LDADD = $(BENCH_LDADD)
+bench_larson_SOURCES = bench/larson.c bench/bench.h
+bench_larson_CFLAGS = $(BENCH_CFLAGS)
+bench_larson_LDADD = $(BENCH_LDADD)
+bench_prodcons_SOURCES = bench/prodcons.c bench/bench.h
+bench_prodcons_CFLAGS = $(BENCH_CFLAGS)
+bench_prodcons_LDADD = $(BENCH_LDADD)
+bench_falseshare_SOURCES = bench/falseshare.c bench/bench.h
+bench_falseshare_CFLAGS = $(BENCH_CFLAGS)
+bench_falseshare_LDADD = $(BENCH_LDADD)
+bench_reallocchain_SOURCES = bench/reallocchain.c bench/bench.h
+bench_reallocchain_CFLAGS = $(BENCH_CFLAGS)
+bench_reallocchain_LDADD = $(BENCH_LDADD)
+bench_churn_SOURCES = bench/churn.c bench/bench.h
+bench_churn_CFLAGS = $(BENCH_CFLAGS)
+bench_churn_LDADD = $(BENCH_LDADD)
+bench_large_SOURCES = bench/large.c bench/bench.h
+bench_large_CFLAGS = $(BENCH_CFLAGS)
+bench_large_LDADD = $(BENCH_LDADD)
+bench_memory_SOURCES = bench/memory.c bench/bench.h
+bench_memory_CFLAGS = $(BENCH_CFLAGS)
+bench_memory_LDADD = $(BENCH_LDADD)
+bench_maxrss_SOURCES = bench/maxrss.c
+bench_maxrss_CFLAGS = $(BENCH_CFLAGS)
+
+EXTRA_DIST += bench/run.sh bench/main-job.sh bench/report.py bench/README.md
+
+# The results (latest.md, ratios.png) go to the source tree's bench/results,
+# unless BENCH_OUT says otherwise.  BENCH_ARGS passes more options to run.sh.
+BENCH_OUT = $(abs_top_srcdir)/bench/results
+BENCH_RUN = $(SHELL) $(top_srcdir)/bench/run.sh \
+	--bin-dir $(abs_top_builddir)/bench \
+	--lib $(abs_top_builddir)/.libs/libtlmalloc.so \
+	--out $(BENCH_OUT)
+
+bench: libtlmalloc.la $(bench_programs)
+	$(BENCH_RUN) $(BENCH_ARGS)
+
+bench-quick: libtlmalloc.la $(bench_programs)
+	$(BENCH_RUN) --quick $(BENCH_ARGS)
+
+bench-main-job: libtlmalloc.la $(bench_programs)
+	$(SHELL) $(top_srcdir)/bench/main-job.sh \
+	--bin-dir $(abs_top_builddir)/bench \
+	--lib $(abs_top_builddir)/.libs/libtlmalloc.so $(BENCH_ARGS)
+
+.PHONY: bench bench-quick bench-main-job

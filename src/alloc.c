@@ -1,0 +1,254 @@
+/* alloc.c - the allocation paths behind the public functions: choosing the
+ * band (small, large, huge), alignment, zeroing, realloc between bands,
+ * and the validation every free goes through when the fast path declines.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void *no_memory(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
+/* ---- small objects without a thread cache ------------------------------- */
+void *tl_alloc_small_nocache(unsigned cls)
+{
+    void *p;
+    if (tl_central_take(cls, 1, &p) != 1)
+        return no_memory();
+    ((uint64_t *)p)[1] = 0;
+    return p;
+}
+
+void tl_free_small_nocache(void *p, unsigned cls)
+{
+    ((uint64_t *)p)[0] = tl_encode(NULL);
+    ((uint64_t *)p)[1] = tl_free_key(p);
+    tl_central_give(cls, p, 1);
+}
+
+/* ---- bands ----------------------------------------------------------------- */
+void *tl_alloc_large(size_t size, size_t alignment)
+{
+    size_t align_pages = alignment > TL_PAGE_SIZE ? alignment >> TL_PAGE_SHIFT : 1;
+    struct span *s = tl_page_heap_alloc(tl_pages_for(size), align_pages, SPAN_LARGE, 0);
+    if (!s)
+        return no_memory();
+    s->user_size = s->npages << TL_PAGE_SHIFT;
+    return (void *)s->start;
+}
+
+static void *alloc_small(size_t size)
+{
+    void *p = tl_tc_alloc(tl_size_to_class(size));
+    return p ? p : no_memory();
+}
+
+/* Any size, no alignment beyond 16, no check mode. */
+void *tl_alloc(size_t size)
+{
+    if (TL_LIKELY(size <= TL_SMALL_MAX))
+        return alloc_small(size);
+    if (size > TL_MAX_REQUEST)
+        return no_memory();
+    if (size >= tl_conf.huge_threshold)
+        return tl_huge_alloc(size, TL_PAGE_SIZE);
+    return tl_alloc_large(size, 0);
+}
+
+/* The smallest class whose objects are all aligned to alignment (<= a page):
+ * its size is a multiple of alignment (spans start on a page). */
+static unsigned aligned_class(size_t size, size_t alignment)
+{
+    size_t need = size > alignment ? size : alignment;
+    if (need > TL_SMALL_MAX)
+        return 0;
+    for (unsigned cls = tl_size_to_class(need); cls < tl_num_classes; cls++)
+        if (tl_classes[cls].size % alignment == 0)
+            return cls;
+    return 0;
+}
+
+/* alignment: a power of two. */
+void *tl_alloc_aligned(size_t alignment, size_t size)
+{
+    if (alignment <= TL_ALIGNMENT)
+        return tl_alloc(size);
+    if (size > TL_MAX_REQUEST || alignment > TL_MAX_REQUEST)
+        return no_memory();
+    if (alignment <= TL_PAGE_SIZE) {
+        unsigned cls = aligned_class(size, alignment);
+        if (cls) {
+            void *p = tl_tc_alloc(cls);
+            return p ? p : no_memory();
+        }
+    }
+    if (size >= tl_conf.huge_threshold || alignment >= tl_conf.huge_threshold)
+        return tl_huge_alloc(size, alignment);
+    return tl_alloc_large(size, alignment);
+}
+
+/* Zeroed memory; pages known to be zero (fresh or given back) are not
+ * touched. */
+void *tl_alloc_zeroed(size_t size)
+{
+    if (size <= TL_SMALL_MAX) {
+        void *p = alloc_small(size);
+        if (p)
+            memset(p, 0, tl_classes[tl_size_to_class(size)].size);
+        return p;
+    }
+    void *p = tl_alloc(size);
+    if (!p)
+        return NULL;
+    struct span *s = tl_pagemap_span((uintptr_t)p);
+    if (s->state == SPAN_LARGE && !s->clean)
+        memset(p, 0, s->user_size);
+    s->clean = 0;
+    return p;
+}
+
+/* ---- validation -------------------------------------------------------------- */
+/* The span of a block handed out by tlmalloc, or a report naming p. */
+struct span *tl_lookup(void *p, const char *who)
+{
+    uintptr_t a = (uintptr_t)p;
+    struct span *s = tl_pagemap_span(a);
+    if (TL_UNLIKELY(!s)) {
+        tl_report_invalid_free(p, who, "pointer was not allocated by tlmalloc");
+        return NULL;
+    }
+    switch (s->state) {
+    case SPAN_SMALL:
+        if (TL_UNLIKELY(!tl_is_object_start(&tl_classes[s->size_class], a - s->start)))
+            tl_report_invalid_free(p, who, "pointer into the middle of a block");
+        else if (TL_UNLIKELY(((uint64_t *)p)[1] == tl_free_key(p)))
+            tl_report_double_free(p, s->size_class, who);
+        else
+            return s;
+        return NULL;
+    case SPAN_LARGE:
+    case SPAN_HUGE:
+        if (TL_LIKELY(a == s->start))
+            return s;
+        tl_report_invalid_free(p, who, "pointer into the middle of a block");
+        return NULL;
+    default:
+        if (a == s->start)
+            tl_report_double_free(p, 0, who);
+        else
+            tl_report_invalid_free(p, who, "pointer into free memory");
+        return NULL;
+    }
+}
+
+static void free_span_block(void *p, struct span *s)
+{
+    switch (s->state) {
+    case SPAN_SMALL:
+        tl_tc_free(p, s->size_class);
+        break;
+    case SPAN_LARGE:
+        tl_page_heap_free(s);
+        break;
+    default:
+        tl_huge_free(s);
+        break;
+    }
+}
+
+void tl_free_checked(void *p, const char *who)
+{
+    if (!p)
+        return;
+    struct span *s = tl_lookup(p, who);
+    if (s)
+        free_span_block(p, s);
+}
+
+static size_t span_usable(struct span *s)
+{
+    return s->state == SPAN_SMALL ? tl_classes[s->size_class].size : s->user_size;
+}
+
+size_t tl_usable_size(void *p, const char *who)
+{
+    if (!p)
+        return 0;
+    struct span *s = tl_lookup(p, who);
+    return s ? span_usable(s) : 0;
+}
+
+/* ---- the fast paths' miss handlers ---------------------------------------- */
+void *tl_alloc_slow(size_t size)
+{
+    tl_ensure_init();
+    if (TL_UNLIKELY(tl_conf.check))
+        return tl_check_alloc(size, 0, false);
+    return tl_alloc(size);
+}
+
+void tl_free_slow(void *p)
+{
+    if (!p)
+        return;
+    tl_ensure_init();
+    if (TL_UNLIKELY(tl_conf.check))
+        tl_check_free(p, "free");
+    else
+        tl_free_checked(p, "free");
+}
+
+/* ---- realloc ---------------------------------------------------------------- */
+static void *move_block(void *p, size_t old_usable, size_t size)
+{
+    void *q = tl_alloc(size);
+    if (!q)
+        return NULL;
+    memcpy(q, p, old_usable < size ? old_usable : size);
+    tl_free_checked(p, "realloc");
+    return q;
+}
+
+static void *realloc_large(void *p, struct span *s, size_t size)
+{
+    if (size <= TL_SMALL_MAX || size >= tl_conf.huge_threshold)
+        return move_block(p, s->user_size, size);
+    size_t pages = tl_pages_for(size);
+    if (pages < s->npages) {
+        tl_page_heap_shrink(s, pages);
+    } else if (pages > s->npages && !tl_page_heap_try_grow(s, pages)) {
+        return move_block(p, s->user_size, size);
+    }
+    s->user_size = s->npages << TL_PAGE_SHIFT;
+    return p;
+}
+
+/* size > 0, p != NULL, no check mode. */
+void *tl_realloc_impl(void *p, size_t size)
+{
+    if (size > TL_MAX_REQUEST)
+        return no_memory();
+    struct span *s = tl_lookup(p, "realloc");
+    if (!s)
+        return NULL;
+    switch (s->state) {
+    case SPAN_SMALL: {
+        size_t usable = tl_classes[s->size_class].size;
+        if (size <= usable && size > usable / 2)
+            return p;
+        if (size <= usable && tl_size_to_class(size) == s->size_class)
+            return p;
+        return move_block(p, usable, size);
+    }
+    case SPAN_LARGE:
+        return realloc_large(p, s, size);
+    default:
+        if (size >= tl_conf.huge_threshold / 2)
+            return tl_huge_realloc(s, size);
+        return move_block(p, s->user_size, size);
+    }
+}

@@ -1,0 +1,315 @@
+/* api.c - the exported functions: the malloc family (when built with
+ * TL_OVERRIDE=1, replacing the system allocator) and the tl_ API.
+ *
+ * The two fast paths live here, inlined into malloc and free:
+ *  malloc: size -> class by table, pop the thread cache list of the class.
+ *  free:   pagemap -> class and span, check the pointer is an object start
+ *          and not already free (I4), push onto the thread cache list.
+ * Anything unusual - an empty or full list, a large block, a bad pointer,
+ * an uninitialised allocator or thread, check mode - leaves for the slow
+ * paths in alloc.c. Neither fast path takes a lock, makes an atomic
+ * read-modify-write or calls a function.
+ *
+ * Contract details follow glibc 2.36 on x86-64 (see README.md): 16-byte
+ * alignment for every size, NULL with errno ENOMEM for impossible sizes,
+ * realloc(p, 0) frees p and returns NULL, memalign rounds a non-power-of-two
+ * alignment up; aligned_alloc follows C17 (and glibc 2.38) and refuses a
+ * non-power-of-two alignment with EINVAL.
+ */
+#include "internal.h"
+#include "tlmalloc.h"
+
+#include <errno.h>
+
+static inline void *fast_malloc(size_t size)
+{
+    unsigned cls;
+    if (TL_LIKELY(size <= 1024))
+        cls = tl_class_small[(size + 15) >> 4];
+    else if (size <= TL_SMALL_MAX)
+        cls = tl_class_medium[(size + 127) >> 7];
+    else
+        return tl_alloc_slow(size);
+    struct tc_bin *bin = &tl_tc.bins[cls];
+    void *p = bin->head;
+    if (TL_UNLIKELY(!p))
+        return tl_alloc_slow(size);
+    uint64_t next = *(uint64_t *)p ^ tl_secret;
+    if (TL_UNLIKELY(next & TL_LINK_BAD_MASK))
+        tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
+    bin->head = (void *)(uintptr_t)next;
+    bin->room++;
+    ((uint64_t *)p)[1] = 0;
+    return p;
+}
+
+static inline void fast_free(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    size_t root = a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS);
+    if (TL_UNLIKELY(root >= ((size_t)1 << TL_PM_ROOT_BITS)))
+        goto slow;
+    struct pagemap_leaf *leaf = tl_pagemap_root[root];
+    if (TL_UNLIKELY(!leaf))
+        goto slow;
+    size_t i = tl_pagemap_index(a);
+    unsigned cls = leaf->size_class[i];
+    if (TL_UNLIKELY(!cls))
+        goto slow;
+    if (TL_UNLIKELY(!tl_is_object_start(&tl_classes[cls], a - leaf->span[i]->start)))
+        goto slow;
+    uint64_t key = tl_free_key(p);
+    if (TL_UNLIKELY(((uint64_t *)p)[1] == key))
+        goto slow;
+    struct tc_bin *bin = &tl_tc.bins[cls];
+    if (TL_UNLIKELY(bin->room <= 0))
+        goto slow;
+    ((uint64_t *)p)[0] = tl_encode(bin->head);
+    ((uint64_t *)p)[1] = key;
+    bin->head = p;
+    bin->room--;
+    return;
+slow:
+    tl_free_slow(p);
+}
+
+static void *einval(void)
+{
+    errno = EINVAL;
+    return NULL;
+}
+
+static void *enomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
+static bool mul_overflows(size_t n, size_t m, size_t *total)
+{
+    return __builtin_mul_overflow(n, m, total);
+}
+
+static bool is_power_of_two(size_t a) { return a && !(a & (a - 1)); }
+
+/* ---- the tl_ API ------------------------------------------------------------ */
+TL_EXPORT void *tl_malloc(size_t size) { return fast_malloc(size); }
+
+TL_EXPORT void tl_free(void *p) { fast_free(p); }
+
+TL_EXPORT void *tl_calloc(size_t n, size_t size)
+{
+    size_t total;
+    if (mul_overflows(n, size, &total))
+        return enomem();
+    tl_ensure_init();
+    if (TL_UNLIKELY(tl_conf.check))
+        return tl_check_alloc(total, 0, true);
+    return tl_alloc_zeroed(total);
+}
+
+TL_EXPORT void *tl_realloc(void *p, size_t size)
+{
+    if (!p)
+        return fast_malloc(size);
+    if (size == 0) {
+        fast_free(p);
+        return NULL;
+    }
+    tl_ensure_init();
+    if (TL_UNLIKELY(tl_conf.check))
+        return tl_check_realloc(p, size);
+    return tl_realloc_impl(p, size);
+}
+
+TL_EXPORT void *tl_reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (mul_overflows(n, size, &total))
+        return enomem();
+    return tl_realloc(p, total);
+}
+
+static void *aligned(size_t alignment, size_t size)
+{
+    tl_ensure_init();
+    if (TL_UNLIKELY(tl_conf.check))
+        return tl_check_alloc(size, alignment, false);
+    return tl_alloc_aligned(alignment, size);
+}
+
+/* glibc's memalign: small alignments need nothing, others round up to a
+ * power of two. */
+TL_EXPORT void *tl_memalign(size_t alignment, size_t size)
+{
+    if (alignment <= TL_ALIGNMENT)
+        return fast_malloc(size);
+    if (alignment > SIZE_MAX / 2 + 1)
+        return einval();
+    if (!is_power_of_two(alignment))
+        alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
+    return aligned(alignment, size);
+}
+
+TL_EXPORT void *tl_aligned_alloc(size_t alignment, size_t size)
+{
+    if (!is_power_of_two(alignment))
+        return einval();
+    return tl_memalign(alignment, size);
+}
+
+TL_EXPORT int tl_posix_memalign(void **memptr, size_t alignment, size_t size)
+{
+    if (!is_power_of_two(alignment) || alignment % sizeof(void *))
+        return EINVAL;
+    int saved = errno;
+    void *p = alignment <= TL_ALIGNMENT ? fast_malloc(size) : aligned(alignment, size);
+    errno = saved;
+    if (!p)
+        return ENOMEM;
+    *memptr = p;
+    return 0;
+}
+
+TL_EXPORT void *tl_valloc(size_t size) { return aligned(tl_os_page_size(), size); }
+
+TL_EXPORT void *tl_pvalloc(size_t size)
+{
+    size_t page = tl_os_page_size();
+    if (size > SIZE_MAX - page)
+        return enomem();
+    return aligned(page, size ? tl_round_up(size, page) : page);
+}
+
+TL_EXPORT size_t tl_malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    tl_ensure_init();
+    if (TL_UNLIKELY(tl_conf.check))
+        return tl_check_usable_size(p);
+    return tl_usable_size(p, "malloc_usable_size");
+}
+
+TL_EXPORT void tl_free_sized(void *p, size_t size)
+{
+    (void)size;
+    fast_free(p);
+}
+
+TL_EXPORT void tl_free_aligned_sized(void *p, size_t alignment, size_t size)
+{
+    (void)alignment;
+    (void)size;
+    fast_free(p);
+}
+
+TL_EXPORT void tl_thread_flush(void)
+{
+    tl_ensure_init();
+    tl_tc_flush_self();
+}
+
+TL_EXPORT int tl_malloc_trim(size_t pad)
+{
+    (void)pad;
+    tl_ensure_init();
+    tl_tc_flush_self();
+    tl_central_drain_all();
+    size_t released = tl_page_heap_release(SIZE_MAX, true);
+    tl_stat_add(&tl_stats.trims, 1);
+    return released > 0;
+}
+
+/* ---- the malloc family ------------------------------------------------------- */
+#if TL_OVERRIDE
+#if defined(__clang__)
+#define TL_ALIAS(name, target) \
+    TL_EXPORT __typeof__(target) name __attribute__((alias(#target)))
+#else
+#define TL_ALIAS(name, target) \
+    TL_EXPORT __typeof__(target) name __attribute__((alias(#target), copy(target)))
+#endif
+
+TL_ALIAS(malloc, tl_malloc);
+TL_ALIAS(free, tl_free);
+TL_ALIAS(cfree, tl_free);
+TL_ALIAS(calloc, tl_calloc);
+TL_ALIAS(realloc, tl_realloc);
+TL_ALIAS(reallocarray, tl_reallocarray);
+TL_ALIAS(memalign, tl_memalign);
+TL_ALIAS(aligned_alloc, tl_aligned_alloc);
+TL_ALIAS(posix_memalign, tl_posix_memalign);
+TL_ALIAS(valloc, tl_valloc);
+TL_ALIAS(pvalloc, tl_pvalloc);
+TL_ALIAS(malloc_usable_size, tl_malloc_usable_size);
+TL_ALIAS(free_sized, tl_free_sized);
+TL_ALIAS(free_aligned_sized, tl_free_aligned_sized);
+TL_ALIAS(malloc_trim, tl_malloc_trim);
+TL_ALIAS(__libc_malloc, tl_malloc);
+TL_ALIAS(__libc_free, tl_free);
+TL_ALIAS(__libc_calloc, tl_calloc);
+TL_ALIAS(__libc_realloc, tl_realloc);
+TL_ALIAS(__libc_memalign, tl_memalign);
+TL_ALIAS(__libc_valloc, tl_valloc);
+TL_ALIAS(__libc_pvalloc, tl_pvalloc);
+TL_ALIAS(__posix_memalign, tl_posix_memalign);
+
+TL_EXPORT void malloc_stats(void) { tl_stats_print(2, 0); }
+
+/* The layouts of glibc's <malloc.h>, declared here so that its prototypes
+ * (with their attributes) do not clash with the aliases above. */
+struct tl_mallinfo2 {
+    size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks,
+        keepcost;
+};
+struct tl_mallinfo {
+    int arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+
+TL_EXPORT struct tl_mallinfo2 mallinfo2(void)
+{
+    struct tl_mallinfo2 m = {0};
+    tl_ensure_init();
+    tl_stats_mallinfo(&m.arena, &m.hblks, &m.hblkhd, &m.uordblks, &m.fordblks, &m.keepcost);
+    m.ordblks = 1;
+    return m;
+}
+
+static int clamp_int(size_t v) { return v > INT32_MAX ? INT32_MAX : (int)v; }
+
+TL_EXPORT struct tl_mallinfo mallinfo(void)
+{
+    struct tl_mallinfo2 m2 = mallinfo2();
+    struct tl_mallinfo m = {
+        clamp_int(m2.arena),  clamp_int(m2.ordblks),  0, clamp_int(m2.hblks),
+        clamp_int(m2.hblkhd), 0,                     0, clamp_int(m2.uordblks),
+        clamp_int(m2.fordblks), clamp_int(m2.keepcost)};
+    return m;
+}
+
+/* glibc's parameter numbers (<malloc.h>). */
+#define TL_M_MMAP_THRESHOLD (-3)
+#define TL_M_CHECK_ACTION (-5)
+
+/* Parameters with a meaning here are applied; the rest are accepted and
+ * ignored (return 1), as glibc does for parameters it does not use. */
+TL_EXPORT int mallopt(int param, int value)
+{
+    tl_ensure_init();
+    switch (param) {
+    case TL_M_MMAP_THRESHOLD:
+        if (value <= 0 || (size_t)value <= TL_SMALL_MAX)
+            return 0;
+        __atomic_store_n(&tl_conf.huge_threshold, (size_t)value, __ATOMIC_RELAXED);
+        return 1;
+    case TL_M_CHECK_ACTION:
+        if (value < 0 || value > 3)
+            return 0;
+        __atomic_store_n(&tl_conf.error_action, value, __ATOMIC_RELAXED);
+        return 1;
+    default:
+        return 1;
+    }
+}
+#endif

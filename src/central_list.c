@@ -1,0 +1,229 @@
+/* central_list.c - the central free lists, one per size class, shared by all
+ * threads. Thread caches refill from here and flush to here in batches.
+ *
+ * Two stages per class:
+ *  - transfer: a stack of full batches (batch = tl_classes[c].batch objects
+ *    chained by their encoded links). Flushing threads push a batch without
+ *    any lock (urcu's lock-free stack, cds_lfs_push, lock-free);
+ *    refilling threads pop one under the class lock (the stack needs its
+ *    poppers serialised to be safe from ABA, which the lock does). So the
+ *    producer/consumer pattern - one thread frees what another allocated -
+ *    costs the freeing side no lock at all.
+ *  - spans: partial spans of the class (some objects free), from which
+ *    batches are cut when the transfer stack is empty, and to which objects
+ *    return when it is full; a span whose objects all came back goes back
+ *    to the page heap.
+ * While a batch sits on the transfer stack, its first object's second word
+ * holds the stack link instead of the free key (I4 is relaxed for it).
+ *
+ * Lock: tl_central_locks[c] guards the partial list of class c, the object
+ * lists and counts of its spans, and popping its transfer stack. Taken
+ * before the page heap lock, never while another class's lock is held.
+ * Fork: all taken in prepare, in class order, before the page heap lock.
+ */
+#define _LGPL_SOURCE 1
+#include "internal.h"
+
+#include <urcu/lfstack.h>
+
+struct tl_lock tl_central_locks[TL_MAX_CLASSES];
+
+struct central_list {
+    struct __cds_lfs_stack transfer;
+    _Atomic uint32_t transfer_batches;
+    struct span *partial;     /* spans with free or uncarved objects */
+    size_t span_objects;      /* capacity of all spans of this class */
+    size_t allocated;         /* objects out of spans (transfer, caches, users) */
+} __attribute__((aligned(64)));
+
+static struct central_list central[TL_MAX_CLASSES];
+
+/* Transfer stack bound per class: 1 MiB worth of batches, at least 4. */
+static uint32_t transfer_cap(unsigned cls)
+{
+    const struct size_class_info *c = &tl_classes[cls];
+    uint32_t cap = (uint32_t)(((size_t)1 << 20) / ((size_t)c->batch * c->size));
+    return cap < 4 ? 4 : cap;
+}
+
+static struct cds_lfs_node *node_of(void *obj) { return (struct cds_lfs_node *)((char *)obj + 8); }
+static void *obj_of(struct cds_lfs_node *n) { return (char *)n - 8; }
+
+/* ---- spans --------------------------------------------------------------- */
+static void partial_push(struct central_list *cl, struct span *s)
+{
+    s->prev = NULL;
+    s->next = cl->partial;
+    if (cl->partial)
+        cl->partial->prev = s;
+    cl->partial = s;
+    s->on_central = 1;
+}
+
+static void partial_remove(struct central_list *cl, struct span *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        cl->partial = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->on_central = 0;
+}
+
+static struct span *new_span(unsigned cls)
+{
+    struct span *s = tl_page_heap_alloc(tl_classes[cls].span_pages, 1, SPAN_SMALL, cls);
+    if (s) {
+        s->allocated = 0;
+        s->carved = 0;
+        s->free_list = tl_encode(NULL);
+        central[cls].span_objects += tl_classes[cls].objects;
+    }
+    return s;
+}
+
+/* Cuts up to n objects out of spans into a chain. Class lock held. */
+static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
+{
+    struct central_list *cl = &central[cls];
+    const struct size_class_info *c = &tl_classes[cls];
+    void *chain = NULL;
+    unsigned got = 0;
+    while (got < n) {
+        struct span *s = cl->partial;
+        if (!s) {
+            if (!(s = new_span(cls)))
+                break;
+            partial_push(cl, s);
+        }
+        while (got < n) {
+            void *obj = tl_decode(s->free_list);
+            if (obj) {
+                s->free_list = *(uint64_t *)obj;
+            } else if (s->carved < c->objects) {
+                obj = (void *)(s->start + (size_t)s->carved++ * c->size);
+            } else {
+                break;
+            }
+            ((uint64_t *)obj)[0] = tl_encode(chain);
+            ((uint64_t *)obj)[1] = tl_free_key(obj);
+            chain = obj;
+            s->allocated++;
+            got++;
+        }
+        if (!tl_decode(s->free_list) && s->carved == c->objects)
+            partial_remove(cl, s);
+    }
+    cl->allocated += got;
+    *head = chain;
+    return got;
+}
+
+/* Returns a chain of objects to their spans. Class lock held. */
+static void give_to_spans(unsigned cls, void *head, unsigned n)
+{
+    struct central_list *cl = &central[cls];
+    for (unsigned i = 0; i < n && head; i++) {
+        void *obj = head;
+        head = tl_decode(*(uint64_t *)obj);
+        struct span *s = tl_pagemap_span((uintptr_t)obj);
+        if (TL_UNLIKELY(!s || s->state != SPAN_SMALL || s->size_class != cls))
+            tl_report_corruption(obj, "free", "free-list link points outside its size class");
+        *(uint64_t *)obj = s->free_list;
+        ((uint64_t *)obj)[1] = tl_free_key(obj);
+        s->free_list = tl_encode(obj);
+        s->allocated--;
+        cl->allocated--;
+        if (s->allocated == 0) {
+            if (s->on_central)
+                partial_remove(cl, s);
+            cl->span_objects -= tl_classes[cls].objects;
+            tl_page_heap_free(s);
+        } else if (!s->on_central) {
+            partial_push(cl, s);
+        }
+    }
+}
+
+/* ---- transfer stage ------------------------------------------------------ */
+static void *pop_batch(unsigned cls)
+{
+    struct cds_lfs_node *node = __cds_lfs_pop(&central[cls].transfer);
+    if (!node)
+        return NULL;
+    atomic_fetch_sub_explicit(&central[cls].transfer_batches, 1, memory_order_relaxed);
+    void *obj = obj_of(node);
+    struct pagemap_leaf *leaf = tl_pagemap_leaf((uintptr_t)obj);
+    if (TL_UNLIKELY(((uintptr_t)obj & 15) || !leaf ||
+                    leaf->size_class[tl_pagemap_index((uintptr_t)obj)] != cls))
+        tl_report_corruption(obj, "malloc", "transfer batch link corrupted");
+    ((uint64_t *)obj)[1] = tl_free_key(obj);
+    return obj;
+}
+
+unsigned tl_central_take(unsigned cls, unsigned n, void **head)
+{
+    tl_lock_acquire(&tl_central_locks[cls]);
+    unsigned got;
+    void *batch = n == tl_classes[cls].batch ? pop_batch(cls) : NULL;
+    if (batch) {
+        *head = batch;
+        got = n;
+    } else {
+        got = take_from_spans(cls, n, head);
+    }
+    tl_lock_release(&tl_central_locks[cls]);
+    return got;
+}
+
+void tl_central_give(unsigned cls, void *head, unsigned n)
+{
+    struct central_list *cl = &central[cls];
+    if (n == tl_classes[cls].batch) {
+        uint32_t had = atomic_fetch_add_explicit(&cl->transfer_batches, 1, memory_order_relaxed);
+        if (had < transfer_cap(cls)) {
+            cds_lfs_node_init(node_of(head));
+            cds_lfs_push(&cl->transfer, node_of(head));
+            return;
+        }
+        atomic_fetch_sub_explicit(&cl->transfer_batches, 1, memory_order_relaxed);
+    }
+    tl_lock_acquire(&tl_central_locks[cls]);
+    give_to_spans(cls, head, n);
+    tl_lock_release(&tl_central_locks[cls]);
+}
+
+/* Empties every transfer stack into the spans (malloc_trim, stats exactness). */
+void tl_central_drain_all(void)
+{
+    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        tl_lock_acquire(&tl_central_locks[cls]);
+        void *batch;
+        while ((batch = pop_batch(cls)))
+            give_to_spans(cls, batch, tl_classes[cls].batch);
+        tl_lock_release(&tl_central_locks[cls]);
+    }
+}
+
+void tl_central_init(void)
+{
+    for (unsigned cls = 0; cls < TL_MAX_CLASSES; cls++)
+        __cds_lfs_init(&central[cls].transfer);
+}
+
+/* Bytes of free objects held centrally: transfer batches plus the free and
+ * uncarved objects of spans. Approximate while other threads run. */
+size_t tl_central_free_bytes(unsigned cls)
+{
+    const struct central_list *cl = &central[cls];
+    size_t batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
+    size_t span_free = cl->span_objects - cl->allocated;
+    return (span_free + batches * tl_classes[cls].batch) * tl_classes[cls].size;
+}
+
+size_t tl_central_span_bytes(unsigned cls)
+{
+    return central[cls].span_objects * tl_classes[cls].size;
+}

@@ -1,0 +1,300 @@
+/* check.c - check mode (MALLOC_CHECK_=1..3 or TLMALLOC_CONF=check=1..3):
+ * catches overruns, reads of uninitialised memory, writes after free,
+ * double frees and leaks, at the price of speed (thread caches are off).
+ *
+ * A checked block is an ordinary block of at least size + 41 bytes whose
+ * last 40 bytes hold a trailer:
+ *     [ user bytes | canary (>= 1 byte) | trailer: size^key, site, block, next, prev ]
+ * - on allocation the user bytes are filled with 0xbe (calloc: zero) and
+ *   the gap after them with the canary 0xca;
+ * - on free and realloc the trailer and canary are verified (an overrun
+ *   shows as a changed canary), the block is filled with 0xdf and put in a
+ *   quarantine of quarantine_bytes (16 MiB by default), first in first out;
+ *   when it leaves the quarantine the 0xdf fill is verified (a changed byte
+ *   is a write through a dangling pointer) and the block is really freed;
+ * - a freed block's trailer says so, so a second free of it is a double
+ *   free even while it waits in quarantine;
+ * - live blocks are linked through their trailers, so at exit the leak
+ *   report groups them by allocation site, largest first.
+ *
+ * Lock: tl_check_lock guards the live list and the quarantine. Order:
+ * registry -> check -> central lists -> page heap. Fork: taken in prepare.
+ */
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tl_lock tl_check_lock = TL_LOCK_INIT;
+
+#define FILL_ALLOC 0xbe
+#define FILL_CANARY 0xca
+#define FILL_FREED 0xdf
+#define FREED_MARK 0x46524545444f4e45ULL /* "FREEDONE" */
+
+struct trailer {
+    uint64_t size_key;  /* size ^ key_of(block); FREED_MARK ^ key once freed */
+    uintptr_t site;     /* return address of the allocation */
+    void *block;        /* the block's start */
+    struct trailer *next, *prev; /* live list, or quarantine (next only) */
+};
+
+static struct trailer live = {0, 0, NULL, &live, &live};
+static struct trailer *quarantine_head, *quarantine_tail;
+static size_t quarantine_bytes;
+static uint64_t check_key;
+
+void tl_check_init(void) { check_key = tl_key_secret * 0x9e3779b97f4a7c15ULL; }
+
+static uint64_t key_of(void *p) { return (uint64_t)(uintptr_t)p * 0x100000001b3ULL ^ check_key; }
+
+static size_t raw_usable(void *p) { return tl_usable_size(p, "free"); }
+
+static struct trailer *trailer_of(void *p, size_t usable)
+{
+    return (struct trailer *)((char *)p + usable - sizeof(struct trailer));
+}
+
+/* ---- reports ------------------------------------------------------------- */
+static void report(void *p, const char *who, const char *what, uint64_t n, const char *tail)
+{
+    struct tl_buf b = {.fd = 2};
+    tl_buf_str(&b, "tlmalloc: ");
+    tl_buf_str(&b, what);
+    tl_buf_str(&b, " of ");
+    tl_buf_hex(&b, (uintptr_t)p);
+    tl_buf_str(&b, " in ");
+    tl_buf_str(&b, who);
+    tl_buf_str(&b, "()");
+    if (tail) {
+        tl_buf_str(&b, ": ");
+        tl_buf_u64(&b, n);
+        tl_buf_str(&b, tail);
+    }
+    tl_buf_str(&b, "\n");
+    if (tl_conf.error_action & 1) {
+        uintptr_t pcs[10];
+        unsigned k = tl_backtrace(pcs, 10, 2);
+        for (unsigned i = 0; i < k; i++) {
+            tl_buf_str(&b, "    at ");
+            tl_buf_hex(&b, pcs[i]);
+            tl_buf_str(&b, "\n");
+        }
+        tl_buf_flush(&b);
+    }
+    if (tl_conf.error_action & 2)
+        abort();
+}
+
+/* ---- the live list ---------------------------------------------------------- */
+static void live_add(struct trailer *t)
+{
+    t->next = live.next;
+    t->prev = &live;
+    live.next->prev = t;
+    live.next = t;
+}
+
+static void live_remove(struct trailer *t)
+{
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+}
+
+/* ---- allocation ---------------------------------------------------------------- */
+static uintptr_t call_site(void)
+{
+    uintptr_t pcs[6];
+    unsigned n = tl_backtrace(pcs, 6, 0);
+    Dl_info self, info;
+    if (!dladdr((void *)&tl_check_init, &self))
+        return n ? pcs[n - 1] : 0;
+    for (unsigned i = 0; i < n; i++)
+        if (!dladdr((void *)pcs[i], &info) || info.dli_fbase != self.dli_fbase)
+            return pcs[i];
+    return n ? pcs[n - 1] : 0;
+}
+
+void *tl_check_alloc(size_t size, size_t alignment, bool zero)
+{
+    size_t inner;
+    if (__builtin_add_overflow(size, sizeof(struct trailer) + 1, &inner)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = alignment > TL_ALIGNMENT ? tl_alloc_aligned(alignment, inner) : tl_alloc(inner);
+    if (!p)
+        return NULL;
+    size_t usable = raw_usable(p);
+    struct trailer *t = trailer_of(p, usable);
+    memset(p, zero ? 0 : FILL_ALLOC, size);
+    memset((char *)p + size, FILL_CANARY, (size_t)((char *)t - (char *)p) - size);
+    t->size_key = size ^ key_of(p);
+    t->site = call_site();
+    t->block = p;
+    tl_lock_acquire(&tl_check_lock);
+    live_add(t);
+    tl_lock_release(&tl_check_lock);
+    return p;
+}
+
+/* The verified size of a live checked block, or SIZE_MAX after a report. */
+static size_t verify(void *p, const char *who)
+{
+    if (!tl_lookup(p, who))
+        return SIZE_MAX;
+    size_t usable = raw_usable(p);
+    struct trailer *t = trailer_of(p, usable);
+    size_t room = usable - sizeof(struct trailer);
+    if ((t->size_key ^ key_of(p)) == FREED_MARK) {
+        report(p, who, "double free", 0, NULL);
+        return SIZE_MAX;
+    }
+    size_t size = t->size_key ^ key_of(p);
+    if (size >= room) {
+        report(p, who, "heap corruption (block trailer overwritten, overrun?)", 0, NULL);
+        return SIZE_MAX;
+    }
+    const unsigned char *c = (const unsigned char *)p + size;
+    for (size_t i = 0; i < room - size; i++)
+        if (c[i] != FILL_CANARY) {
+            report(p, who, "buffer overrun", size,
+                   " bytes allocated, written past the end");
+            return SIZE_MAX;
+        }
+    return size;
+}
+
+/* Releases the oldest quarantined blocks beyond the bound. Lock held. */
+static void evict(size_t bound)
+{
+    while (quarantine_head && quarantine_bytes > bound) {
+        struct trailer *t = quarantine_head;
+        quarantine_head = t->next;
+        if (!quarantine_head)
+            quarantine_tail = NULL;
+        void *p = t->block;
+        size_t span = (size_t)((char *)t - (char *)p);
+        quarantine_bytes -= span + sizeof *t;
+        const unsigned char *c = p;
+        for (size_t i = 0; i < span; i++)
+            if (c[i] != FILL_FREED) {
+                report(p, "free", "write after free", i, " bytes into the block were changed");
+                break;
+            }
+        tl_free_checked(p, "free");
+    }
+}
+
+void tl_check_free(void *p, const char *who)
+{
+    if (!p)
+        return;
+    tl_lock_acquire(&tl_check_lock);
+    size_t size = verify(p, who);
+    if (size != SIZE_MAX) {
+        size_t usable = raw_usable(p);
+        struct trailer *t = trailer_of(p, usable);
+        live_remove(t);
+        memset(p, FILL_FREED, (size_t)((char *)t - (char *)p));
+        t->size_key = FREED_MARK ^ key_of(p);
+        t->next = NULL;
+        if (quarantine_tail)
+            quarantine_tail->next = t;
+        else
+            quarantine_head = t;
+        quarantine_tail = t;
+        quarantine_bytes += usable;
+        evict(tl_conf.quarantine_bytes);
+    }
+    tl_lock_release(&tl_check_lock);
+}
+
+void *tl_check_realloc(void *p, size_t size)
+{
+    tl_lock_acquire(&tl_check_lock);
+    size_t old = verify(p, "realloc");
+    tl_lock_release(&tl_check_lock);
+    if (old == SIZE_MAX)
+        return NULL;
+    void *q = tl_check_alloc(size, 0, false);
+    if (!q)
+        return NULL;
+    memcpy(q, p, old < size ? old : size);
+    tl_check_free(p, "realloc");
+    return q;
+}
+
+size_t tl_check_usable_size(void *p)
+{
+    tl_lock_acquire(&tl_check_lock);
+    size_t size = verify(p, "malloc_usable_size");
+    tl_lock_release(&tl_check_lock);
+    return size == SIZE_MAX ? 0 : size;
+}
+
+/* ---- leak report ----------------------------------------------------------------- */
+struct site_total {
+    uintptr_t site;
+    size_t blocks, bytes;
+};
+
+void tl_check_leak_report(void)
+{
+    if (!tl_conf.check || !(tl_conf.error_action & 1))
+        return;
+    enum { MAX_SITES = 4096 };
+    struct site_total *sites = tl_os_map(MAX_SITES * sizeof *sites);
+    if (!sites)
+        return;
+    size_t nsites = 0, blocks = 0, bytes = 0;
+    tl_lock_acquire(&tl_check_lock);
+    for (struct trailer *t = live.next; t != &live; t = t->next) {
+        size_t size = t->size_key ^ key_of(t->block);
+        blocks++;
+        bytes += size;
+        size_t i = 0;
+        while (i < nsites && sites[i].site != t->site)
+            i++;
+        if (i == nsites && nsites < MAX_SITES)
+            sites[nsites++] = (struct site_total){t->site, 0, 0};
+        if (i < nsites) {
+            sites[i].blocks++;
+            sites[i].bytes += size;
+        }
+    }
+    tl_lock_release(&tl_check_lock);
+    /* Largest first (insertion sort: sites are few). */
+    for (size_t i = 1; i < nsites; i++)
+        for (size_t j = i; j > 0 && sites[j].bytes > sites[j - 1].bytes; j--) {
+            struct site_total tmp = sites[j];
+            sites[j] = sites[j - 1];
+            sites[j - 1] = tmp;
+        }
+    struct tl_buf b = {.fd = 2};
+    if (blocks) {
+        tl_buf_str(&b, "tlmalloc: leak report: ");
+        tl_buf_u64(&b, bytes);
+        tl_buf_str(&b, " bytes in ");
+        tl_buf_u64(&b, blocks);
+        tl_buf_str(&b, " blocks still allocated at exit\n");
+    }
+    for (size_t i = 0; i < nsites && i < 20; i++) {
+        Dl_info info;
+        tl_buf_str(&b, "    ");
+        tl_buf_u64(&b, sites[i].bytes);
+        tl_buf_str(&b, " bytes in ");
+        tl_buf_u64(&b, sites[i].blocks);
+        tl_buf_str(&b, " blocks allocated at ");
+        tl_buf_hex(&b, sites[i].site);
+        if (dladdr((void *)sites[i].site, &info) && info.dli_fname) {
+            tl_buf_str(&b, " ");
+            tl_buf_str(&b, info.dli_sname ? info.dli_sname : info.dli_fname);
+        }
+        tl_buf_str(&b, "\n");
+    }
+    tl_buf_flush(&b);
+    tl_os_unmap(sites, MAX_SITES * sizeof *sites);
+}

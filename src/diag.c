@@ -1,0 +1,227 @@
+/* diag.c - diagnostics: formatting without stdio, the one-line reports of
+ * heap errors with a short backtrace, and what happens next (the error
+ * action: MALLOC_CHECK_'s 0 ignore, 1 print, 2 abort, 3 print and abort).
+ *
+ * Every report is written with write(2) to stderr; nothing here allocates.
+ * "Ignore" and "print" skip the bad operation (the block is not freed
+ * twice), so continuing never corrupts the heap.
+ */
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+void tl_buf_flush(struct tl_buf *b)
+{
+    tl_os_write(b->fd, b->data, b->len);
+    b->len = 0;
+}
+
+static void put(struct tl_buf *b, const char *s, size_t n)
+{
+    while (n > 0) {
+        if (b->len == sizeof b->data)
+            tl_buf_flush(b);
+        size_t k = sizeof b->data - b->len;
+        if (k > n)
+            k = n;
+        memcpy(b->data + b->len, s, k);
+        b->len += k;
+        s += k;
+        n -= k;
+    }
+}
+
+void tl_buf_str(struct tl_buf *b, const char *s) { put(b, s, strlen(s)); }
+
+void tl_buf_u64(struct tl_buf *b, uint64_t v)
+{
+    char tmp[24];
+    int i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(b, tmp + i, sizeof tmp - (size_t)i);
+}
+
+void tl_buf_hex(struct tl_buf *b, uint64_t v)
+{
+    char tmp[18];
+    int i = sizeof tmp;
+    do {
+        tmp[--i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    tmp[--i] = 'x';
+    tmp[--i] = '0';
+    put(b, tmp + i, sizeof tmp - (size_t)i);
+}
+
+/* "512 B", "12.5 KiB", "3.0 MiB", "1.2 GiB" */
+void tl_buf_size(struct tl_buf *b, uint64_t bytes)
+{
+    static const char *units[] = {" B", " KiB", " MiB", " GiB", " TiB"};
+    unsigned u = 0;
+    uint64_t scaled10 = bytes * 10;
+    while (bytes >= 1024 && u < 4) {
+        scaled10 = bytes * 10 / 1024;
+        bytes /= 1024;
+        u++;
+    }
+    tl_buf_u64(b, u ? scaled10 / 10 : bytes);
+    if (u) {
+        char frac[2] = {(char)('0' + scaled10 % 10), 0};
+        tl_buf_str(b, ".");
+        tl_buf_str(b, frac);
+    }
+    tl_buf_str(b, units[u]);
+}
+
+/* ---- backtrace ------------------------------------------------------------ */
+static bool readable(const void *p)
+{
+    unsigned char vec;
+    uintptr_t page = (uintptr_t)p & ~(uintptr_t)4095;
+    return mincore((void *)page, 4096, &vec) == 0;
+}
+
+static void put_frame(struct tl_buf *b, uintptr_t pc)
+{
+    Dl_info info;
+    tl_buf_str(b, "    at ");
+    tl_buf_hex(b, pc);
+    if (dladdr((void *)pc, &info) && info.dli_fname) {
+        const char *name = strrchr(info.dli_fname, '/');
+        tl_buf_str(b, " ");
+        tl_buf_str(b, name ? name + 1 : info.dli_fname);
+        if (info.dli_sname) {
+            tl_buf_str(b, " (");
+            tl_buf_str(b, info.dli_sname);
+            tl_buf_str(b, "+");
+            tl_buf_hex(b, pc - (uintptr_t)info.dli_saddr);
+            tl_buf_str(b, ")");
+        } else {
+            tl_buf_str(b, " +");
+            tl_buf_hex(b, pc - (uintptr_t)info.dli_fbase);
+        }
+    }
+    tl_buf_str(b, "\n");
+}
+
+/* Return addresses by walking frame pointers, checking each frame is
+ * readable first (code built without frame pointers ends the walk). */
+unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
+{
+    uintptr_t *fp = __builtin_frame_address(0);
+    unsigned n = 0;
+    for (unsigned depth = 0; fp && n < max && depth < 64; depth++) {
+        if (((uintptr_t)fp & 7) || !readable(fp) || !readable(fp + 1))
+            break;
+        uintptr_t pc = fp[1];
+        uintptr_t *next = (uintptr_t *)fp[0];
+        if (pc < 4096)
+            break;
+        if (depth >= skip)
+            pcs[n++] = pc;
+        if (next <= fp || (uintptr_t)next - (uintptr_t)fp > ((uintptr_t)1 << 24))
+            break;
+        fp = next;
+    }
+    return n;
+}
+
+static void put_backtrace(struct tl_buf *b)
+{
+    uintptr_t pcs[12];
+    unsigned n = tl_backtrace(pcs, 12, 2);
+    for (unsigned i = 0; i < n; i++)
+        put_frame(b, pcs[i]);
+}
+
+/* ---- reports ----------------------------------------------------------------- */
+static void act(struct tl_buf *b)
+{
+    int action = tl_conf.error_action;
+    if (action & 1) {
+        put_backtrace(b);
+        tl_buf_flush(b);
+    }
+    if (action & 2)
+        abort();
+}
+
+static void report(void *p, const char *kind, const char *who, const char *detail, unsigned cls)
+{
+    struct tl_buf b = {.fd = 2};
+    tl_buf_str(&b, "tlmalloc: ");
+    tl_buf_str(&b, kind);
+    tl_buf_str(&b, " of ");
+    tl_buf_hex(&b, (uintptr_t)p);
+    if (cls) {
+        tl_buf_str(&b, " (size class ");
+        tl_buf_u64(&b, tl_classes[cls].size);
+        tl_buf_str(&b, " B)");
+    }
+    tl_buf_str(&b, " in ");
+    tl_buf_str(&b, who);
+    tl_buf_str(&b, "()");
+    if (detail) {
+        tl_buf_str(&b, ": ");
+        tl_buf_str(&b, detail);
+    }
+    tl_buf_str(&b, "\n");
+    act(&b);
+}
+
+void tl_report_invalid_free(void *p, const char *who, const char *what)
+{
+    report(p, "invalid pointer", who, what, 0);
+}
+
+void tl_report_double_free(void *p, unsigned cls, const char *who)
+{
+    report(p, "double free", who, NULL, cls);
+}
+
+/* Corruption cannot be ignored: the free lists are no longer trustworthy. */
+void tl_report_corruption(void *p, const char *who, const char *what)
+{
+    struct tl_buf b = {.fd = 2};
+    tl_buf_str(&b, "tlmalloc: heap corruption at ");
+    tl_buf_hex(&b, (uintptr_t)p);
+    tl_buf_str(&b, " in ");
+    tl_buf_str(&b, who);
+    tl_buf_str(&b, "(): ");
+    tl_buf_str(&b, what);
+    tl_buf_str(&b, "\n");
+    put_backtrace(&b);
+    tl_buf_flush(&b);
+    abort();
+}
+
+void tl_fatal(const char *msg)
+{
+    struct tl_buf b = {.fd = 2};
+    tl_buf_str(&b, "tlmalloc: fatal: ");
+    tl_buf_str(&b, msg);
+    tl_buf_str(&b, "\n");
+    tl_buf_flush(&b);
+    abort();
+}
+
+void tl_warn(const char *msg, const char *detail)
+{
+    struct tl_buf b = {.fd = 2};
+    tl_buf_str(&b, "tlmalloc: ");
+    tl_buf_str(&b, msg);
+    if (detail) {
+        tl_buf_str(&b, ": ");
+        tl_buf_str(&b, detail);
+    }
+    tl_buf_str(&b, "\n");
+    tl_buf_flush(&b);
+}

@@ -1,0 +1,128 @@
+/* huge.c - blocks at or above the huge threshold (64 MiB by default): each
+ * its own mapping, unmapped on free, resized with mremap.
+ *
+ * A huge block's span struct maps only its first page in the pagemap (so
+ * free finds it and an interior pointer is reported as foreign); mappings
+ * are kept 8 KiB aligned so that page never shares a pagemap entry with
+ * another mapping. Span structs come from the page heap's pool, under the
+ * page heap lock; the mmap and munmap calls themselves run without a lock.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static void *no_memory(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
+static size_t huge_bytes(size_t size) { return tl_round_up(size, TL_PAGE_SIZE); }
+
+static struct span *register_block(uintptr_t start, size_t bytes)
+{
+    if (!tl_pagemap_ensure(start, TL_PAGE_SIZE))
+        return NULL;
+    tl_lock_acquire(&tl_page_heap_lock);
+    struct span *s = tl_span_new();
+    if (s) {
+        s->start = start;
+        s->npages = bytes >> TL_PAGE_SHIFT;
+        s->state = SPAN_HUGE;
+        s->user_size = bytes;
+        tl_pagemap_set_range(start, 1, s, 0);
+    }
+    tl_lock_release(&tl_page_heap_lock);
+    if (s) {
+        tl_stat_add(&tl_stats.huge_mapped, bytes);
+        tl_stat_add(&tl_stats.huge_count, 1);
+    }
+    return s;
+}
+
+static void unregister_block(struct span *s)
+{
+    tl_stat_sub(&tl_stats.huge_mapped, s->npages << TL_PAGE_SHIFT);
+    tl_stat_sub(&tl_stats.huge_count, 1);
+    tl_lock_acquire(&tl_page_heap_lock);
+    tl_pagemap_set_range(s->start, 1, NULL, 0);
+    tl_span_delete(s);
+    tl_lock_release(&tl_page_heap_lock);
+}
+
+void *tl_huge_alloc(size_t size, size_t alignment)
+{
+    if (size > TL_MAX_REQUEST)
+        return no_memory();
+    size_t bytes = huge_bytes(size ? size : 1);
+    if (alignment < TL_PAGE_SIZE)
+        alignment = TL_PAGE_SIZE;
+    void *p = tl_os_map_aligned(bytes, alignment);
+    if (!p)
+        return no_memory();
+    if (!register_block((uintptr_t)p, bytes)) {
+        tl_os_unmap(p, bytes);
+        return no_memory();
+    }
+    return p;
+}
+
+void tl_huge_free(struct span *s)
+{
+    void *p = (void *)s->start;
+    size_t bytes = s->npages << TL_PAGE_SHIFT;
+    unregister_block(s);
+    tl_os_unmap(p, bytes);
+}
+
+/* Moves a mapping to a new, 8 KiB aligned place of new_bytes: reserve the
+ * place, then let mremap move the pages there without copying. */
+static void *remap_aligned(void *old, size_t old_bytes, size_t new_bytes)
+{
+    char *area = tl_os_map(new_bytes + TL_PAGE_SIZE);
+    if (!area)
+        return NULL;
+    uintptr_t target = tl_round_up((uintptr_t)area, TL_PAGE_SIZE);
+    void *q = mremap(old, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)target);
+    if (q == MAP_FAILED) {
+        tl_os_unmap(area, new_bytes + TL_PAGE_SIZE);
+        return NULL;
+    }
+    size_t head = target - (uintptr_t)area;
+    if (head)
+        tl_os_unmap(area, head);
+    if (TL_PAGE_SIZE - head)
+        tl_os_unmap((char *)target + new_bytes, TL_PAGE_SIZE - head);
+    return q;
+}
+
+void *tl_huge_realloc(struct span *s, size_t size)
+{
+    size_t new_bytes = huge_bytes(size);
+    size_t old_bytes = s->npages << TL_PAGE_SHIFT;
+    void *old = (void *)s->start;
+    if (new_bytes == old_bytes)
+        return old;
+    int saved = errno;
+    void *q = tl_os_remap(old, old_bytes, new_bytes, 0);
+    if (!q)
+        q = remap_aligned(old, old_bytes, new_bytes);
+    errno = saved;
+    if (!q)
+        return no_memory();
+    /* The block moved or changed size: update its span in place. */
+    if (!tl_pagemap_ensure((uintptr_t)q, TL_PAGE_SIZE))
+        tl_fatal("cannot map pagemap memory for a resized huge block");
+    tl_lock_acquire(&tl_page_heap_lock);
+    tl_pagemap_set_range(s->start, 1, NULL, 0);
+    s->start = (uintptr_t)q;
+    s->npages = new_bytes >> TL_PAGE_SHIFT;
+    s->user_size = new_bytes;
+    tl_pagemap_set_range(s->start, 1, s, 0);
+    tl_lock_release(&tl_page_heap_lock);
+    tl_stat_add(&tl_stats.huge_mapped, new_bytes);
+    tl_stat_sub(&tl_stats.huge_mapped, old_bytes);
+    return q;
+}

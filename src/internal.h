@@ -1,0 +1,317 @@
+/* internal.h - the metadata of tlmalloc and the invariants every layer relies
+ * on. Read this before any .c file.
+ *
+ * Address space
+ *  - A "page" here is TL_PAGE_SIZE (8 KiB), two kernel pages. Spans start
+ *    and end on page boundaries.
+ *  - Memory comes in three bands by request size:
+ *      small  (<= TL_SMALL_MAX, 64 KiB): rounded up to a size class; objects
+ *             of one class are carved from a span; cached per thread;
+ *      large  (<= huge threshold, 64 MiB by default): a span of whole pages
+ *             from the page heap;
+ *      huge   (> huge threshold): its own mmap, unmapped on free.
+ *
+ * Invariants
+ *  I1 Every block handed to a user is 16-byte aligned, and so is every
+ *     class size; object k of a small span starts at span->start + k*size.
+ *  I2 pagemap: every page of an in-use span (small, large, huge) maps to its
+ *     span; a free span maps only its first and last page (for coalescing);
+ *     other pages map to NULL. A pointer whose page maps to NULL is not ours.
+ *  I3 The pagemap's class byte of a page is the span's size class when the
+ *     span is small and in use, else 0. Class 0 is never a real class, so
+ *     the fast paths need no other test to leave for the slow path.
+ *  I4 A free object's first word is the encoded link to the next free
+ *     object (safe-linking: link ^ tl_secret); its second word is
+ *     free_key(p) while it sits in any free list and 0 once handed out.
+ *     So a free of a block whose second word is free_key(p) is a double
+ *     free. Every object is at least 16 bytes, so both words exist.
+ *  I5 A span's metadata (struct span) never lives inside the span; spans
+ *     are allocated from the metadata arena and recycled, never unmapped.
+ *  I6 Only the page heap lock's holder changes a span's page range or state
+ *     free<->in use; only the central list lock's holder of a small span's
+ *     class changes that span's object lists and counts.
+ */
+#ifndef TL_INTERNAL_H
+#define TL_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lock.h"
+#include "os.h"
+
+#define TL_EXPORT __attribute__((visibility("default")))
+#define TL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TL_NOINLINE __attribute__((noinline))
+#define TL_COLD __attribute__((cold, noinline))
+
+/* ---- geometry ---------------------------------------------------------- */
+#define TL_PAGE_SHIFT 13
+#define TL_PAGE_SIZE ((size_t)1 << TL_PAGE_SHIFT)
+#define TL_ALIGNMENT 16
+#define TL_SMALL_MAX ((size_t)64 << 10)
+#define TL_MAX_CLASSES 96
+/* Requests above this cannot be satisfied (glibc's limit too). */
+#define TL_MAX_REQUEST ((size_t)PTRDIFF_MAX - ((size_t)1 << 26))
+
+static inline size_t tl_round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+static inline size_t tl_pages_for(size_t bytes) { return (bytes + TL_PAGE_SIZE - 1) >> TL_PAGE_SHIFT; }
+
+/* ---- size classes (size_class.c) ------------------------------------- */
+struct size_class_info {
+    uint32_t size;        /* object size, a multiple of 16 */
+    uint32_t span_pages;  /* pages in one span of this class */
+    uint32_t objects;     /* objects per span */
+    uint32_t batch;       /* objects moved at once between thread and central */
+    uint64_t div_inv;     /* exact-division test for size: see tl_is_object_start */
+    uint64_t div_limit;
+    uint32_t div_shift;
+};
+extern struct size_class_info tl_classes[TL_MAX_CLASSES];
+extern unsigned tl_num_classes; /* classes are 1..tl_num_classes-1 */
+/* Class of a size: index (size+15)>>4 for sizes <= 1024, and
+ * (size+127)>>7 in the second table up to TL_SMALL_MAX. 0 until init. */
+extern uint8_t tl_class_small[1024 / 16 + 1];
+extern uint8_t tl_class_medium[(64 << 10) / 128 + 1];
+
+static inline unsigned tl_size_to_class(size_t size)
+{
+    if (TL_LIKELY(size <= 1024))
+        return tl_class_small[(size + 15) >> 4];
+    if (size <= TL_SMALL_MAX)
+        return tl_class_medium[(size + 127) >> 7];
+    return 0;
+}
+void tl_size_classes_init(void);
+
+/* offset (from the span start) is a multiple of the class size: the
+ * divisibility test of Granlund and Montgomery (one multiply, one rotate). */
+static inline bool tl_is_object_start(const struct size_class_info *c, uint64_t offset)
+{
+    uint64_t x = offset * c->div_inv;
+    x = (x >> c->div_shift) | (x << ((64 - c->div_shift) & 63));
+    return x <= c->div_limit;
+}
+
+/* ---- spans --------------------------------------------------------------- */
+enum span_state { SPAN_FREE = 0, SPAN_SMALL, SPAN_LARGE, SPAN_HUGE };
+
+struct span {
+    uintptr_t start;        /* first byte; page aligned */
+    size_t npages;          /* length in pages (huge: bytes mapped >> page shift) */
+    uint8_t state;          /* enum span_state */
+    uint8_t size_class;     /* small spans only */
+    uint8_t clean;          /* free or large: every byte is known to be zero */
+    uint8_t returned;       /* free: pages were given back to the OS */
+    uint8_t in_bin;         /* free: on a page heap bin list */
+    uint8_t on_central;     /* small: on its central list's partial list */
+    uint16_t pad;
+    uint32_t allocated;     /* small: objects out of the span (caches or users) */
+    uint32_t carved;        /* small: objects taken from the never-used tail */
+    uint64_t free_list;     /* small: encoded list of returned objects */
+    struct span *next, *prev;         /* bin list (free) or central partial list */
+    struct span *lru_next, *lru_prev; /* free, not returned: decay order */
+    uint64_t freed_ms;      /* free: when it last became free */
+    size_t user_size;       /* large/huge: bytes usable by the user */
+};
+
+/* ---- pagemap (pagemap.c) ----------------------------------------------- *
+ * A two-level radix tree over the 48-bit address space: 17 bits of root,
+ * 18 bits of leaf, 13 bits of page offset. Leaves are mapped on demand. */
+#define TL_PM_LEAF_BITS 18
+#define TL_PM_ROOT_BITS (48 - TL_PAGE_SHIFT - TL_PM_LEAF_BITS)
+#define TL_PM_LEAF_SIZE ((size_t)1 << TL_PM_LEAF_BITS)
+struct pagemap_leaf {
+    uint8_t size_class[TL_PM_LEAF_SIZE]; /* I3 */
+    struct span *span[TL_PM_LEAF_SIZE];  /* I2 */
+};
+extern struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
+
+static inline struct pagemap_leaf *tl_pagemap_leaf(uintptr_t a)
+{
+    if (TL_UNLIKELY(a >> 48))
+        return NULL;
+    return tl_pagemap_root[a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)];
+}
+static inline size_t tl_pagemap_index(uintptr_t a)
+{
+    return (a >> TL_PAGE_SHIFT) & (TL_PM_LEAF_SIZE - 1);
+}
+static inline struct span *tl_pagemap_span(uintptr_t a)
+{
+    struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
+    return leaf ? leaf->span[tl_pagemap_index(a)] : NULL;
+}
+bool tl_pagemap_ensure(uintptr_t start, size_t bytes); /* maps leaves */
+void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls);
+size_t tl_pagemap_bytes(void);
+
+/* ---- safe-linking and the free key (I4) -------------------------------- */
+extern uint64_t tl_secret;   /* per process, random */
+extern uint64_t tl_key_secret;
+static inline uint64_t tl_encode(void *next) { return (uint64_t)(uintptr_t)next ^ tl_secret; }
+static inline void *tl_decode(uint64_t v) { return (void *)(uintptr_t)(v ^ tl_secret); }
+static inline uint64_t tl_free_key(void *p) { return (uint64_t)(uintptr_t)p ^ tl_key_secret; }
+/* A decoded link that is not a 16-byte aligned user-space address was
+ * written by someone else: the heap is corrupted. */
+#define TL_LINK_BAD_MASK 0xFFFF80000000000FULL
+
+/* ---- metadata arena (page_heap.c) -------------------------------------- */
+struct span *tl_span_new(void);       /* page heap lock held */
+void tl_span_delete(struct span *s);  /* page heap lock held */
+void *tl_meta_alloc(size_t bytes);    /* zeroed, never freed; takes its own lock */
+
+/* ---- page heap (page_heap.c) ------------------------------------------- */
+struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
+                                unsigned cls);
+void tl_page_heap_free(struct span *s);
+bool tl_page_heap_try_grow(struct span *s, size_t new_npages); /* in place */
+void tl_page_heap_shrink(struct span *s, size_t new_npages);
+size_t tl_page_heap_release(size_t max_bytes, bool all); /* give dirty pages back */
+void tl_page_heap_maybe_decay(void);
+extern struct tl_lock tl_page_heap_lock;
+
+/* ---- central lists (central_list.c) ------------------------------------ */
+/* Takes up to n objects of class cls; returns how many, chained in *head
+ * (encoded links, last link NULL). */
+unsigned tl_central_take(unsigned cls, unsigned n, void **head);
+/* Gives back n objects chained from head (encoded links). */
+void tl_central_give(unsigned cls, void *head, unsigned n);
+void tl_central_drain_all(void);
+void tl_central_init(void);
+size_t tl_central_free_bytes(unsigned cls);
+size_t tl_central_span_bytes(unsigned cls);
+extern struct tl_lock tl_central_locks[TL_MAX_CLASSES];
+
+/* ---- thread cache (thread_cache.c) ------------------------------------- */
+struct tc_bin {
+    void *head;     /* free objects of this class, encoded links */
+    int32_t room;   /* frees that fit before a flush: max_len - objects held */
+    uint32_t pad;
+};
+struct thread_cache {
+    struct tc_bin bins[TL_MAX_CLASSES]; /* hot: first */
+    uint32_t max_len[TL_MAX_CLASSES];   /* list length limit per class */
+    uint8_t state;                      /* enum tc_state */
+    uint8_t in_registry;
+    size_t limit_bytes;                 /* sum of max_len[c]*size[c] */
+    _Atomic size_t cap_bytes;           /* what limit_bytes may reach; stolen from by others */
+    struct thread_cache *reg_next, *reg_prev;
+    uint64_t refills, flushes;
+};
+enum tc_state { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
+extern __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
+void *tl_tc_alloc(unsigned cls);
+void tl_tc_free(void *p, unsigned cls);
+void tl_tc_flush_self(void);
+void tl_tc_registry_lock(void);
+void tl_tc_registry_unlock(void);
+void tl_tc_child_after_fork(void);
+void tl_tc_init_key(void);
+size_t tl_tc_total_bytes(size_t *per_class, unsigned *threads);
+extern struct tl_lock tl_registry_lock;
+extern _Atomic size_t tl_tc_unclaimed;
+
+/* ---- allocation paths (alloc.c, huge.c) -------------------------------- */
+void *tl_alloc_slow(size_t size);   /* the fast paths' miss handlers (api.c) */
+void tl_free_slow(void *p);
+void *tl_alloc_small_nocache(unsigned cls);
+void tl_free_small_nocache(void *p, unsigned cls);
+void *tl_alloc_large(size_t size, size_t alignment);
+void *tl_alloc(size_t size);                     /* any size; NULL + ENOMEM */
+void *tl_alloc_aligned(size_t alignment, size_t size);
+void *tl_alloc_zeroed(size_t size);
+void *tl_realloc_impl(void *p, size_t size);
+void tl_free_checked(void *p, const char *who); /* validates, then frees */
+size_t tl_usable_size(void *p, const char *who);
+struct span *tl_lookup(void *p, const char *who); /* validated span of a block */
+void *tl_huge_alloc(size_t size, size_t alignment);
+void tl_huge_free(struct span *s);
+void *tl_huge_realloc(struct span *s, size_t size);
+
+/* ---- check mode (check.c) --------------------------------------------- */
+void *tl_check_alloc(size_t size, size_t alignment, bool zero);
+void tl_check_free(void *p, const char *who);
+void *tl_check_realloc(void *p, size_t size);
+size_t tl_check_usable_size(void *p);
+void tl_check_init(void);
+void tl_check_leak_report(void);
+
+/* ---- configuration (config.c) ------------------------------------------ */
+struct tl_config {
+    size_t huge_threshold;       /* bytes; above: own mmap */
+    size_t tc_budget;            /* all thread caches together */
+    size_t tc_max;               /* one thread's cache */
+    uint64_t decay_ms;           /* free dirty pages age this long before return */
+    int check;                   /* check mode: canaries, poison, quarantine, leaks */
+    int error_action;            /* MALLOC_CHECK_ levels: 0 ignore, 1 print, 2 abort,
+                                    3 print and abort (default) */
+    size_t quarantine_bytes;     /* check mode: freed bytes held back from reuse */
+    int stats_at_exit;           /* 0 no, 1 text, 2 json */
+    int verbose;
+    int background;              /* background scavenger thread */
+};
+extern struct tl_config tl_conf;
+void tl_config_init(void);
+bool tl_parse_size(const char *s, size_t len, size_t *out);
+
+/* ---- init (init.c) ------------------------------------------------------ */
+extern _Atomic int tl_init_state; /* 0 none, 1 running, 2 done */
+void tl_init_slow(void);
+static inline void tl_ensure_init(void)
+{
+    if (TL_UNLIKELY(atomic_load_explicit(&tl_init_state, memory_order_acquire) != 2))
+        tl_init_slow();
+}
+
+/* ---- statistics (stats.c) ----------------------------------------------- */
+struct tl_counters {
+    _Atomic size_t mapped;        /* bytes obtained from the OS for the page heap */
+    _Atomic size_t returned;      /* of those, given back (madvised) and not reused */
+    _Atomic size_t page_free;     /* free in the page heap, not returned */
+    _Atomic size_t large_in_use;  /* bytes of in-use large spans */
+    _Atomic size_t small_spans;   /* bytes of spans given to central lists */
+    _Atomic size_t huge_mapped;   /* bytes of huge mappings */
+    _Atomic size_t huge_count;
+    _Atomic size_t meta;          /* metadata arena bytes */
+    _Atomic size_t central_free;  /* bytes of free objects held by central lists */
+    _Atomic size_t trims;
+};
+extern struct tl_counters tl_stats;
+static inline void tl_stat_add(_Atomic size_t *c, size_t v)
+{
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+static inline void tl_stat_sub(_Atomic size_t *c, size_t v)
+{
+    atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
+}
+void tl_stats_at_exit(void);
+void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,
+                       size_t *fordblks, size_t *keepcost);
+
+/* ---- diagnostics (diag.c) ---------------------------------------------- */
+struct tl_buf {
+    int fd;
+    size_t len;
+    char data[1024];
+};
+void tl_buf_str(struct tl_buf *b, const char *s);
+void tl_buf_u64(struct tl_buf *b, uint64_t v);
+void tl_buf_hex(struct tl_buf *b, uint64_t v);
+void tl_buf_flush(struct tl_buf *b);
+void tl_buf_size(struct tl_buf *b, uint64_t bytes); /* "12.5 MiB" */
+TL_COLD void tl_report_invalid_free(void *p, const char *who, const char *what);
+TL_COLD void tl_report_corruption(void *p, const char *who, const char *what);
+TL_COLD void tl_report_double_free(void *p, unsigned cls, const char *who);
+TL_COLD void tl_fatal(const char *msg);
+void tl_warn(const char *msg, const char *detail);
+unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip);
+
+/* ---- fork (fork.c) ------------------------------------------------------- */
+void tl_fork_install(void);
+
+#endif

@@ -1,0 +1,138 @@
+/* os.c - the platform primitives: mappings, time, output. Nothing here
+ * allocates; everything is a thin wrapper over a system call. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+__thread char tl_self_marker __attribute__((tls_model("initial-exec")));
+
+void *tl_os_map(size_t size)
+{
+    int saved = errno;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Maps size bytes aligned to alignment (a power of two >= the kernel page)
+ * by mapping more and unmapping the ends. */
+void *tl_os_map_aligned(size_t size, size_t alignment)
+{
+    if (alignment <= tl_os_page_size())
+        return tl_os_map(size);
+    if (size + alignment < size)
+        return NULL;
+    char *p = tl_os_map(size + alignment);
+    if (!p)
+        return NULL;
+    uintptr_t a = tl_round_up((uintptr_t)p, alignment);
+    size_t head = a - (uintptr_t)p, tail = alignment - head;
+    if (head)
+        tl_os_unmap(p, head);
+    if (tail)
+        tl_os_unmap((char *)a + size, tail);
+    return (void *)a;
+}
+
+void tl_os_unmap(void *p, size_t size)
+{
+    int saved = errno;
+    munmap(p, size);
+    errno = saved;
+}
+
+void tl_os_decommit(void *p, size_t size)
+{
+    int saved = errno;
+    madvise(p, size, MADV_DONTNEED);
+    errno = saved;
+}
+
+void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move)
+{
+    int saved = errno;
+    void *q = mremap(p, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
+    errno = saved;
+    return q == MAP_FAILED ? NULL : q;
+}
+
+uint64_t tl_os_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+size_t tl_os_page_size(void) { return 4096; }
+
+void tl_os_write(int fd, const char *s, size_t n)
+{
+    int saved = errno;
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        s += w;
+        n -= (size_t)w;
+    }
+    errno = saved;
+}
+
+/* Reads up to cap-1 bytes of a small file (in /proc) into buf; returns the
+ * length or -1. */
+long tl_os_read_file(const char *path, char *buf, size_t cap)
+{
+    int saved = errno;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    long total = -1;
+    if (fd >= 0) {
+        total = 0;
+        while ((size_t)total + 1 < cap) {
+            ssize_t r = read(fd, buf + total, cap - 1 - (size_t)total);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            total += r;
+        }
+        buf[total] = 0;
+        close(fd);
+    }
+    errno = saved;
+    return total;
+}
+
+int tl_os_getpid(void) { return (int)syscall(SYS_getpid); }
+
+void tl_lock_wait(struct tl_lock *l)
+{
+    int saved = errno;
+    /* Spin briefly: critical sections are short. */
+    for (int i = 0; i < 100; i++) {
+        int expected = 0;
+        if (atomic_compare_exchange_weak_explicit(&l->state, &expected, 1, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+            errno = saved;
+            return;
+        }
+        __builtin_ia32_pause();
+    }
+    while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0)
+        syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+    errno = saved;
+}
+
+void tl_lock_wake(struct tl_lock *l)
+{
+    int saved = errno;
+    syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
+}

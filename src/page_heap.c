@@ -1,0 +1,452 @@
+/* page_heap.c - spans of whole pages: taking memory from the OS, splitting,
+ * coalescing, giving pages back after they have been free for a while, and
+ * the metadata arena that span structs live in.
+ *
+ * Free spans sit in bins by length: one bin per length up to 128 pages
+ * (1 MiB), then one per power of two. Two sets of bins: "dirty" spans (free
+ * but resident, reused first) and "returned" spans (pages given back with
+ * madvise, or never touched; they read as zero). Neighbouring free spans of
+ * the same set are merged at once. Dirty spans also sit on an LRU list in
+ * the order they became free; a span free for longer than decay_ms is given
+ * back (tl_page_heap_maybe_decay, run from page heap operations).
+ *
+ * Lock: tl_page_heap_lock guards the bins, the LRU, the span struct free
+ * list, the state/page range of every span, and the pagemap entries of
+ * non-huge spans. Order: central list lock -> page heap lock -> pagemap lock
+ * -> meta lock. Fork: taken in prepare after the central locks.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+struct tl_lock tl_page_heap_lock = TL_LOCK_INIT;
+
+#define EXACT_BINS 128
+#define NBINS 160
+#define GROW_BYTES ((size_t)64 << 20) /* reserve address space 64 MiB at a time */
+
+struct bin_set {
+    struct span *head[NBINS];
+    uint64_t nonempty[(NBINS + 63) / 64];
+};
+
+static struct bin_set dirty, returned;
+static struct span *lru_newest, *lru_oldest;
+static struct span *spare_spans;
+static uint64_t next_decay_ms;
+
+/* ---- metadata arena ----------------------------------------------------- */
+/* Lock: meta_lock guards the bump pointer. A leaf lock: nothing is taken
+ * while it is held. */
+struct tl_lock tl_meta_lock = TL_LOCK_INIT;
+static char *meta_cur, *meta_end;
+
+void *tl_meta_alloc(size_t bytes)
+{
+    bytes = tl_round_up(bytes, 64);
+    tl_lock_acquire(&tl_meta_lock);
+    if ((size_t)(meta_end - meta_cur) < bytes) {
+        size_t chunk = bytes > ((size_t)1 << 20) ? tl_round_up(bytes, 4096) : (size_t)1 << 20;
+        char *m = tl_os_map(chunk);
+        if (!m) {
+            tl_lock_release(&tl_meta_lock);
+            return NULL;
+        }
+        tl_stat_add(&tl_stats.meta, chunk);
+        meta_cur = m;
+        meta_end = m + chunk;
+    }
+    void *p = meta_cur;
+    meta_cur += bytes;
+    tl_lock_release(&tl_meta_lock);
+    return p;
+}
+
+struct span *tl_span_new(void)
+{
+    struct span *s = spare_spans;
+    if (s)
+        spare_spans = s->next;
+    else if (!(s = tl_meta_alloc(sizeof *s)))
+        return NULL;
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+void tl_span_delete(struct span *s)
+{
+    s->next = spare_spans;
+    spare_spans = s;
+}
+
+/* ---- bins ---------------------------------------------------------------- */
+static unsigned bin_of(size_t npages)
+{
+    if (npages <= EXACT_BINS)
+        return (unsigned)npages;
+    return EXACT_BINS + 1 + (unsigned)(63 - __builtin_clzll(npages)) - 7;
+}
+
+static void bin_insert(struct bin_set *set, struct span *s)
+{
+    unsigned b = bin_of(s->npages);
+    s->prev = NULL;
+    s->next = set->head[b];
+    if (s->next)
+        s->next->prev = s;
+    set->head[b] = s;
+    set->nonempty[b / 64] |= 1ull << (b % 64);
+    s->in_bin = 1;
+}
+
+static void bin_remove(struct bin_set *set, struct span *s)
+{
+    unsigned b = bin_of(s->npages);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        set->head[b] = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    if (!set->head[b])
+        set->nonempty[b / 64] &= ~(1ull << (b % 64));
+    s->in_bin = 0;
+}
+
+static unsigned next_nonempty(const struct bin_set *set, unsigned from)
+{
+    for (unsigned w = from / 64; w < (NBINS + 63) / 64; w++) {
+        uint64_t bits = set->nonempty[w];
+        if (w == from / 64)
+            bits &= ~0ull << (from % 64);
+        if (bits)
+            return w * 64 + (unsigned)__builtin_ctzll(bits);
+    }
+    return NBINS;
+}
+
+static struct span *bin_find(const struct bin_set *set, size_t npages)
+{
+    for (unsigned b = next_nonempty(set, bin_of(npages)); b < NBINS;
+         b = next_nonempty(set, b + 1)) {
+        if (b <= EXACT_BINS)
+            return set->head[b];
+        struct span *best = NULL;
+        for (struct span *s = set->head[b]; s; s = s->next)
+            if (s->npages >= npages && (!best || s->npages < best->npages))
+                best = s;
+        if (best)
+            return best;
+    }
+    return NULL;
+}
+
+/* ---- dirty LRU ----------------------------------------------------------- */
+static void lru_push(struct span *s)
+{
+    s->lru_prev = NULL;
+    s->lru_next = lru_newest;
+    if (lru_newest)
+        lru_newest->lru_prev = s;
+    else
+        lru_oldest = s;
+    lru_newest = s;
+}
+
+static void lru_remove(struct span *s)
+{
+    if (s->lru_prev)
+        s->lru_prev->lru_next = s->lru_next;
+    else
+        lru_newest = s->lru_next;
+    if (s->lru_next)
+        s->lru_next->lru_prev = s->lru_prev;
+    else
+        lru_oldest = s->lru_prev;
+    s->lru_next = s->lru_prev = NULL;
+}
+
+/* ---- free span bookkeeping ------------------------------------------------ */
+static size_t bytes_of(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
+
+/* Takes a free span out of its bin (and the LRU); stats follow. */
+static void unlink_free(struct span *s)
+{
+    if (s->returned) {
+        bin_remove(&returned, s);
+        tl_stat_sub(&tl_stats.returned, bytes_of(s));
+    } else {
+        bin_remove(&dirty, s);
+        lru_remove(s);
+        tl_stat_sub(&tl_stats.page_free, bytes_of(s));
+    }
+}
+
+static void link_free(struct span *s)
+{
+    s->state = SPAN_FREE;
+    s->size_class = 0;
+    tl_pagemap_set_range(s->start, 1, s, 0);
+    tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, s, 0);
+    if (s->returned) {
+        bin_insert(&returned, s);
+        tl_stat_add(&tl_stats.returned, bytes_of(s));
+    } else {
+        bin_insert(&dirty, s);
+        lru_push(s);
+        tl_stat_add(&tl_stats.page_free, bytes_of(s));
+    }
+}
+
+/* Merges free span s (not linked) with free neighbours of the same kind. */
+static struct span *coalesce(struct span *s)
+{
+    struct span *prev = tl_pagemap_span(s->start - TL_PAGE_SIZE);
+    if (prev && prev->state == SPAN_FREE && prev->in_bin && prev->returned == s->returned &&
+        prev->start + bytes_of(prev) == s->start) {
+        unlink_free(prev);
+        tl_pagemap_set_range(prev->start + bytes_of(prev) - TL_PAGE_SIZE, 1, NULL, 0);
+        tl_pagemap_set_range(s->start, 1, NULL, 0);
+        prev->npages += s->npages;
+        prev->clean &= s->clean;
+        if (s->freed_ms > prev->freed_ms)
+            prev->freed_ms = s->freed_ms;
+        tl_span_delete(s);
+        s = prev;
+    }
+    struct span *next = tl_pagemap_span(s->start + bytes_of(s));
+    if (next && next->state == SPAN_FREE && next->in_bin && next->returned == s->returned &&
+        next->start == s->start + bytes_of(s)) {
+        unlink_free(next);
+        tl_pagemap_set_range(next->start, 1, NULL, 0);
+        tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
+        s->npages += next->npages;
+        s->clean &= next->clean;
+        if (next->freed_ms > s->freed_ms)
+            s->freed_ms = next->freed_ms;
+        tl_span_delete(next);
+    }
+    return s;
+}
+
+/* Splits the first npages of free span s (unlinked) into a new span and
+ * links the rest back as free. Returns the front part. */
+static struct span *split_front(struct span *s, size_t npages)
+{
+    if (s->npages == npages)
+        return s;
+    struct span *rest = tl_span_new();
+    if (!rest)
+        return NULL;
+    rest->start = s->start + (npages << TL_PAGE_SHIFT);
+    rest->npages = s->npages - npages;
+    rest->returned = s->returned;
+    rest->clean = s->clean;
+    rest->freed_ms = s->freed_ms;
+    s->npages = npages;
+    link_free(rest);
+    return s;
+}
+
+/* ---- growing -------------------------------------------------------------- */
+static bool grow(size_t npages)
+{
+    size_t bytes = npages << TL_PAGE_SHIFT;
+    if (bytes < GROW_BYTES)
+        bytes = GROW_BYTES;
+    void *m = tl_os_map_aligned(bytes, TL_PAGE_SIZE);
+    if (!m)
+        return false;
+    if (!tl_pagemap_ensure((uintptr_t)m, bytes)) {
+        tl_os_unmap(m, bytes);
+        return false;
+    }
+    struct span *s = tl_span_new();
+    if (!s) {
+        tl_os_unmap(m, bytes);
+        return false;
+    }
+    s->start = (uintptr_t)m;
+    s->npages = bytes >> TL_PAGE_SHIFT;
+    s->returned = 1; /* not resident yet */
+    s->clean = 1;
+    tl_stat_add(&tl_stats.mapped, bytes);
+    link_free(coalesce(s));
+    return true;
+}
+
+static struct span *find(size_t npages)
+{
+    struct span *s = bin_find(&dirty, npages);
+    return s ? s : bin_find(&returned, npages);
+}
+
+/* ---- allocation ------------------------------------------------------------ */
+static struct span *take(size_t npages, size_t align_pages)
+{
+    size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
+    if (need < npages)
+        return NULL;
+    struct span *s = find(need);
+    if (!s && (!grow(need) || !(s = find(need))))
+        return NULL;
+    unlink_free(s);
+    tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
+    if (align_pages > 1) {
+        size_t align = align_pages << TL_PAGE_SHIFT;
+        size_t lead = (tl_round_up(s->start, align) - s->start) >> TL_PAGE_SHIFT;
+        if (lead) {
+            struct span *front = s;
+            s = tl_span_new();
+            if (!s) {
+                link_free(front);
+                return NULL;
+            }
+            s->start = front->start + (lead << TL_PAGE_SHIFT);
+            s->npages = front->npages - lead;
+            s->returned = front->returned;
+            s->clean = front->clean;
+            front->npages = lead;
+            link_free(front);
+        }
+    }
+    if (!split_front(s, npages)) {
+        link_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
+                                unsigned cls)
+{
+    tl_lock_acquire(&tl_page_heap_lock);
+    tl_page_heap_maybe_decay();
+    struct span *s = take(npages, align_pages);
+    if (s) {
+        s->state = (uint8_t)state;
+        s->size_class = (uint8_t)cls;
+        s->returned = 0;
+        s->in_bin = 0;
+        s->next = s->prev = NULL;
+        tl_pagemap_set_range(s->start, s->npages, s, (uint8_t)cls);
+        if (state == SPAN_SMALL)
+            tl_stat_add(&tl_stats.small_spans, bytes_of(s));
+        else
+            tl_stat_add(&tl_stats.large_in_use, bytes_of(s));
+    }
+    tl_lock_release(&tl_page_heap_lock);
+    return s;
+}
+
+static void free_locked(struct span *s)
+{
+    if (s->state == SPAN_SMALL)
+        tl_stat_sub(&tl_stats.small_spans, bytes_of(s));
+    else
+        tl_stat_sub(&tl_stats.large_in_use, bytes_of(s));
+    tl_pagemap_set_range(s->start, s->npages, NULL, 0);
+    s->state = SPAN_FREE;
+    s->returned = 0;
+    s->clean = 0;
+    s->freed_ms = tl_os_now_ms();
+    link_free(coalesce(s));
+}
+
+void tl_page_heap_free(struct span *s)
+{
+    tl_lock_acquire(&tl_page_heap_lock);
+    free_locked(s);
+    tl_page_heap_maybe_decay();
+    tl_lock_release(&tl_page_heap_lock);
+}
+
+/* Grows an in-use large span in place into the free span after it. */
+bool tl_page_heap_try_grow(struct span *s, size_t new_npages)
+{
+    bool ok = false;
+    tl_lock_acquire(&tl_page_heap_lock);
+    struct span *next = tl_pagemap_span(s->start + bytes_of(s));
+    if (next && next->state == SPAN_FREE && next->in_bin &&
+        next->start == s->start + bytes_of(s) && s->npages + next->npages >= new_npages) {
+        size_t extra = new_npages - s->npages;
+        unlink_free(next);
+        tl_pagemap_set_range(next->start + bytes_of(next) - TL_PAGE_SIZE, 1, NULL, 0);
+        if (split_front(next, extra)) {
+            s->clean = 0;
+            s->npages = new_npages;
+            tl_pagemap_set_range(next->start, extra, s, 0);
+            tl_stat_add(&tl_stats.large_in_use, extra << TL_PAGE_SHIFT);
+            tl_span_delete(next);
+            ok = true;
+        } else {
+            link_free(next);
+        }
+    }
+    tl_lock_release(&tl_page_heap_lock);
+    return ok;
+}
+
+/* Gives the tail of an in-use large span back to the heap. */
+void tl_page_heap_shrink(struct span *s, size_t new_npages)
+{
+    tl_lock_acquire(&tl_page_heap_lock);
+    struct span *tail = new_npages < s->npages ? tl_span_new() : NULL;
+    if (tail) {
+        tail->start = s->start + (new_npages << TL_PAGE_SHIFT);
+        tail->npages = s->npages - new_npages;
+        tail->state = SPAN_LARGE;
+        s->npages = new_npages;
+        free_locked(tail);
+    }
+    tl_lock_release(&tl_page_heap_lock);
+}
+
+/* ---- giving memory back -------------------------------------------------- */
+static void give_back(struct span *s)
+{
+    unlink_free(s);
+    tl_os_decommit((void *)s->start, bytes_of(s));
+    s->returned = 1;
+    s->clean = 1;
+    tl_pagemap_set_range(s->start, 1, NULL, 0);
+    tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
+    link_free(coalesce(s));
+}
+
+/* Gives back dirty spans, oldest first: all of them, or those free for at
+ * least decay_ms, up to max_bytes. Page heap lock held. */
+static size_t release_locked(size_t max_bytes, bool all)
+{
+    uint64_t now = tl_os_now_ms();
+    size_t done = 0;
+    while (lru_oldest && done < max_bytes) {
+        struct span *s = lru_oldest;
+        if (!all && now - s->freed_ms < tl_conf.decay_ms)
+            break;
+        done += bytes_of(s);
+        give_back(s);
+    }
+    return done;
+}
+
+size_t tl_page_heap_release(size_t max_bytes, bool all)
+{
+    tl_lock_acquire(&tl_page_heap_lock);
+    size_t done = release_locked(max_bytes, all);
+    tl_lock_release(&tl_page_heap_lock);
+    return done;
+}
+
+/* Page heap lock held. Cheap when there is nothing due: one clock read. */
+void tl_page_heap_maybe_decay(void)
+{
+    if (!lru_oldest)
+        return;
+    uint64_t now = tl_os_now_ms();
+    if (now < next_decay_ms)
+        return;
+    uint64_t step = tl_conf.decay_ms / 8;
+    next_decay_ms = now + (step < 10 ? 10 : step);
+    release_locked(SIZE_MAX, false);
+}

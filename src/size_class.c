@@ -1,0 +1,96 @@
+/* size_class.c - the table of size classes and the size -> class maps.
+ *
+ * Classes: 16 to 128 bytes in steps of 16 (8 classes), then 8 classes per
+ * doubling up to 64 KiB, each step an eighth of the lower power of two:
+ * 144, 160, ..., 256, 288, ..., 512, 576, ..., 64 KiB. 80 classes.
+ *
+ * Waste. A request of size r in class c with previous class p wastes at most
+ * (c - p - 1) / (p + 1) of itself. Up to 128 bytes the 16-byte step (forced by
+ * 16-byte alignment) costs up to 47% (17 -> 32); above 128 bytes the eighth-
+ * of-a-power step bounds it by 12.4% (129 -> 144, 32769 -> 36864). The span
+ * of a class is the smallest run of 8 KiB pages that holds enough objects
+ * and leaves a tail of at most 1/8 of the span unused; docs/DESIGN.md lists
+ * the table with both wastes (tests/size_class_table prints it).
+ *
+ * Batch: objects moved at once between a thread cache and its central list,
+ * 64 KiB worth, at least 2 and at most 64 objects: fewer lock round trips for
+ * small objects without a thread hoarding megabytes of large ones.
+ */
+#include "internal.h"
+
+struct size_class_info tl_classes[TL_MAX_CLASSES];
+unsigned tl_num_classes;
+uint8_t tl_class_small[1024 / 16 + 1];
+uint8_t tl_class_medium[(64 << 10) / 128 + 1];
+
+/* Inverse of an odd d modulo 2^64, by Newton's iteration. */
+static uint64_t inverse_mod_2_64(uint64_t d)
+{
+    uint64_t x = d; /* correct to 3 bits */
+    for (int i = 0; i < 5; i++)
+        x *= 2 - d * x;
+    return x;
+}
+
+static void set_division(struct size_class_info *c)
+{
+    uint64_t d = c->size;
+    unsigned shift = (unsigned)__builtin_ctzll(d);
+    c->div_shift = shift;
+    c->div_inv = inverse_mod_2_64(d >> shift);
+    c->div_limit = UINT64_MAX / d;
+}
+
+static uint32_t span_pages_for(uint32_t size)
+{
+    size_t want = (size_t)size * 8;
+    if (want > (64 << 10))
+        want = 64 << 10;
+    size_t pages = tl_pages_for(want > size ? want : size);
+    for (;; pages++) {
+        size_t bytes = pages << TL_PAGE_SHIFT;
+        if (bytes % size <= bytes / 8)
+            return (uint32_t)pages;
+    }
+}
+
+static uint32_t batch_for(uint32_t size)
+{
+    uint32_t b = (uint32_t)((64 << 10) / size);
+    return b < 2 ? 2 : b > 64 ? 64 : b;
+}
+
+static void add_class(uint32_t size)
+{
+    struct size_class_info *c = &tl_classes[tl_num_classes++];
+    c->size = size;
+    c->span_pages = span_pages_for(size);
+    c->objects = (uint32_t)((c->span_pages << TL_PAGE_SHIFT) / size);
+    c->batch = batch_for(size);
+    set_division(c);
+}
+
+void tl_size_classes_init(void)
+{
+    tl_num_classes = 1; /* class 0 means "not a small object" */
+    for (uint32_t s = 16; s <= 128; s += 16)
+        add_class(s);
+    for (uint32_t base = 128; base < TL_SMALL_MAX; base *= 2)
+        for (uint32_t s = base + base / 8; s <= 2 * base; s += base / 8)
+            add_class(s);
+
+    unsigned cls = 1;
+    for (size_t i = 0; i < sizeof tl_class_small; i++) {
+        size_t size = i * 16;
+        while (tl_classes[cls].size < size)
+            cls++;
+        tl_class_small[i] = (uint8_t)cls;
+    }
+    cls = 1;
+    for (size_t i = 0; i < sizeof tl_class_medium; i++) {
+        size_t size = i * 128;
+        while (tl_classes[cls].size < size)
+            cls++;
+        tl_class_medium[i] = (uint8_t)cls;
+    }
+}

@@ -1,0 +1,352 @@
+/* thread_cache.c - one cache of free objects per thread, per size class.
+ *
+ * The fast paths (api.c) pop and push a class's list in the calling
+ * thread's cache, in static TLS (initial-exec), with no lock and no atomic
+ * operation. Everything else is here: refilling an empty list from the
+ * central list, flushing a full one, growing and shrinking list limits
+ * within a byte budget, and returning the whole cache when the thread ends.
+ *
+ * Limits. A class's list may hold max_len objects; max_len starts at 0 and
+ * grows by one batch on each refill (slow start), up to 1 MiB worth or 8192
+ * objects. limit_bytes = sum(max_len * size) <= cap_bytes. A thread's cap
+ * grows in 256 KiB steps taken from the global pool tl_tc_unclaimed (the
+ * thread cache budget, 32 MiB by default) up to tc_max (4 MiB); when the
+ * pool is empty it is stolen from another thread, whose cap is lowered
+ * (atomically) and who shrinks its lists the next time it enters a slow
+ * path. So the sum of all caps never exceeds the budget, and a thread's
+ * cached bytes exceed its cap only until its next slow path.
+ *
+ * Thread exit: a pthread key destructor flushes everything to the central
+ * lists and returns the cap to the pool. Later calls from the same thread
+ * (other destructors) go straight to the central lists (state TC_DEAD).
+ *
+ * Lock: tl_registry_lock guards the list of live caches (for stats,
+ * stealing and fork) and is held while reading another thread's cache, so
+ * the cache (in that thread's TLS) cannot vanish meanwhile. It nests outside
+ * the central and page heap locks. Fork: taken first in prepare.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+
+__thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
+struct tl_lock tl_registry_lock = TL_LOCK_INIT;
+_Atomic size_t tl_tc_unclaimed;
+
+static struct thread_cache *registry;
+static struct thread_cache *steal_cursor;
+static pthread_key_t exit_key;
+
+#define CAP_STEP ((size_t)256 << 10)
+
+static size_t class_size(unsigned cls) { return tl_classes[cls].size; }
+
+static uint32_t max_len_cap(unsigned cls)
+{
+    uint32_t by_bytes = (uint32_t)(((size_t)1 << 20) / class_size(cls));
+    uint32_t floor = 2 * tl_classes[cls].batch;
+    uint32_t cap = by_bytes > floor ? by_bytes : floor;
+    return cap > 8192 ? 8192 : cap;
+}
+
+static uint32_t held(const struct thread_cache *tc, unsigned cls)
+{
+    return (uint32_t)((int32_t)tc->max_len[cls] - tc->bins[cls].room);
+}
+
+/* ---- registry ---------------------------------------------------------- */
+static void registry_add(struct thread_cache *tc)
+{
+    tl_lock_acquire(&tl_registry_lock);
+    tc->reg_prev = NULL;
+    tc->reg_next = registry;
+    if (registry)
+        registry->reg_prev = tc;
+    registry = tc;
+    tc->in_registry = 1;
+    tl_lock_release(&tl_registry_lock);
+}
+
+static void registry_remove_locked(struct thread_cache *tc)
+{
+    if (steal_cursor == tc)
+        steal_cursor = tc->reg_next;
+    if (tc->reg_prev)
+        tc->reg_prev->reg_next = tc->reg_next;
+    else
+        registry = tc->reg_next;
+    if (tc->reg_next)
+        tc->reg_next->reg_prev = tc->reg_prev;
+    tc->in_registry = 0;
+}
+
+void tl_tc_registry_lock(void) { tl_lock_acquire(&tl_registry_lock); }
+void tl_tc_registry_unlock(void) { tl_lock_release(&tl_registry_lock); }
+
+/* ---- budget ------------------------------------------------------------ */
+static bool take_unclaimed(size_t want)
+{
+    size_t have = atomic_load_explicit(&tl_tc_unclaimed, memory_order_relaxed);
+    while (have >= want)
+        if (atomic_compare_exchange_weak_explicit(&tl_tc_unclaimed, &have, have - want,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return true;
+    return false;
+}
+
+/* Lowers another thread's cap by want; round robin over the registry. */
+static bool steal(struct thread_cache *self, size_t want)
+{
+    bool ok = false;
+    tl_lock_acquire(&tl_registry_lock);
+    for (int tries = 0; registry && tries < 64 && !ok; tries++) {
+        struct thread_cache *v = steal_cursor ? steal_cursor : registry;
+        steal_cursor = v->reg_next;
+        if (v == self)
+            continue;
+        size_t cap = atomic_load_explicit(&v->cap_bytes, memory_order_relaxed);
+        while (cap >= want && !ok)
+            ok = atomic_compare_exchange_weak_explicit(&v->cap_bytes, &cap, cap - want,
+                                                       memory_order_relaxed, memory_order_relaxed);
+    }
+    tl_lock_release(&tl_registry_lock);
+    return ok;
+}
+
+/* Room for bytes more of list limits in this thread's cap? */
+static bool reserve(struct thread_cache *tc, size_t bytes)
+{
+    size_t cap = atomic_load_explicit(&tc->cap_bytes, memory_order_relaxed);
+    if (tc->limit_bytes + bytes <= cap)
+        return true;
+    size_t want = tl_round_up(tc->limit_bytes + bytes - cap, CAP_STEP);
+    if (cap + want > tl_conf.tc_max)
+        return false;
+    if (!take_unclaimed(want) && !steal(tc, want))
+        return false;
+    atomic_fetch_add_explicit(&tc->cap_bytes, want, memory_order_relaxed);
+    return true;
+}
+
+/* ---- moving objects ----------------------------------------------------- */
+/* Detaches n objects from the head of a class's list (n <= held). */
+static void *detach(struct tc_bin *bin, unsigned n)
+{
+    void *first = bin->head, *last = first;
+    for (unsigned i = 1; i < n; i++)
+        last = tl_decode(*(uint64_t *)last);
+    bin->head = tl_decode(*(uint64_t *)last);
+    *(uint64_t *)last = tl_encode(NULL);
+    bin->room += (int32_t)n;
+    return first;
+}
+
+static void flush(struct thread_cache *tc, unsigned cls, unsigned n)
+{
+    if (n == 0)
+        return;
+    tl_central_give(cls, detach(&tc->bins[cls], n), n);
+    tc->flushes++;
+}
+
+static void set_max_len(struct thread_cache *tc, unsigned cls, uint32_t len)
+{
+    int32_t delta = (int32_t)len - (int32_t)tc->max_len[cls];
+    tc->limit_bytes = tc->limit_bytes + (size_t)((int64_t)delta * (int64_t)class_size(cls));
+    tc->max_len[cls] = len;
+    tc->bins[cls].room += delta;
+}
+
+/* After another thread lowered our cap: halve lists until we fit. */
+static void shrink_to_cap(struct thread_cache *tc)
+{
+    while (tc->limit_bytes > atomic_load_explicit(&tc->cap_bytes, memory_order_relaxed)) {
+        bool changed = false;
+        for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+            uint32_t len = tc->max_len[cls];
+            if (len == 0)
+                continue;
+            uint32_t target = len / 2;
+            uint32_t h = held(tc, cls);
+            if (h > target)
+                flush(tc, cls, h - target);
+            set_max_len(tc, cls, target);
+            changed = true;
+        }
+        if (!changed)
+            break;
+    }
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+static void cache_exit(void *arg);
+
+void tl_tc_init_key(void) { pthread_key_create(&exit_key, cache_exit); }
+
+static void cache_init(struct thread_cache *tc)
+{
+    /* Calls below may re-enter malloc (pthread_setspecific allocates for
+     * high key numbers); until the cache is ready, such calls bypass it. */
+    tc->state = TC_DEAD;
+    for (unsigned cls = 0; cls < TL_MAX_CLASSES; cls++) {
+        tc->bins[cls].head = NULL;
+        tc->bins[cls].room = 0;
+        tc->max_len[cls] = 0;
+    }
+    tc->limit_bytes = 0;
+    atomic_store_explicit(&tc->cap_bytes, 0, memory_order_relaxed);
+    if (tl_conf.check)
+        return; /* check mode sees every malloc and free: no caching */
+    registry_add(tc);
+    pthread_setspecific(exit_key, tc);
+    tc->state = TC_ACTIVE;
+}
+
+static void flush_all(struct thread_cache *tc)
+{
+    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        uint32_t h = held(tc, cls);
+        while (h > 0) {
+            unsigned n = h > tl_classes[cls].batch ? tl_classes[cls].batch : h;
+            flush(tc, cls, n);
+            h -= n;
+        }
+        set_max_len(tc, cls, 0);
+    }
+}
+
+/* Thread exit (key destructor) and fork child for dead threads' caches. */
+static void retire(struct thread_cache *tc)
+{
+    flush_all(tc);
+    tc->state = TC_DEAD;
+    size_t cap = atomic_exchange_explicit(&tc->cap_bytes, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tl_tc_unclaimed, cap, memory_order_relaxed);
+}
+
+static void cache_exit(void *arg)
+{
+    struct thread_cache *tc = arg;
+    if (tc != &tl_tc || tc->state != TC_ACTIVE)
+        return;
+    tc->state = TC_DEAD; /* re-entrant frees during the flush bypass the cache */
+    tl_lock_acquire(&tl_registry_lock);
+    registry_remove_locked(tc);
+    tl_lock_release(&tl_registry_lock);
+    retire(tc);
+}
+
+void tl_tc_flush_self(void)
+{
+    struct thread_cache *tc = &tl_tc;
+    if (tc->state == TC_ACTIVE)
+        flush_all(tc);
+}
+
+/* In the child after fork: caches of threads that do not exist here go back. */
+void tl_tc_child_after_fork(void)
+{
+    struct thread_cache *tc = registry;
+    while (tc) {
+        struct thread_cache *next = tc->reg_next;
+        if (tc != &tl_tc) {
+            registry_remove_locked(tc);
+            retire(tc);
+        }
+        tc = next;
+    }
+}
+
+/* ---- slow paths ---------------------------------------------------------- */
+static bool ready(struct thread_cache *tc)
+{
+    if (TL_LIKELY(tc->state == TC_ACTIVE))
+        return true;
+    if (tc->state == TC_UNINIT)
+        cache_init(tc);
+    return tc->state == TC_ACTIVE;
+}
+
+/* Pops an object of class cls from this thread's cache, refilling it from
+ * the central list when empty. */
+void *tl_tc_alloc(unsigned cls)
+{
+    struct thread_cache *tc = &tl_tc;
+    if (!ready(tc))
+        return tl_alloc_small_nocache(cls);
+    struct tc_bin *bin = &tc->bins[cls];
+    if (tc->limit_bytes > atomic_load_explicit(&tc->cap_bytes, memory_order_relaxed))
+        shrink_to_cap(tc);
+    if (!bin->head) {
+        uint32_t batch = tl_classes[cls].batch;
+        if (tc->max_len[cls] + batch <= max_len_cap(cls) &&
+            reserve(tc, (size_t)batch * class_size(cls)))
+            set_max_len(tc, cls, tc->max_len[cls] + batch);
+        if (bin->room <= 0)
+            return tl_alloc_small_nocache(cls);
+        unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
+        void *head;
+        unsigned got = tl_central_take(cls, want, &head);
+        if (got == 0)
+            return NULL;
+        bin->head = head;
+        bin->room -= (int32_t)got;
+        tc->refills++;
+    }
+    void *p = bin->head;
+    uint64_t next = *(uint64_t *)p ^ tl_secret;
+    if (TL_UNLIKELY(next & TL_LINK_BAD_MASK))
+        tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
+    bin->head = (void *)(uintptr_t)next;
+    bin->room++;
+    ((uint64_t *)p)[1] = 0;
+    return p;
+}
+
+/* p is a small object of class cls, already validated by the caller. */
+void tl_tc_free(void *p, unsigned cls)
+{
+    struct thread_cache *tc = &tl_tc;
+    if (!ready(tc)) {
+        tl_free_small_nocache(p, cls);
+        return;
+    }
+    if (tc->limit_bytes > atomic_load_explicit(&tc->cap_bytes, memory_order_relaxed))
+        shrink_to_cap(tc);
+    struct tc_bin *bin = &tc->bins[cls];
+    if (bin->room <= 0) {
+        uint32_t h = held(tc, cls);
+        uint32_t batch = tl_classes[cls].batch;
+        flush(tc, cls, h < batch ? h : batch);
+    }
+    if (bin->room <= 0) { /* max_len is 0: no budget for this class */
+        tl_free_small_nocache(p, cls);
+        return;
+    }
+    ((uint64_t *)p)[0] = tl_encode(bin->head);
+    ((uint64_t *)p)[1] = tl_free_key(p);
+    bin->head = p;
+    bin->room--;
+}
+
+/* Sum of bytes cached by all threads (and per class when per_class is not
+ * NULL). Reads other threads' caches without their cooperation: the figure
+ * is a snapshot that may be off by what they did meanwhile. */
+__attribute__((no_sanitize("thread"))) size_t tl_tc_total_bytes(size_t *per_class,
+                                                                 unsigned *threads)
+{
+    size_t total = 0;
+    unsigned n = 0;
+    tl_lock_acquire(&tl_registry_lock);
+    for (struct thread_cache *tc = registry; tc; tc = tc->reg_next, n++)
+        for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+            size_t b = (size_t)held(tc, cls) * class_size(cls);
+            total += b;
+            if (per_class)
+                per_class[cls] += b;
+        }
+    tl_lock_release(&tl_registry_lock);
+    if (threads)
+        *threads = n;
+    return total;
+}
