@@ -12,7 +12,7 @@
 #                     [--rounds N] [--runs N] [--no-callgrind] [--no-memory]
 #
 #   --quick        small sizes, 3 rounds of 1 run: under 5 minutes
-#   (default)      full sizes, 5 rounds of 2 runs: about 15-25 minutes
+#   (default)      full sizes, 4 rounds of 2 runs: about 15-20 minutes
 #   --main-job     larson and prodcons at 2 and 8 threads plus the callgrind
 #                  count, printed side by side (what bench/main-job.sh runs);
 #                  writes nothing under bench/results except its tmp/ folder
@@ -66,7 +66,7 @@ while [ $# -gt 0 ]; do
 done
 
 case $MODE in
-full) : "${ROUNDS:=5}" "${RUNS:=2}" ;;
+full) : "${ROUNDS:=4}" "${RUNS:=2}" ;;
 quick) : "${ROUNDS:=3}" "${RUNS:=1}" ;;
 main-job) : "${ROUNDS:=5}" "${RUNS:=1}"; DO_MEMORY=0 ;;
 esac
@@ -153,9 +153,9 @@ say "allocators: ${ALLOCS[*]}"
 # ----------------------------------------------------------------- configs
 # id | workload | threads | arguments (without -t)
 if [ "$MODE" = quick ]; then
-	S_FP=5m S_LAR=5m S_PC=1m S_FS="-n 500 -w 100000" S_RC=5000 S_CH=5000 S_LG=30
+	S_FP=5m S_LAR=5m S_PC=1m S_FS="-n 300 -w 50000" S_RC=5000 S_CH=5000 S_LG=30
 else
-	S_FP=20m S_LAR=20m S_PC=4m S_FS="-n 2000 -w 100000" S_RC=20000 S_CH=20000 S_LG=120
+	S_FP=10m S_LAR=10m S_PC=2m S_FS="-n 600 -w 50000" S_RC=10000 S_CH=10000 S_LG=60
 fi
 CONFIGS=()
 addcfg() { # workload threads args...

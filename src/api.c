@@ -21,6 +21,19 @@
 
 #include <errno.h>
 
+/* The fast paths need no frame: they tail-call the slow paths, whose frames
+ * then link straight to the caller's for backtraces. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("omit-frame-pointer")
+#endif
+
+/* Out of line so that the fast path keeps no registers for it. */
+TL_NOINLINE static void *bad_link(void *p)
+{
+    tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
+    return NULL;
+}
+
 static inline void *fast_malloc(size_t size)
 {
     unsigned cls;
@@ -36,7 +49,7 @@ static inline void *fast_malloc(size_t size)
         return tl_alloc_slow(size);
     uint64_t next = *(uint64_t *)p ^ tl_secret;
     if (TL_UNLIKELY(next & TL_LINK_BAD_MASK))
-        tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
+        return bad_link(p);
     bin->head = (void *)(uintptr_t)next;
     bin->room++;
     ((uint64_t *)p)[1] = 0;

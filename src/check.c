@@ -58,7 +58,9 @@ static struct trailer *trailer_of(void *p, size_t usable)
 }
 
 /* ---- reports ------------------------------------------------------------- */
-static void report(void *p, const char *who, const char *what, uint64_t n, const char *tail)
+/* "tlmalloc: <what> of <p> in <who>()[: <before><n><after>]" */
+static void report(void *p, const char *who, const char *what, const char *before, uint64_t n,
+                   const char *after)
 {
     struct tl_buf b = {.fd = 2};
     tl_buf_str(&b, "tlmalloc: ");
@@ -68,20 +70,15 @@ static void report(void *p, const char *who, const char *what, uint64_t n, const
     tl_buf_str(&b, " in ");
     tl_buf_str(&b, who);
     tl_buf_str(&b, "()");
-    if (tail) {
+    if (before) {
         tl_buf_str(&b, ": ");
+        tl_buf_str(&b, before);
         tl_buf_u64(&b, n);
-        tl_buf_str(&b, tail);
+        tl_buf_str(&b, after);
     }
     tl_buf_str(&b, "\n");
     if (tl_conf.error_action & 1) {
-        uintptr_t pcs[10];
-        unsigned k = tl_backtrace(pcs, 10, 2);
-        for (unsigned i = 0; i < k; i++) {
-            tl_buf_str(&b, "    at ");
-            tl_buf_hex(&b, pcs[i]);
-            tl_buf_str(&b, "\n");
-        }
+        tl_put_backtrace(&b);
         tl_buf_flush(&b);
     }
     if (tl_conf.error_action & 2)
@@ -149,19 +146,20 @@ static size_t verify(void *p, const char *who)
     struct trailer *t = trailer_of(p, usable);
     size_t room = usable - sizeof(struct trailer);
     if ((t->size_key ^ key_of(p)) == FREED_MARK) {
-        report(p, who, "double free", 0, NULL);
+        report(p, who, "double free", NULL, 0, NULL);
         return SIZE_MAX;
     }
     size_t size = t->size_key ^ key_of(p);
     if (size >= room) {
-        report(p, who, "heap corruption (block trailer overwritten, overrun?)", 0, NULL);
+        report(p, who, "heap corruption", "block trailer overwritten (overrun?), size field ", size,
+               "");
         return SIZE_MAX;
     }
     const unsigned char *c = (const unsigned char *)p + size;
     for (size_t i = 0; i < room - size; i++)
         if (c[i] != FILL_CANARY) {
-            report(p, who, "buffer overrun", size,
-                   " bytes allocated, written past the end");
+            report(p, who, "buffer overrun", "written past the end of its ", size,
+                   " bytes");
             return SIZE_MAX;
         }
     return size;
@@ -181,7 +179,7 @@ static void evict(size_t bound)
         const unsigned char *c = p;
         for (size_t i = 0; i < span; i++)
             if (c[i] != FILL_FREED) {
-                report(p, "free", "write after free", i, " bytes into the block were changed");
+                report(p, "free", "write after free", "byte ", i, " changed after the block was freed");
                 break;
             }
         tl_free_checked(p, "free");
@@ -243,7 +241,14 @@ struct site_total {
 
 void tl_check_leak_report(void)
 {
-    if (!tl_conf.check || !(tl_conf.error_action & 1))
+    if (!tl_conf.check)
+        return;
+    /* Blocks still in quarantine are verified now: a write after free
+     * into one of them would otherwise go unseen. */
+    tl_lock_acquire(&tl_check_lock);
+    evict(0);
+    tl_lock_release(&tl_check_lock);
+    if (!(tl_conf.error_action & 1))
         return;
     enum { MAX_SITES = 4096 };
     struct site_total *sites = tl_os_map(MAX_SITES * sizeof *sites);
@@ -282,18 +287,12 @@ void tl_check_leak_report(void)
         tl_buf_str(&b, " blocks still allocated at exit\n");
     }
     for (size_t i = 0; i < nsites && i < 20; i++) {
-        Dl_info info;
         tl_buf_str(&b, "    ");
         tl_buf_u64(&b, sites[i].bytes);
         tl_buf_str(&b, " bytes in ");
         tl_buf_u64(&b, sites[i].blocks);
         tl_buf_str(&b, " blocks allocated at ");
-        tl_buf_hex(&b, sites[i].site);
-        if (dladdr((void *)sites[i].site, &info) && info.dli_fname) {
-            tl_buf_str(&b, " ");
-            tl_buf_str(&b, info.dli_sname ? info.dli_sname : info.dli_fname);
-        }
-        tl_buf_str(&b, "\n");
+        tl_put_frame(&b, sites[i].site);
     }
     tl_buf_flush(&b);
     tl_os_unmap(sites, MAX_SITES * sizeof *sites);

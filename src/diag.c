@@ -89,10 +89,9 @@ static bool readable(const void *p)
     return mincore((void *)page, 4096, &vec) == 0;
 }
 
-static void put_frame(struct tl_buf *b, uintptr_t pc)
+void tl_put_frame(struct tl_buf *b, uintptr_t pc)
 {
     Dl_info info;
-    tl_buf_str(b, "    at ");
     tl_buf_hex(b, pc);
     if (dladdr((void *)pc, &info) && info.dli_fname) {
         const char *name = strrchr(info.dli_fname, '/');
@@ -105,7 +104,7 @@ static void put_frame(struct tl_buf *b, uintptr_t pc)
             tl_buf_hex(b, pc - (uintptr_t)info.dli_saddr);
             tl_buf_str(b, ")");
         } else {
-            tl_buf_str(b, " +");
+            tl_buf_str(b, "+");
             tl_buf_hex(b, pc - (uintptr_t)info.dli_fbase);
         }
     }
@@ -134,12 +133,29 @@ unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
     return n;
 }
 
-static void put_backtrace(struct tl_buf *b)
+/* Is pc in the object that holds tlmalloc's own code? */
+static bool in_self(uintptr_t pc)
 {
-    uintptr_t pcs[12];
-    unsigned n = tl_backtrace(pcs, 12, 2);
-    for (unsigned i = 0; i < n; i++)
-        put_frame(b, pcs[i]);
+    Dl_info self, info;
+    return dladdr((void *)&tl_backtrace, &self) && dladdr((void *)pc, &info) &&
+           self.dli_fbase == info.dli_fbase;
+}
+
+/* The caller's frames, without tlmalloc's own leading ones (unless all are
+ * ours, as when tlmalloc is linked statically into the program). */
+void tl_put_backtrace(struct tl_buf *b)
+{
+    uintptr_t pcs[16];
+    unsigned n = tl_backtrace(pcs, 16, 0), first = 0;
+    while (first < n && in_self(pcs[first]))
+        first++;
+    if (first == n)
+        first = 0;
+    for (unsigned i = first; i < n && i < first + 10; i++)
+    {
+        tl_buf_str(b, "    at ");
+        tl_put_frame(b, pcs[i]);
+    }
 }
 
 /* ---- reports ----------------------------------------------------------------- */
@@ -147,7 +163,7 @@ static void act(struct tl_buf *b)
 {
     int action = tl_conf.error_action;
     if (action & 1) {
-        put_backtrace(b);
+        tl_put_backtrace(b);
         tl_buf_flush(b);
     }
     if (action & 2)
@@ -198,7 +214,7 @@ void tl_report_corruption(void *p, const char *who, const char *what)
     tl_buf_str(&b, "(): ");
     tl_buf_str(&b, what);
     tl_buf_str(&b, "\n");
-    put_backtrace(&b);
+    tl_put_backtrace(&b);
     tl_buf_flush(&b);
     abort();
 }

@@ -42,6 +42,10 @@
 #include "lock.h"
 #include "os.h"
 
+/* Everything declared from here on is internal to the library: the
+ * compiler may address it directly instead of through the GOT. */
+#pragma GCC visibility push(hidden)
+
 #define TL_EXPORT __attribute__((visibility("default")))
 #define TL_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TL_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -61,14 +65,14 @@ static inline size_t tl_round_up(size_t n, size_t a) { return (n + a - 1) & ~(a 
 static inline size_t tl_pages_for(size_t bytes) { return (bytes + TL_PAGE_SIZE - 1) >> TL_PAGE_SHIFT; }
 
 /* ---- size classes (size_class.c) ------------------------------------- */
-struct size_class_info {
+struct size_class_info { /* 32 bytes: one shift to index */
     uint32_t size;        /* object size, a multiple of 16 */
-    uint32_t span_pages;  /* pages in one span of this class */
+    uint16_t span_pages;  /* pages in one span of this class */
+    uint16_t batch;       /* objects moved at once between thread and central */
     uint32_t objects;     /* objects per span */
-    uint32_t batch;       /* objects moved at once between thread and central */
-    uint64_t div_inv;     /* exact-division test for size: see tl_is_object_start */
+    uint32_t div_shift;   /* exact-division test for size: see tl_is_object_start */
+    uint64_t div_inv;
     uint64_t div_limit;
-    uint32_t div_shift;
 };
 extern struct size_class_info tl_classes[TL_MAX_CLASSES];
 extern unsigned tl_num_classes; /* classes are 1..tl_num_classes-1 */
@@ -310,8 +314,11 @@ TL_COLD void tl_report_double_free(void *p, unsigned cls, const char *who);
 TL_COLD void tl_fatal(const char *msg);
 void tl_warn(const char *msg, const char *detail);
 unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip);
+void tl_put_backtrace(struct tl_buf *b);
+void tl_put_frame(struct tl_buf *b, uintptr_t pc); /* "0x.. lib(sym+0x..)" */
 
 /* ---- fork (fork.c) ------------------------------------------------------- */
 void tl_fork_install(void);
 
+#pragma GCC visibility pop
 #endif

@@ -64,9 +64,9 @@ static void add_class(uint32_t size)
 {
     struct size_class_info *c = &tl_classes[tl_num_classes++];
     c->size = size;
-    c->span_pages = span_pages_for(size);
+    c->span_pages = (uint16_t)span_pages_for(size);
     c->objects = (uint32_t)((c->span_pages << TL_PAGE_SHIFT) / size);
-    c->batch = batch_for(size);
+    c->batch = (uint16_t)batch_for(size);
     set_division(c);
 }
 

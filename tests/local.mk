@@ -1,0 +1,40 @@
+# tests/local.mk - tlmalloc's tests, included by the top-level Makefile.am.
+#
+# `make check` builds the two Criterion programs and runs tests/run.sh,
+# which runs them (test_preload under LD_PRELOAD), the smoke tests with
+# real programs, and the ThreadSanitizer and AddressSanitizer programs it
+# builds itself from the allocator sources. See tests/run.sh.
+
+EXTRA_DIST += tests/run.sh tests/smoke.sh tests/san_common.h tests/san_tsan.c tests/san_asan.c
+
+if ENABLE_TESTS
+
+# The tests are built with the project's strict flags, plus -fno-builtin so
+# that the compiler does not remove or fold the allocation calls under test.
+TESTS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fno-builtin \
+	-fno-omit-frame-pointer -I$(top_srcdir)/include $(CRITERION_CFLAGS)
+
+# The general tests use only the malloc family; both programs run them.
+tests_general_sources = \
+	tests/common.h tests/workloads.h \
+	tests/t_identity.c tests/t_align.c tests/t_limits.c tests/t_memalign.c \
+	tests/t_realloc.c tests/t_calloc.c tests/t_compat.c tests/t_stress.c \
+	tests/t_threads.c tests/t_fork.c
+
+check_PROGRAMS += tests/test_linked tests/test_preload
+
+# Linked with libtlmalloc; adds the tests of the tl_ interface.
+tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c
+tests_test_linked_CFLAGS = $(TESTS_CFLAGS)
+tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
+
+# Not linked with tlmalloc: run with LD_PRELOAD=.libs/libtlmalloc.so.
+tests_test_preload_SOURCES = $(tests_general_sources)
+tests_test_preload_CFLAGS = $(TESTS_CFLAGS)
+tests_test_preload_LDADD = $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
+
+check-local: $(check_PROGRAMS) libtlmalloc.la
+	TL_SRCDIR='$(abs_top_srcdir)' TL_BUILDDIR='$(abs_top_builddir)' \
+	  $(SHELL) '$(abs_top_srcdir)/tests/run.sh'
+
+endif

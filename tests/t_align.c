@@ -8,7 +8,7 @@
  * sweep of size-class boundaries up to 300 MiB. Small sizes are taken
  * several times in a row because successive blocks of a size class sit at
  * different offsets of their span. */
-Test(align, malloc_16_bytes_every_size, .timeout = 300)
+Test(align, malloc_16_bytes_every_size, .timeout = 180)
 {
     static size_t sizes[SWEEP_MAX];
     size_t n = size_sweep(sizes, SIZE_MAX);
@@ -32,7 +32,7 @@ Test(align, malloc_16_bytes_every_size, .timeout = 300)
     }
 }
 
-Test(align, calloc_and_realloc_16_bytes, .timeout = 300)
+Test(align, calloc_and_realloc_16_bytes, .timeout = 180)
 {
     static size_t sizes[SWEEP_MAX];
     size_t n = size_sweep(sizes, 4 * MiB);
@@ -103,7 +103,7 @@ Test(align, usable_size_null_is_zero)
 /* malloc_usable_size(p) >= request and every one of those bytes can be
  * written without touching any other block: three blocks of one size are
  * filled with their own patterns over their whole usable size, then checked. */
-Test(align, usable_size_all_bytes_writable, .timeout = 300)
+Test(align, usable_size_all_bytes_writable, .timeout = 180)
 {
     static size_t sizes[SWEEP_MAX];
     size_t n = size_sweep(sizes, 64 * MiB);

@@ -6,7 +6,7 @@
 
 #include "workloads.h"
 
-Test(fork, fork_while_threads_allocate, .timeout = 300)
+Test(fork, fork_while_threads_allocate, .timeout = 180)
 {
     w_reset();
     long errs = w_fork_under_load(4, 50, 1);
@@ -15,7 +15,7 @@ Test(fork, fork_while_threads_allocate, .timeout = 300)
 
 /* The child also allocates from the parent's surviving blocks' size
  * classes and from a new thread; then the parent keeps working. */
-Test(fork, parent_heap_intact_after_forks, .timeout = 300)
+Test(fork, parent_heap_intact_after_forks, .timeout = 180)
 {
     w_reset();
     enum { N = 2000 };
@@ -33,7 +33,7 @@ Test(fork, parent_heap_intact_after_forks, .timeout = 300)
     }
 }
 
-Test(fork, fork_in_signal_handler_500, .timeout = 300)
+Test(fork, fork_in_signal_handler_500, .timeout = 180)
 {
     w_reset();
     long errs = w_sigfork(500, 100);

@@ -5,7 +5,7 @@
 #include "workloads.h"
 
 #define RING_TEST(n)                                                              \
-    Test(threads, ring_cross_free_##n##_threads, .timeout = 300)                  \
+    Test(threads, ring_cross_free_##n##_threads, .timeout = 180)                  \
     {                                                                             \
         w_reset();                                                                \
         long errs = w_ring(n, 200000);                                            \
@@ -17,14 +17,14 @@ RING_TEST(16)
 RING_TEST(32)
 RING_TEST(64)
 
-Test(threads, many_producers_one_consumer, .timeout = 300)
+Test(threads, many_producers_one_consumer, .timeout = 180)
 {
     w_reset();
     long errs = w_many_to_one(16, 10000);
     cr_assert_eq(errs, 0, "%ld errors, first: %s", errs, w_first_error);
 }
 
-Test(threads, one_producer_many_consumers, .timeout = 300)
+Test(threads, one_producer_many_consumers, .timeout = 180)
 {
     w_reset();
     long errs = w_one_to_many(16, 150000);
@@ -35,7 +35,7 @@ Test(threads, one_producer_many_consumers, .timeout = 300)
  * pthread_exit, cancelled, detached. The thread caches of dead threads
  * must not pile up: RSS at the end may not exceed RSS after the first
  * 500 threads by more than 64 MiB. */
-Test(threads, churn_10000_threads, .timeout = 600)
+Test(threads, churn_10000_threads, .timeout = 240)
 {
     w_reset();
     struct churn_result res;
@@ -73,7 +73,7 @@ static void *big_thread(void *argp)
     return NULL;
 }
 
-Test(threads, exiting_threads_release_caches, .timeout = 300)
+Test(threads, exiting_threads_release_caches, .timeout = 180)
 {
     w_reset();
     size_t rss_warm = 0;

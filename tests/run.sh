@@ -1,0 +1,184 @@
+#!/bin/sh
+# run.sh - the whole tlmalloc test suite; `make check` runs it.
+#
+#  1. tests/test_linked   Criterion tests, linked with libtlmalloc
+#  2. tests/test_preload  the same general tests, tlmalloc injected with
+#                         LD_PRELOAD=<builddir>/.libs/libtlmalloc.so
+#  3. tests/smoke.sh      real programs (python3, sort, gcc, sqlite3) preloaded
+#  4. ThreadSanitizer and AddressSanitizer/UBSan programs, built here from
+#     the allocator sources (-DTL_OVERRIDE=0, the tl_ functions only) into a
+#     temporary directory
+#
+# Environment: TL_SRCDIR (source tree), TL_BUILDDIR (build tree, default
+# the current directory), TL_SAN_CC (compiler for the sanitizer builds,
+# default clang, else cc), TL_SKIP_SAN=1 to leave out part 4.
+# Ends with "N passed, N failed" over every Criterion test, smoke check and
+# sanitizer check, and exits non-zero if anything failed.
+set -u
+
+srcdir=${TL_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+builddir=${TL_BUILDDIR:-$(pwd)}
+lib=$builddir/.libs/libtlmalloc.so
+jobs=${TL_TEST_JOBS:-2}
+
+passed=0
+failed=0
+notes=""
+note() { notes="$notes
+  $1"; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tlmalloc-run.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+section() { printf '\n===== %s =====\n' "$1"; }
+
+# Runs a Criterion binary (output to the terminal and to a log) and adds
+# its Synthesis figures to the totals. A binary that dies without a
+# Synthesis line counts as one failure.
+run_criterion() {
+    name=$1
+    shift
+    log=$tmp/$name.log
+    { "$@" 2>&1; echo "exit status $?" >"$log.status"; } | tee "$log"
+    status=$(sed -n 's/exit status //p' "$log.status" 2>/dev/null)
+    syn=$(grep 'Synthesis:' "$log" | tail -n 1)
+    if [ -z "$syn" ]; then
+        echo "$name: no Criterion synthesis (exit status $status)"
+        failed=$((failed + 1))
+        note "$name: did not complete (exit status $status)"
+        return
+    fi
+    tested=$(echo "$syn" | sed -n 's/.*Tested: *\([0-9]*\).*/\1/p')
+    passing=$(echo "$syn" | sed -n 's/.*Passing: *\([0-9]*\).*/\1/p')
+    passed=$((passed + passing))
+    failed=$((failed + tested - passing))
+    if [ "$tested" -ne "$passing" ]; then
+        note "$name: $((tested - passing)) of $tested tests failed:"
+        for t in $(grep -E '^\[(FAIL|CRASH)\]|^\[----\] .*(crash|Timed out)' "$log" |
+            sed -n 's/^\[FAIL\] \([^:]*::[^:]*\):.*/\1/p'); do
+            note "    $t"
+        done
+    fi
+}
+
+# Counts "PASS x" / "FAIL x" lines of a smoke or sanitizer log.
+count_lines() {
+    p=$(grep -c '^PASS ' "$1")
+    f=$(grep -c '^FAIL ' "$1")
+    passed=$((passed + p))
+    failed=$((failed + f))
+    grep '^FAIL ' "$1" | while IFS= read -r line; do echo "$line"; done >>"$tmp/failures"
+}
+
+# Criterion binaries: libtool leaves a wrapper script in tests/ and the
+# program in tests/.libs for a program linked with an uninstalled library.
+linked=$builddir/tests/test_linked
+preload=$builddir/tests/test_preload
+
+section "test_linked (linked with libtlmalloc)"
+if [ -x "$linked" ]; then
+    run_criterion test_linked timeout 600 "$linked" --jobs="$jobs"
+else
+    echo "missing $linked"
+    failed=$((failed + 1))
+    note "test_linked: not built"
+fi
+
+section "test_preload (LD_PRELOAD=$lib)"
+if [ -x "$preload" ] && [ -f "$lib" ]; then
+    run_criterion test_preload timeout 600 env LD_PRELOAD="$lib" "$preload" --jobs="$jobs"
+else
+    echo "missing $preload or $lib"
+    failed=$((failed + 1))
+    note "test_preload: not built or library missing"
+fi
+
+section "smoke tests (real programs with tlmalloc preloaded)"
+timeout 600 sh "$srcdir/tests/smoke.sh" "$lib" 2>&1 | tee "$tmp/smoke.log"
+count_lines "$tmp/smoke.log"
+grep -q '^smoke: ' "$tmp/smoke.log" || {
+    failed=$((failed + 1))
+    note "smoke.sh did not complete"
+}
+
+# ---- sanitizer builds --------------------------------------------------
+# The allocator's .c files, read from Makefile.am's tl_sources.
+tl_sources=$(sed -n '/^tl_sources *=/,/^[^	 ]/p' "$srcdir/Makefile.am" |
+    tr ' \\\t' '\n\n\n' | grep '^src/.*\.c$')
+[ -n "$tl_sources" ] || tl_sources="src/os.c src/config.c src/size_class.c src/pagemap.c
+src/page_heap.c src/central_list.c src/thread_cache.c src/huge.c src/alloc.c src/stats.c
+src/diag.c src/check.c src/fork.c src/init.c src/api.c"
+srcs=""
+for s in $tl_sources; do srcs="$srcs $srcdir/$s"; done
+
+san_cc=${TL_SAN_CC:-}
+if [ -z "$san_cc" ]; then
+    if command -v clang >/dev/null 2>&1; then san_cc=clang; else san_cc=${CC:-cc}; fi
+fi
+defs=""
+[ -f "$builddir/config.h" ] && defs="-DHAVE_CONFIG_H -I$builddir"
+san_common_flags="-std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -fno-builtin
+    -ftls-model=initial-exec -DTL_OVERRIDE=0 $defs -I$srcdir/include -I$srcdir/src"
+san_libs="-pthread -ldl -Wl,--as-needed -lurcu-common -lurcu -Wl,--no-as-needed"
+
+# san_run NAME SANITIZER-FLAGS SOURCE ENV...
+san_run() {
+    name=$1 sflags=$2 prog_src=$3
+    shift 3
+    section "$name ($san_cc $sflags)"
+    echo 'int main(void){return 0;}' >"$tmp/probe.c"
+    if ! $san_cc $sflags "$tmp/probe.c" -o "$tmp/probe" >/dev/null 2>&1 || ! "$tmp/probe"; then
+        echo "SKIPPED: $san_cc cannot build or run programs with $sflags"
+        note "$name: skipped, $san_cc lacks $sflags"
+        return
+    fi
+    # shellcheck disable=SC2086
+    if ! $san_cc $san_common_flags $sflags $srcs "$srcdir/tests/$prog_src" \
+        -o "$tmp/$name" $san_libs >"$tmp/$name.build" 2>&1; then
+        cat "$tmp/$name.build"
+        echo "FAIL ${name}_build: the allocator sources do not build with $sflags"
+        failed=$((failed + 1))
+        note "$name: build failed"
+        return
+    fi
+    env "$@" timeout 600 "$tmp/$name" >"$tmp/$name.log" 2>"$tmp/$name.err"
+    status=$?
+    cat "$tmp/$name.log"
+    reports=$(grep -c 'WARNING: ThreadSanitizer\|ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer' "$tmp/$name.err")
+    if [ "$reports" -gt 0 ]; then
+        head -n 150 "$tmp/$name.err"
+        echo "FAIL ${name}_reports: $reports sanitizer reports (see above)"
+        failed=$((failed + 1))
+        note "$name: $reports sanitizer reports"
+    elif [ "$status" -ne 0 ] && ! grep -q "^FAIL " "$tmp/$name.log"; then
+        tail -n 40 "$tmp/$name.err"
+        echo "FAIL ${name}_exit: exit status $status"
+        failed=$((failed + 1))
+        note "$name: exit status $status"
+    fi
+    count_lines "$tmp/$name.log"
+    grep -q " passed, .* failed" "$tmp/$name.log" || {
+        failed=$((failed + 1))
+        note "$name: did not complete"
+    }
+}
+
+if [ "${TL_SKIP_SAN:-0}" = 1 ]; then
+    note "sanitizer builds skipped (TL_SKIP_SAN=1)"
+else
+    san_run tsan "-fsanitize=thread" san_tsan.c \
+        TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 report_signal_unsafe=0"
+    san_run asan "-fsanitize=address,undefined -fno-sanitize-recover=undefined" san_asan.c \
+        ASAN_OPTIONS="detect_leaks=0:abort_on_error=0" UBSAN_OPTIONS="print_stacktrace=1"
+fi
+
+section "summary"
+if [ -n "$notes" ]; then
+    echo "notes:$notes"
+fi
+if [ -s "$tmp/failures" ]; then
+    echo "failed checks:"
+    sed 's/^/  /' "$tmp/failures"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
