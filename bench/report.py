@@ -287,8 +287,9 @@ def write_md(d, out):
         lines.append("- allocator packages: %s" % pk)
     lines.append("- hyperfine: %s" % m.get("hyperfine", "?"))
     if "tlmalloc" in d.allocs:
-        lines.append("- tlmalloc: %s%s" % (d.libs.get("tlmalloc", "?"),
-                                          (" (revision %s)" % m["tlmalloc_rev"]) if m.get("tlmalloc_rev") else ""))
+        lines.append("- tlmalloc: %s%s%s" % (d.libs.get("tlmalloc", "?"),
+                                            (" (revision %s)" % m["tlmalloc_rev"]) if m.get("tlmalloc_rev") else "",
+                                            ("; built %s" % m["tlmalloc_build"]) if m.get("tlmalloc_build") else ""))
     else:
         lines.append("- tlmalloc: **not measured** (library not found); ratios are to %s" % d.ref)
     lines.append("")

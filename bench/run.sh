@@ -197,6 +197,9 @@ fi
 	done
 	tlrev=$(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null) && echo "tlmalloc_rev=$tlrev"
 	echo "tlmalloc_lib=${ALIB[tlmalloc]}"
+	if [ -n "${ALIB[tlmalloc]}" ] && [ -e "${ALIB[tlmalloc]}" ]; then
+		echo "tlmalloc_build=$(date -u -r "${ALIB[tlmalloc]}" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "${ALIB[tlmalloc]}" | cut -c1-12)"
+	fi
 } >"$WORK/meta.env"
 : >"$WORK/configs.tsv"
 for c in "${CONFIGS[@]}"; do

@@ -26,7 +26,8 @@ import zlib
 
 
 def check_allocator(lib):
-    base = os.path.basename(lib)
+    # /proc/self/maps shows the real file: .libs/libtlmalloc.so is a symlink
+    base = os.path.basename(os.path.realpath(lib))
     mapped = False
     with open("/proc/self/maps") as f:
         for line in f:
@@ -38,7 +39,7 @@ def check_allocator(lib):
         sys.exit(3)
     me = ctypes.CDLL(None)
     extra = ""
-    if base.startswith("libtlmalloc"):
+    if os.path.basename(lib).startswith("libtlmalloc") or base.startswith("libtlmalloc"):
         try:
             me.tl_malloc
         except AttributeError:

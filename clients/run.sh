@@ -169,10 +169,15 @@ wait_port() {
 	return 1
 }
 
-# in_use PID: the preloaded library must be mapped into process PID
+# mapped_name LIB: the file name under which LIB shows in /proc/PID/maps
+# (the basename of its real path: .libs/libtlmalloc.so is a symlink)
+mapped_name() { basename "$(readlink -f "$1")"; }
+
+# in_use PID LIB: LIB must be mapped into process PID
 in_use() {
 	[ -z "$2" ] && return 0
-	grep -qF "/$(basename "$2")" "/proc/$1/maps" 2>/dev/null
+	awk -v b="$(mapped_name "$2")" '{ n = split($6, p, "/"); if (n && p[n] == b) f = 1 }
+		END { exit !f }' "/proc/$1/maps" 2>/dev/null
 }
 
 peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
@@ -233,7 +238,7 @@ check_memcached() {   # ALLOC PRELOAD
 		fail "$name" "server not listening on port $port: $(log_tail "$SRV_LOG")"; return
 	fi
 	if ! in_use "$SRV_PID" "$preload"; then
-		fail "$name" "$(basename "$preload") is not mapped in memcached (pid $SRV_PID)"; stop_server; return
+		fail "$name" "$(mapped_name "$preload") is not mapped in memcached (pid $SRV_PID)"; stop_server; return
 	fi
 	out="$TMPD/mc-client-$alloc.json"
 	client "$PY" "$HERE/mc_client.py" --port "$port" --keys 100000 --threads 8 \
@@ -272,7 +277,7 @@ check_redis() {   # ALLOC PRELOAD
 		fail "$name" "server not listening on port $port: $(log_tail "$SRV_LOG")"; return
 	fi
 	if ! in_use "$SRV_PID" "$preload"; then
-		fail "$name" "$(basename "$preload") is not mapped in redis-server (pid $SRV_PID)"; stop_server; return
+		fail "$name" "$(mapped_name "$preload") is not mapped in redis-server (pid $SRV_PID)"; stop_server; return
 	fi
 	# redis-benchmark is noisy on 2 cores (io-threads spin): in --compare
 	# mode it runs BENCH_REPEAT times and the median of each test is kept.
@@ -371,7 +376,7 @@ run_sqlite() {   # ALLOC PRELOAD OUT
 		# sqlite3 process doing the work, so its maps and exe prove the
 		# library is loaded into sqlite3 itself.
 		{
-			echo ".system grep -c -F /$(basename "$preload") /proc/\$PPID/maps > $out.check"
+			echo ".system grep -c -E /$(mapped_name "$preload" | sed 's/[.]/[.]/g')\$ /proc/\$PPID/maps > $out.check"
 			echo ".system readlink /proc/\$PPID/exe >> $out.check"
 		} >"$script"
 	fi
@@ -417,7 +422,7 @@ check_sqlite() {   # ALLOC PRELOAD
 	n=$(head -n 1 "$out.check" 2>/dev/null)
 	exe=$(sed -n 2p "$out.check" 2>/dev/null)
 	if [ "$(basename "${exe:-none}")" != sqlite3 ] || [ "${n:-0}" -lt 1 ] 2>/dev/null; then
-		fail "$name" "allocator check: $(basename "$preload") not mapped in the sqlite3 process (maps lines: ${n:-none}, exe: ${exe:-none})"; return
+		fail "$name" "allocator check: $(mapped_name "$preload") not mapped in the sqlite3 process (maps lines: ${n:-none}, exe: ${exe:-none})"; return
 	fi
 	if [ $rc -ne 0 ]; then
 		fail "$name" "sqlite3 exited with status $rc: $(log_tail "$out.err")"; return
@@ -430,7 +435,7 @@ check_sqlite() {   # ALLOC PRELOAD
 	fi
 	R["sqlite|$alloc|secs"]=$(tail -n 1 "$out.time" | awk '{print $1}')
 	R["sqlite|$alloc|rss"]=$(tail -n 1 "$out.time" | awk '{print $2}')
-	pass "$name" "$(basename "$preload") mapped in sqlite3; results identical to the run without preload, integrity ok, ${R[sqlite|$alloc|secs]} s, peak RSS $(kib_to_mib "${R[sqlite|$alloc|rss]}") MiB"
+	pass "$name" "$(mapped_name "$preload") mapped in sqlite3; results identical to the run without preload, integrity ok, ${R[sqlite|$alloc|secs]} s, peak RSS $(kib_to_mib "${R[sqlite|$alloc|rss]}") MiB"
 }
 
 # ------------------------------------------------------------------ results

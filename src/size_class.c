@@ -9,8 +9,9 @@
  * 16-byte alignment) costs up to 47% (17 -> 32); above 128 bytes the eighth-
  * of-a-power step bounds it by 12.4% (129 -> 144, 32769 -> 36864). The span
  * of a class is the smallest run of 8 KiB pages that holds enough objects
- * and leaves a tail of at most 1/8 of the span unused; docs/DESIGN.md lists
- * the table with both wastes (tests/size_class_table prints it).
+ * and leaves a tail of at most 1/64 of the span unused (see span_pages_for);
+ * docs/DESIGN.md lists the table with both wastes (tools/size_class_table
+ * prints it).
  *
  * Batch: objects moved at once between a thread cache and its central list,
  * 64 KiB worth, at least 2 and at most 64 objects: fewer lock round trips for
@@ -41,17 +42,22 @@ static void set_division(struct size_class_info *c)
     c->div_limit = UINT64_MAX / d;
 }
 
+/* The span of a class: enough pages for 8 objects (1 above 8 KiB), then the
+ * first length that leaves at most 1/64 of the span unused; failing that
+ * within 8 more pages, the length with the smallest unused tail. */
 static uint32_t span_pages_for(uint32_t size)
 {
-    size_t want = (size_t)size * 8;
-    if (want > (64 << 10))
-        want = 64 << 10;
-    size_t pages = tl_pages_for(want > size ? want : size);
-    for (;; pages++) {
-        size_t bytes = pages << TL_PAGE_SHIFT;
-        if (bytes % size <= bytes / 8)
+    size_t min_objects = size <= TL_PAGE_SIZE ? 8 : 1;
+    size_t first = tl_pages_for(size * min_objects), best = first;
+    for (size_t pages = first; pages <= first + 8; pages++) {
+        size_t bytes = pages << TL_PAGE_SHIFT, tail = bytes % size;
+        if (tail <= bytes / 64)
             return (uint32_t)pages;
+        size_t best_bytes = best << TL_PAGE_SHIFT;
+        if (tail * best_bytes < (best_bytes % size) * bytes)
+            best = pages;
     }
+    return (uint32_t)best;
 }
 
 static uint32_t batch_for(uint32_t size)
