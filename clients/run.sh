@@ -376,7 +376,7 @@ run_sqlite() {   # ALLOC PRELOAD OUT
 		# sqlite3 process doing the work, so its maps and exe prove the
 		# library is loaded into sqlite3 itself.
 		{
-			echo ".system grep -c -E /$(mapped_name "$preload" | sed 's/[.]/[.]/g')\$ /proc/\$PPID/maps > $out.check"
+			echo ".system grep -c -F /$(mapped_name "$preload") /proc/\$PPID/maps > $out.check"
 			echo ".system readlink /proc/\$PPID/exe >> $out.check"
 		} >"$script"
 	fi

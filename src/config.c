@@ -221,3 +221,27 @@ void tl_config_init(void)
     if (tl_conf.tc_max > tl_conf.tc_budget)
         tl_conf.tc_max = tl_conf.tc_budget;
 }
+
+static void report_size(struct tl_buf *b, const char *name, uint64_t v)
+{
+    tl_buf_str(b, name);
+    tl_buf_u64(b, v);
+}
+
+/* verbose=1: the options in force, once, at start. */
+void tl_config_report(void)
+{
+    struct tl_buf b = {.fd = 2};
+    tl_buf_str(&b, "tlmalloc: options:");
+    report_size(&b, " huge_threshold=", tl_conf.huge_threshold);
+    report_size(&b, " thread_cache_budget=", tl_conf.tc_budget);
+    report_size(&b, " thread_cache_max=", tl_conf.tc_max);
+    report_size(&b, " decay_ms=", tl_conf.decay_ms);
+    report_size(&b, " background_thread=", (uint64_t)tl_conf.background);
+    report_size(&b, " check=", (uint64_t)(tl_conf.check ? tl_conf.error_action : 0));
+    report_size(&b, " error_action=", (uint64_t)tl_conf.error_action);
+    report_size(&b, " quarantine=", tl_conf.quarantine_bytes);
+    report_size(&b, " stats=", (uint64_t)tl_conf.stats_at_exit);
+    tl_buf_str(&b, "\n");
+    tl_buf_flush(&b);
+}

@@ -74,10 +74,16 @@ void tl_init_slow(void)
     if (first) {
         tl_tc_init_key();
         tl_fork_install();
+        if (tl_conf.verbose)
+            tl_config_report();
     }
 }
 
-__attribute__((constructor)) static void tl_constructor(void) { tl_ensure_init(); }
+__attribute__((constructor)) static void tl_constructor(void)
+{
+    tl_ensure_init();
+    tl_background_start();
+}
 
 __attribute__((destructor)) static void tl_destructor(void)
 {

@@ -260,6 +260,8 @@ struct tl_config {
 };
 extern struct tl_config tl_conf;
 void tl_config_init(void);
+void tl_config_report(void);
+void tl_background_start(void);
 bool tl_parse_size(const char *s, size_t len, size_t *out);
 
 /* ---- init (init.c) ------------------------------------------------------ */
