@@ -57,7 +57,7 @@
 #define TL_PAGE_SIZE ((size_t)1 << TL_PAGE_SHIFT)
 #define TL_ALIGNMENT 16
 #define TL_SMALL_MAX ((size_t)64 << 10)
-#define TL_MAX_CLASSES 96
+#define TL_MAX_CLASSES 81 /* 80 classes and the unused class 0 */
 /* Requests above this cannot be satisfied (glibc's limit too). */
 #define TL_MAX_REQUEST ((size_t)PTRDIFF_MAX - ((size_t)1 << 26))
 
@@ -196,17 +196,24 @@ struct tc_bin {
     int32_t room;   /* frees that fit before a flush: max_len - objects held */
     uint32_t pad;
 };
+/* In static TLS, only what the fast paths touch (about 1.3 KiB, small
+ * enough for a dlopen()ed copy to find room in glibc's static TLS surplus). */
 struct thread_cache {
-    struct tc_bin bins[TL_MAX_CLASSES]; /* hot: first */
+    struct tc_bin bins[TL_MAX_CLASSES];
+    struct tc_state *st;                /* the rest; NULL until first use */
+    uint8_t state;                      /* enum tc_mode */
+};
+/* The cold part of a thread's cache, in the metadata arena, recycled when
+ * the thread exits. */
+struct tc_state {
+    struct thread_cache *tc;            /* the TLS part it belongs to */
     uint32_t max_len[TL_MAX_CLASSES];   /* list length limit per class */
-    uint8_t state;                      /* enum tc_state */
-    uint8_t in_registry;
     size_t limit_bytes;                 /* sum of max_len[c]*size[c] */
     _Atomic size_t cap_bytes;           /* what limit_bytes may reach; stolen from by others */
-    struct thread_cache *reg_next, *reg_prev;
+    struct tc_state *reg_next, *reg_prev;
     uint64_t refills, flushes;
 };
-enum tc_state { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
+enum tc_mode { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
 extern __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
 void *tl_tc_alloc(unsigned cls);
 void tl_tc_free(void *p, unsigned cls);

@@ -85,6 +85,8 @@ void tl_size_classes_init(void)
         for (uint32_t s = base + base / 8; s <= 2 * base; s += base / 8)
             add_class(s);
 
+    if (tl_num_classes > TL_MAX_CLASSES)
+        tl_fatal("size class table larger than TL_MAX_CLASSES");
     unsigned cls = 1;
     for (size_t i = 0; i < sizeof tl_class_small; i++) {
         size_t size = i * 16;

@@ -33,8 +33,10 @@ __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
 struct tl_lock tl_registry_lock = TL_LOCK_INIT;
 _Atomic size_t tl_tc_unclaimed;
 
-static struct thread_cache *registry;
-static struct thread_cache *steal_cursor;
+/* Guarded by tl_registry_lock. */
+static struct tc_state *registry;
+static struct tc_state *steal_cursor;
+static struct tc_state *spare_states; /* of exited threads, for reuse */
 static pthread_key_t exit_key;
 
 #define CAP_STEP ((size_t)256 << 10)
@@ -44,40 +46,37 @@ static size_t class_size(unsigned cls) { return tl_classes[cls].size; }
 static uint32_t max_len_cap(unsigned cls)
 {
     uint32_t by_bytes = (uint32_t)(((size_t)1 << 20) / class_size(cls));
-    uint32_t floor = 2 * tl_classes[cls].batch;
+    uint32_t floor = 2u * tl_classes[cls].batch;
     uint32_t cap = by_bytes > floor ? by_bytes : floor;
     return cap > 8192 ? 8192 : cap;
 }
 
-static uint32_t held(const struct thread_cache *tc, unsigned cls)
+/* Objects in a class's list. */
+static uint32_t held(const struct tc_state *st, unsigned cls)
 {
-    return (uint32_t)((int32_t)tc->max_len[cls] - tc->bins[cls].room);
+    return (uint32_t)((int32_t)st->max_len[cls] - st->tc->bins[cls].room);
 }
 
 /* ---- registry ---------------------------------------------------------- */
-static void registry_add(struct thread_cache *tc)
+static void registry_add_locked(struct tc_state *st)
 {
-    tl_lock_acquire(&tl_registry_lock);
-    tc->reg_prev = NULL;
-    tc->reg_next = registry;
+    st->reg_prev = NULL;
+    st->reg_next = registry;
     if (registry)
-        registry->reg_prev = tc;
-    registry = tc;
-    tc->in_registry = 1;
-    tl_lock_release(&tl_registry_lock);
+        registry->reg_prev = st;
+    registry = st;
 }
 
-static void registry_remove_locked(struct thread_cache *tc)
+static void registry_remove_locked(struct tc_state *st)
 {
-    if (steal_cursor == tc)
-        steal_cursor = tc->reg_next;
-    if (tc->reg_prev)
-        tc->reg_prev->reg_next = tc->reg_next;
+    if (steal_cursor == st)
+        steal_cursor = st->reg_next;
+    if (st->reg_prev)
+        st->reg_prev->reg_next = st->reg_next;
     else
-        registry = tc->reg_next;
-    if (tc->reg_next)
-        tc->reg_next->reg_prev = tc->reg_prev;
-    tc->in_registry = 0;
+        registry = st->reg_next;
+    if (st->reg_next)
+        st->reg_next->reg_prev = st->reg_prev;
 }
 
 void tl_tc_registry_lock(void) { tl_lock_acquire(&tl_registry_lock); }
@@ -95,12 +94,12 @@ static bool take_unclaimed(size_t want)
 }
 
 /* Lowers another thread's cap by want; round robin over the registry. */
-static bool steal(struct thread_cache *self, size_t want)
+static bool steal(struct tc_state *self, size_t want)
 {
     bool ok = false;
     tl_lock_acquire(&tl_registry_lock);
     for (int tries = 0; registry && tries < 64 && !ok; tries++) {
-        struct thread_cache *v = steal_cursor ? steal_cursor : registry;
+        struct tc_state *v = steal_cursor ? steal_cursor : registry;
         steal_cursor = v->reg_next;
         if (v == self)
             continue;
@@ -114,17 +113,17 @@ static bool steal(struct thread_cache *self, size_t want)
 }
 
 /* Room for bytes more of list limits in this thread's cap? */
-static bool reserve(struct thread_cache *tc, size_t bytes)
+static bool reserve(struct tc_state *st, size_t bytes)
 {
-    size_t cap = atomic_load_explicit(&tc->cap_bytes, memory_order_relaxed);
-    if (tc->limit_bytes + bytes <= cap)
+    size_t cap = atomic_load_explicit(&st->cap_bytes, memory_order_relaxed);
+    if (st->limit_bytes + bytes <= cap)
         return true;
-    size_t want = tl_round_up(tc->limit_bytes + bytes - cap, CAP_STEP);
+    size_t want = tl_round_up(st->limit_bytes + bytes - cap, CAP_STEP);
     if (cap + want > tl_conf.tc_max)
         return false;
-    if (!take_unclaimed(want) && !steal(tc, want))
+    if (!take_unclaimed(want) && !steal(st, want))
         return false;
-    atomic_fetch_add_explicit(&tc->cap_bytes, want, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->cap_bytes, want, memory_order_relaxed);
     return true;
 }
 
@@ -141,40 +140,53 @@ static void *detach(struct tc_bin *bin, unsigned n)
     return first;
 }
 
-static void flush(struct thread_cache *tc, unsigned cls, unsigned n)
+static void flush(struct tc_state *st, unsigned cls, unsigned n)
 {
     if (n == 0)
         return;
-    tl_central_give(cls, detach(&tc->bins[cls], n), n);
-    tc->flushes++;
+    tl_central_give(cls, detach(&st->tc->bins[cls], n), n);
+    st->flushes++;
 }
 
-static void set_max_len(struct thread_cache *tc, unsigned cls, uint32_t len)
+static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
 {
-    int32_t delta = (int32_t)len - (int32_t)tc->max_len[cls];
-    tc->limit_bytes = tc->limit_bytes + (size_t)((int64_t)delta * (int64_t)class_size(cls));
-    tc->max_len[cls] = len;
-    tc->bins[cls].room += delta;
+    int32_t delta = (int32_t)len - (int32_t)st->max_len[cls];
+    st->limit_bytes = st->limit_bytes + (size_t)((int64_t)delta * (int64_t)class_size(cls));
+    st->max_len[cls] = len;
+    st->tc->bins[cls].room += delta;
 }
 
 /* After another thread lowered our cap: halve lists until we fit. */
-static void shrink_to_cap(struct thread_cache *tc)
+static void shrink_to_cap(struct tc_state *st)
 {
-    while (tc->limit_bytes > atomic_load_explicit(&tc->cap_bytes, memory_order_relaxed)) {
+    while (st->limit_bytes > atomic_load_explicit(&st->cap_bytes, memory_order_relaxed)) {
         bool changed = false;
         for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-            uint32_t len = tc->max_len[cls];
+            uint32_t len = st->max_len[cls];
             if (len == 0)
                 continue;
             uint32_t target = len / 2;
-            uint32_t h = held(tc, cls);
+            uint32_t h = held(st, cls);
             if (h > target)
-                flush(tc, cls, h - target);
-            set_max_len(tc, cls, target);
+                flush(st, cls, h - target);
+            set_max_len(st, cls, target);
             changed = true;
         }
         if (!changed)
             break;
+    }
+}
+
+static void flush_all(struct tc_state *st)
+{
+    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        uint32_t h = held(st, cls);
+        while (h > 0) {
+            unsigned n = h > tl_classes[cls].batch ? tl_classes[cls].batch : h;
+            flush(st, cls, n);
+            h -= n;
+        }
+        set_max_len(st, cls, 0);
     }
 }
 
@@ -188,42 +200,48 @@ static void cache_init(struct thread_cache *tc)
     /* Calls below may re-enter malloc (pthread_setspecific allocates for
      * high key numbers); until the cache is ready, such calls bypass it. */
     tc->state = TC_DEAD;
+    if (tl_conf.check)
+        return; /* check mode sees every malloc and free: no caching */
+    tl_lock_acquire(&tl_registry_lock);
+    struct tc_state *st = spare_states;
+    if (st)
+        spare_states = st->reg_next;
+    tl_lock_release(&tl_registry_lock);
+    if (!st && !(st = tl_meta_alloc(sizeof *st)))
+        return; /* no memory for the cache: run uncached */
     for (unsigned cls = 0; cls < TL_MAX_CLASSES; cls++) {
         tc->bins[cls].head = NULL;
         tc->bins[cls].room = 0;
-        tc->max_len[cls] = 0;
+        st->max_len[cls] = 0;
     }
-    tc->limit_bytes = 0;
-    atomic_store_explicit(&tc->cap_bytes, 0, memory_order_relaxed);
-    if (tl_conf.check)
-        return; /* check mode sees every malloc and free: no caching */
-    registry_add(tc);
+    st->tc = tc;
+    st->limit_bytes = 0;
+    st->refills = st->flushes = 0;
+    atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
+    tc->st = st;
+    tl_lock_acquire(&tl_registry_lock);
+    registry_add_locked(st);
+    tl_lock_release(&tl_registry_lock);
     pthread_setspecific(exit_key, tc);
     tc->state = TC_ACTIVE;
 }
 
-static void flush_all(struct thread_cache *tc)
+/* Empties a cache and gives its cap back. The caller has taken it out of
+ * the registry; its state goes on the spare list. */
+static void retire(struct tc_state *st)
 {
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-        uint32_t h = held(tc, cls);
-        while (h > 0) {
-            unsigned n = h > tl_classes[cls].batch ? tl_classes[cls].batch : h;
-            flush(tc, cls, n);
-            h -= n;
-        }
-        set_max_len(tc, cls, 0);
-    }
-}
-
-/* Thread exit (key destructor) and fork child for dead threads' caches. */
-static void retire(struct thread_cache *tc)
-{
-    flush_all(tc);
-    tc->state = TC_DEAD;
-    size_t cap = atomic_exchange_explicit(&tc->cap_bytes, 0, memory_order_relaxed);
+    flush_all(st);
+    st->tc->state = TC_DEAD;
+    st->tc->st = NULL;
+    size_t cap = atomic_exchange_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&tl_tc_unclaimed, cap, memory_order_relaxed);
+    tl_lock_acquire(&tl_registry_lock);
+    st->reg_next = spare_states;
+    spare_states = st;
+    tl_lock_release(&tl_registry_lock);
 }
 
+/* Thread exit: the key destructor. */
 static void cache_exit(void *arg)
 {
     struct thread_cache *tc = arg;
@@ -231,29 +249,30 @@ static void cache_exit(void *arg)
         return;
     tc->state = TC_DEAD; /* re-entrant frees during the flush bypass the cache */
     tl_lock_acquire(&tl_registry_lock);
-    registry_remove_locked(tc);
+    registry_remove_locked(tc->st);
     tl_lock_release(&tl_registry_lock);
-    retire(tc);
+    retire(tc->st);
 }
 
 void tl_tc_flush_self(void)
 {
     struct thread_cache *tc = &tl_tc;
     if (tc->state == TC_ACTIVE)
-        flush_all(tc);
+        flush_all(tc->st);
 }
 
-/* In the child after fork: caches of threads that do not exist here go back. */
+/* In the child after fork (locks reset, one thread): the caches of threads
+ * that do not exist here go back to the central lists. */
 void tl_tc_child_after_fork(void)
 {
-    struct thread_cache *tc = registry;
-    while (tc) {
-        struct thread_cache *next = tc->reg_next;
-        if (tc != &tl_tc) {
-            registry_remove_locked(tc);
-            retire(tc);
+    struct tc_state *st = registry;
+    while (st) {
+        struct tc_state *next = st->reg_next;
+        if (st->tc != &tl_tc) {
+            registry_remove_locked(st);
+            retire(st);
         }
-        tc = next;
+        st = next;
     }
 }
 
@@ -267,6 +286,25 @@ static bool ready(struct thread_cache *tc)
     return tc->state == TC_ACTIVE;
 }
 
+static void refill(struct tc_state *st, unsigned cls)
+{
+    struct tc_bin *bin = &st->tc->bins[cls];
+    uint32_t batch = tl_classes[cls].batch;
+    if (st->max_len[cls] + batch <= max_len_cap(cls) &&
+        reserve(st, (size_t)batch * class_size(cls)))
+        set_max_len(st, cls, st->max_len[cls] + batch);
+    if (bin->room <= 0)
+        return;
+    unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
+    void *head;
+    unsigned got = tl_central_take(cls, want, &head);
+    if (got) {
+        bin->head = head;
+        bin->room -= (int32_t)got;
+        st->refills++;
+    }
+}
+
 /* Pops an object of class cls from this thread's cache, refilling it from
  * the central list when empty. */
 void *tl_tc_alloc(unsigned cls)
@@ -274,24 +312,14 @@ void *tl_tc_alloc(unsigned cls)
     struct thread_cache *tc = &tl_tc;
     if (!ready(tc))
         return tl_alloc_small_nocache(cls);
+    struct tc_state *st = tc->st;
     struct tc_bin *bin = &tc->bins[cls];
-    if (tc->limit_bytes > atomic_load_explicit(&tc->cap_bytes, memory_order_relaxed))
-        shrink_to_cap(tc);
+    if (st->limit_bytes > atomic_load_explicit(&st->cap_bytes, memory_order_relaxed))
+        shrink_to_cap(st);
     if (!bin->head) {
-        uint32_t batch = tl_classes[cls].batch;
-        if (tc->max_len[cls] + batch <= max_len_cap(cls) &&
-            reserve(tc, (size_t)batch * class_size(cls)))
-            set_max_len(tc, cls, tc->max_len[cls] + batch);
-        if (bin->room <= 0)
+        refill(st, cls);
+        if (!bin->head)
             return tl_alloc_small_nocache(cls);
-        unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
-        void *head;
-        unsigned got = tl_central_take(cls, want, &head);
-        if (got == 0)
-            return NULL;
-        bin->head = head;
-        bin->room -= (int32_t)got;
-        tc->refills++;
     }
     void *p = bin->head;
     uint64_t next = *(uint64_t *)p ^ tl_secret;
@@ -311,13 +339,14 @@ void tl_tc_free(void *p, unsigned cls)
         tl_free_small_nocache(p, cls);
         return;
     }
-    if (tc->limit_bytes > atomic_load_explicit(&tc->cap_bytes, memory_order_relaxed))
-        shrink_to_cap(tc);
+    struct tc_state *st = tc->st;
+    if (st->limit_bytes > atomic_load_explicit(&st->cap_bytes, memory_order_relaxed))
+        shrink_to_cap(st);
     struct tc_bin *bin = &tc->bins[cls];
     if (bin->room <= 0) {
-        uint32_t h = held(tc, cls);
+        uint32_t h = held(st, cls);
         uint32_t batch = tl_classes[cls].batch;
-        flush(tc, cls, h < batch ? h : batch);
+        flush(st, cls, h < batch ? h : batch);
     }
     if (bin->room <= 0) { /* max_len is 0: no budget for this class */
         tl_free_small_nocache(p, cls);
@@ -330,17 +359,18 @@ void tl_tc_free(void *p, unsigned cls)
 }
 
 /* Sum of bytes cached by all threads (and per class when per_class is not
- * NULL). Reads other threads' caches without their cooperation: the figure
- * is a snapshot that may be off by what they did meanwhile. */
+ * NULL). Reads other threads' lists without their cooperation: the figure
+ * is a snapshot that may be off by what they did meanwhile. The registry
+ * lock keeps every listed cache alive while it is read. */
 __attribute__((no_sanitize("thread"))) size_t tl_tc_total_bytes(size_t *per_class,
                                                                  unsigned *threads)
 {
     size_t total = 0;
     unsigned n = 0;
     tl_lock_acquire(&tl_registry_lock);
-    for (struct thread_cache *tc = registry; tc; tc = tc->reg_next, n++)
+    for (struct tc_state *st = registry; st; st = st->reg_next, n++)
         for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-            size_t b = (size_t)held(tc, cls) * class_size(cls);
+            size_t b = (size_t)held(st, cls) * class_size(cls);
             total += b;
             if (per_class)
                 per_class[cls] += b;

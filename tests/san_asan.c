@@ -184,7 +184,7 @@ int main(void)
     SAN_CHECK("asan_stress_100k_seed2", stress(2, 100000));
     SAN_CHECK("asan_ring_8_threads", w_ring(8, 40000));
     SAN_CHECK("asan_one_producer_many_consumers", w_one_to_many(4, 20000));
-    SAN_CHECK("asan_thread_churn", w_churn(500, 8, 100, 0, &res));
+    SAN_CHECK("asan_thread_churn", w_churn(300, 8, 100, 0, &res));
     SAN_CHECK("asan_fork_under_load", w_fork_under_load(2, 5, 0));
     return san_finish("asan");
 }

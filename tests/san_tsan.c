@@ -80,7 +80,7 @@ int main(void)
     SAN_CHECK("tsan_one_producer_many_consumers", w_one_to_many(8, 30000));
     SAN_CHECK("tsan_ring_with_stats_and_trim", ring_with_stats(8, 30000));
     SAN_CHECK("tsan_thread_flush", flush_threads(8));
-    SAN_CHECK("tsan_thread_churn", w_churn(1000, 8, 100, 0, &res));
+    SAN_CHECK("tsan_thread_churn", w_churn(400, 8, 100, 0, &res));
     SAN_CHECK("tsan_fork_under_load", w_fork_under_load(4, 10, 0));
     return san_finish("tsan");
 }
