@@ -286,7 +286,7 @@ check_redis() {   # ALLOC PRELOAD
 	bench="$TMPD/redis-bench-$alloc.csv"
 	: >"$bench"
 	for r in $(seq 1 "$n"); do
-		client redis-benchmark -h 127.0.0.1 -p "$port" -t set,get,lpush,lpop -n 200000 -c 50 \
+		client redis-benchmark -h 127.0.0.1 -p "$port" -t set,get,lpush,lpop -n 100000 -c 50 \
 			--threads 2 -r 100000 -d 64 --csv >>"$bench" 2>"$bench.err" || brc=$?
 	done
 	for t in SET GET LPUSH LPOP; do
@@ -488,7 +488,7 @@ write_results() {   # ALLOCS...
 		echo
 		echo "Workloads: memcached 1.6 with 4 threads (-t 4 -m 512 -I 1m), 8 client threads storing"
 		echo "100000 keys of 1 B..500 KiB, reading all back, overwriting and deleting a part, reading all"
-		echo "again; redis-server 7.0 with io-threads 2, redis-benchmark -n 200000 -c 50 --threads 2"
+		echo "again; redis-server 7.0 with io-threads 2, redis-benchmark -n 100000 -c 50 --threads 2"
 		echo "-r 100000 -d 64, then 4 client threads writing 50000 keys of 1 B..256 KiB with churn and"
 		echo "reading all back; python3 with PYTHONMALLOC=malloc, 6 worker threads plus 3 producers and"
 		echo "2 consumers (cross-thread frees); sqlite3 building two 300000-row tables, indexes, joins,"

@@ -141,7 +141,7 @@ san_run() {
         note "$name: build failed"
         return
     fi
-    env "$@" timeout 600 "$tmp/$name" >"$tmp/$name.log" 2>"$tmp/$name.err"
+    env "$@" timeout 420 "$tmp/$name" >"$tmp/$name.log" 2>"$tmp/$name.err"
     status=$?
     cat "$tmp/$name.log"
     reports=$(grep -c 'WARNING: ThreadSanitizer\|ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer' "$tmp/$name.err")

@@ -72,13 +72,13 @@ static long flush_threads(int n)
 int main(void)
 {
     struct churn_result res;
-    SAN_CHECK("tsan_ring_8_threads", w_ring(8, 40000));
-    SAN_CHECK("tsan_ring_16_threads", w_ring(16, 40000));
-    SAN_CHECK("tsan_ring_32_threads", w_ring(32, 40000));
-    SAN_CHECK("tsan_ring_64_threads", w_ring(64, 40000));
-    SAN_CHECK("tsan_many_producers_one_consumer", w_many_to_one(8, 4000));
-    SAN_CHECK("tsan_one_producer_many_consumers", w_one_to_many(8, 30000));
-    SAN_CHECK("tsan_ring_with_stats_and_trim", ring_with_stats(8, 30000));
+    SAN_CHECK("tsan_ring_8_threads", w_ring(8, 20000));
+    SAN_CHECK("tsan_ring_16_threads", w_ring(16, 20000));
+    SAN_CHECK("tsan_ring_32_threads", w_ring(32, 20000));
+    SAN_CHECK("tsan_ring_64_threads", w_ring(64, 20000));
+    SAN_CHECK("tsan_many_producers_one_consumer", w_many_to_one(8, 2000));
+    SAN_CHECK("tsan_one_producer_many_consumers", w_one_to_many(8, 15000));
+    SAN_CHECK("tsan_ring_with_stats_and_trim", ring_with_stats(8, 15000));
     SAN_CHECK("tsan_thread_flush", flush_threads(8));
     SAN_CHECK("tsan_thread_churn", w_churn(400, 8, 100, 0, &res));
     SAN_CHECK("tsan_fork_under_load", w_fork_under_load(4, 10, 0));

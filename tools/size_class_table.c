@@ -9,6 +9,14 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+
+/* size_class.c reports an impossible table through this. */
+void tl_fatal(const char *msg)
+{
+    fprintf(stderr, "size_class_table: %s\n", msg);
+    exit(1);
+}
 
 int main(void)
 {
