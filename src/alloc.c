@@ -34,7 +34,8 @@ void tl_free_small_nocache(void *p, unsigned cls)
 void *tl_alloc_large(size_t size, size_t alignment)
 {
     size_t align_pages = alignment > TL_PAGE_SIZE ? alignment >> TL_PAGE_SHIFT : 1;
-    struct span *s = tl_page_heap_alloc(tl_pages_for(size), align_pages, SPAN_LARGE, 0);
+    size_t pages = size ? tl_pages_for(size) : 1; /* memalign(a, 0) still gets a block */
+    struct span *s = tl_page_heap_alloc(pages, align_pages, SPAN_LARGE, 0);
     if (!s)
         return no_memory();
     s->user_size = s->npages << TL_PAGE_SHIFT;
@@ -196,6 +197,10 @@ void tl_free_slow(void *p)
     if (!p)
         return;
     tl_ensure_init();
+    if (tl_tc.tick < 0) {
+        tl_tc.tick = TL_TICK;
+        tl_tc_tick();
+    }
     if (TL_UNLIKELY(tl_conf.check))
         tl_check_free(p, "free");
     else

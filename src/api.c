@@ -6,8 +6,8 @@
  *  free:   pagemap -> class and span, check the pointer is an object start
  *          and not already free (I4), push onto the thread cache list.
  * Anything unusual - an empty or full list, a large block, a bad pointer,
- * an uninitialised allocator or thread, check mode - leaves for the slow
- * paths in alloc.c. Neither fast path takes a lock, makes an atomic
+ * an uninitialised allocator or thread, check mode, and every TL_TICK-th
+ * free (the decay clock) - leaves for the slow paths in alloc.c. Neither fast path takes a lock, makes an atomic
  * read-modify-write or calls a function.
  *
  * Contract details follow glibc 2.36 on x86-64 (see README.md): 16-byte
@@ -76,6 +76,8 @@ static inline void fast_free(void *p)
         goto slow;
     struct tc_bin *bin = &tl_tc.bins[cls];
     if (TL_UNLIKELY(bin->room <= 0))
+        goto slow;
+    if (TL_UNLIKELY(--tl_tc.tick < 0))
         goto slow;
     ((uint64_t *)p)[0] = tl_encode(bin->head);
     ((uint64_t *)p)[1] = key;

@@ -31,6 +31,7 @@ struct tl_lock tl_central_locks[TL_MAX_CLASSES];
 struct central_list {
     struct __cds_lfs_stack transfer;
     _Atomic uint32_t transfer_batches;
+    _Atomic uint64_t touched_ms;  /* last push or pop of the transfer stack */
     struct span *partial;     /* spans with free or uncarved objects */
     size_t span_objects;      /* capacity of all spans of this class */
     size_t allocated;         /* objects out of spans (transfer, caches, users) */
@@ -153,7 +154,9 @@ static void *pop_batch(unsigned cls)
     struct cds_lfs_node *node = __cds_lfs_pop(&central[cls].transfer);
     if (!node)
         return NULL;
+    tl_tsan_acquire(&central[cls].transfer);
     atomic_fetch_sub_explicit(&central[cls].transfer_batches, 1, memory_order_relaxed);
+    atomic_store_explicit(&central[cls].touched_ms, tl_os_now_ms(), memory_order_relaxed);
     void *obj = obj_of(node);
     struct pagemap_leaf *leaf = tl_pagemap_leaf((uintptr_t)obj);
     if (TL_UNLIKELY(((uintptr_t)obj & 15) || !leaf ||
@@ -185,7 +188,9 @@ void tl_central_give(unsigned cls, void *head, unsigned n)
         uint32_t had = atomic_fetch_add_explicit(&cl->transfer_batches, 1, memory_order_relaxed);
         if (had < transfer_cap(cls)) {
             cds_lfs_node_init(node_of(head));
+            tl_tsan_release(&cl->transfer);
             cds_lfs_push(&cl->transfer, node_of(head));
+            atomic_store_explicit(&cl->touched_ms, tl_os_now_ms(), memory_order_relaxed);
             return;
         }
         atomic_fetch_sub_explicit(&cl->transfer_batches, 1, memory_order_relaxed);
@@ -195,15 +200,31 @@ void tl_central_give(unsigned cls, void *head, unsigned n)
     tl_lock_release(&tl_central_locks[cls]);
 }
 
-/* Empties every transfer stack into the spans (malloc_trim, stats exactness). */
+static void drain(unsigned cls)
+{
+    tl_lock_acquire(&tl_central_locks[cls]);
+    void *batch;
+    while ((batch = pop_batch(cls)))
+        give_to_spans(cls, batch, tl_classes[cls].batch);
+    tl_lock_release(&tl_central_locks[cls]);
+}
+
+/* Empties every transfer stack into the spans (malloc_trim). */
 void tl_central_drain_all(void)
 {
+    for (unsigned cls = 1; cls < tl_num_classes; cls++)
+        drain(cls);
+}
+
+/* Empties the transfer stacks nobody pushed to or popped from for decay_ms,
+ * so their objects' spans can go back to the page heap. No lock held. */
+void tl_central_decay(uint64_t now)
+{
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-        tl_lock_acquire(&tl_central_locks[cls]);
-        void *batch;
-        while ((batch = pop_batch(cls)))
-            give_to_spans(cls, batch, tl_classes[cls].batch);
-        tl_lock_release(&tl_central_locks[cls]);
+        struct central_list *cl = &central[cls];
+        if (atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed) &&
+            now - atomic_load_explicit(&cl->touched_ms, memory_order_relaxed) >= tl_conf.decay_ms)
+            drain(cls);
     }
 }
 

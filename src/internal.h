@@ -46,6 +46,27 @@
  * compiler may address it directly instead of through the GOT. */
 #pragma GCC visibility push(hidden)
 
+/* ThreadSanitizer cannot see the ordering that liburcu's lock-free stack
+ * provides (its loads are volatile, not C11 atomics), so hand-offs through
+ * it are announced explicitly in sanitizer builds; elsewhere these cost
+ * nothing. */
+#if defined(__SANITIZE_THREAD__)
+#define TL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TL_TSAN 1
+#endif
+#endif
+#ifdef TL_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static inline void tl_tsan_acquire(void *addr) { __tsan_acquire(addr); }
+static inline void tl_tsan_release(void *addr) { __tsan_release(addr); }
+#else
+static inline void tl_tsan_acquire(void *addr) { (void)addr; }
+static inline void tl_tsan_release(void *addr) { (void)addr; }
+#endif
+
 #define TL_EXPORT __attribute__((visibility("default")))
 #define TL_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TL_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -176,6 +197,7 @@ bool tl_page_heap_try_grow(struct span *s, size_t new_npages); /* in place */
 void tl_page_heap_shrink(struct span *s, size_t new_npages);
 size_t tl_page_heap_release(size_t max_bytes, bool all); /* give dirty pages back */
 void tl_page_heap_maybe_decay(void);
+void tl_page_heap_tick(void); /* decay if due; takes the lock only then */
 extern struct tl_lock tl_page_heap_lock;
 
 /* ---- central lists (central_list.c) ------------------------------------ */
@@ -185,6 +207,7 @@ unsigned tl_central_take(unsigned cls, unsigned n, void **head);
 /* Gives back n objects chained from head (encoded links). */
 void tl_central_give(unsigned cls, void *head, unsigned n);
 void tl_central_drain_all(void);
+void tl_central_decay(uint64_t now);
 void tl_central_init(void);
 size_t tl_central_free_bytes(unsigned cls);
 size_t tl_central_span_bytes(unsigned cls);
@@ -201,8 +224,11 @@ struct tc_bin {
 struct thread_cache {
     struct tc_bin bins[TL_MAX_CLASSES];
     struct tc_state *st;                /* the rest; NULL until first use */
+    int32_t tick;                       /* frees until the next decay check */
     uint8_t state;                      /* enum tc_mode */
 };
+/* Frees between two looks at the clock for decay (a look costs ~20 ns). */
+#define TL_TICK 1024
 /* The cold part of a thread's cache, in the metadata arena, recycled when
  * the thread exits. */
 struct tc_state {
@@ -212,12 +238,15 @@ struct tc_state {
     _Atomic size_t cap_bytes;           /* what limit_bytes may reach; stolen from by others */
     struct tc_state *reg_next, *reg_prev;
     uint64_t refills, flushes;
+    uint64_t scavenged_ms;              /* last look for idle lists */
+    uint64_t used[2];                   /* classes refilled or flushed since then */
 };
 enum tc_mode { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
 extern __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
 void *tl_tc_alloc(unsigned cls);
 void tl_tc_free(void *p, unsigned cls);
 void tl_tc_flush_self(void);
+void tl_tc_tick(void);
 void tl_tc_registry_lock(void);
 void tl_tc_registry_unlock(void);
 void tl_tc_child_after_fork(void);

@@ -33,7 +33,7 @@ struct bin_set {
 static struct bin_set dirty, returned;
 static struct span *lru_newest, *lru_oldest;
 static struct span *spare_spans;
-static uint64_t next_decay_ms;
+static _Atomic uint64_t next_decay_ms; /* read without the lock by tl_page_heap_tick */
 
 /* ---- metadata arena ----------------------------------------------------- */
 /* Lock: meta_lock guards the bump pointer. A leaf lock: nothing is taken
@@ -444,9 +444,18 @@ void tl_page_heap_maybe_decay(void)
     if (!lru_oldest)
         return;
     uint64_t now = tl_os_now_ms();
-    if (now < next_decay_ms)
+    if (now < atomic_load_explicit(&next_decay_ms, memory_order_relaxed))
         return;
     uint64_t step = tl_conf.decay_ms / 8;
-    next_decay_ms = now + (step < 10 ? 10 : step);
+    atomic_store_explicit(&next_decay_ms, now + (step < 10 ? 10 : step), memory_order_relaxed);
     release_locked(SIZE_MAX, false);
+}
+
+void tl_page_heap_tick(void)
+{
+    if (tl_os_now_ms() < atomic_load_explicit(&next_decay_ms, memory_order_relaxed))
+        return;
+    tl_lock_acquire(&tl_page_heap_lock);
+    tl_page_heap_maybe_decay();
+    tl_lock_release(&tl_page_heap_lock);
 }

@@ -18,7 +18,7 @@ struct tl_counters tl_stats;
 struct snapshot {
     size_t heap_mapped, small_spans, large_in_use, page_heap_free, returned;
     size_t thread_cache, central_free, small_in_use, huge, huge_count, meta, in_use;
-    size_t mapped_total, resident_estimate, threads, trims;
+    size_t mapped, resident_estimate, threads, trims;
     size_t tc_class[TL_MAX_CLASSES], central_class[TL_MAX_CLASSES], span_class[TL_MAX_CLASSES];
 };
 
@@ -51,8 +51,8 @@ static void take_snapshot(struct snapshot *s)
     size_t cached = s->thread_cache + s->central_free;
     s->small_in_use = s->small_spans > cached ? s->small_spans - cached : 0;
     s->in_use = s->small_in_use + s->large_in_use + s->huge;
-    s->mapped_total = s->heap_mapped + s->huge + s->meta;
-    s->resident_estimate = s->mapped_total - s->returned;
+    s->mapped = s->heap_mapped + s->huge + s->meta;
+    s->resident_estimate = s->mapped - s->returned;
 }
 
 struct figure {
@@ -73,7 +73,7 @@ static const struct figure figures[] = {
     FIG(returned, "returned to the OS (not resident)"),
     FIG(heap_mapped, "page heap mapped"),
     FIG(meta, "metadata"),
-    FIG(mapped_total, "mapped in all"),
+    FIG(mapped, "mapped in all"),
     FIG(resident_estimate, "resident at most"),
 };
 

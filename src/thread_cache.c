@@ -140,12 +140,19 @@ static void *detach(struct tc_bin *bin, unsigned n)
     return first;
 }
 
+static void mark_used(struct tc_state *st, unsigned cls) { st->used[cls / 64] |= 1ull << (cls % 64); }
+static bool was_used(const struct tc_state *st, unsigned cls)
+{
+    return st->used[cls / 64] & (1ull << (cls % 64));
+}
+
 static void flush(struct tc_state *st, unsigned cls, unsigned n)
 {
     if (n == 0)
         return;
     tl_central_give(cls, detach(&st->tc->bins[cls], n), n);
     st->flushes++;
+    mark_used(st, cls);
 }
 
 static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
@@ -177,17 +184,37 @@ static void shrink_to_cap(struct tc_state *st)
     }
 }
 
+static void empty_class(struct tc_state *st, unsigned cls)
+{
+    uint32_t h = held(st, cls);
+    while (h > 0) {
+        unsigned n = h > tl_classes[cls].batch ? tl_classes[cls].batch : h;
+        flush(st, cls, n);
+        h -= n;
+    }
+    set_max_len(st, cls, 0);
+}
+
+/* Every decay_ms, lists of classes that needed no refill or flush since the
+ * last look are emptied (their memory was idle), and so are idle central
+ * transfer stacks: memory comes back while the thread keeps running. */
+static void maybe_scavenge(struct tc_state *st)
+{
+    uint64_t now = tl_os_now_ms();
+    if (now - st->scavenged_ms < tl_conf.decay_ms)
+        return;
+    for (unsigned cls = 1; cls < tl_num_classes; cls++)
+        if (st->max_len[cls] && !was_used(st, cls))
+            empty_class(st, cls);
+    st->used[0] = st->used[1] = 0;
+    st->scavenged_ms = now;
+    tl_central_decay(now);
+}
+
 static void flush_all(struct tc_state *st)
 {
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-        uint32_t h = held(st, cls);
-        while (h > 0) {
-            unsigned n = h > tl_classes[cls].batch ? tl_classes[cls].batch : h;
-            flush(st, cls, n);
-            h -= n;
-        }
-        set_max_len(st, cls, 0);
-    }
+    for (unsigned cls = 1; cls < tl_num_classes; cls++)
+        empty_class(st, cls);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -217,6 +244,8 @@ static void cache_init(struct thread_cache *tc)
     st->tc = tc;
     st->limit_bytes = 0;
     st->refills = st->flushes = 0;
+    st->used[0] = st->used[1] = 0;
+    st->scavenged_ms = tl_os_now_ms();
     atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     tc->st = st;
     tl_lock_acquire(&tl_registry_lock);
@@ -252,6 +281,16 @@ static void cache_exit(void *arg)
     registry_remove_locked(tc->st);
     tl_lock_release(&tl_registry_lock);
     retire(tc->st);
+}
+
+/* Every TL_TICK frees, even when every call hits the cache: decay idle
+ * lists, transfer stacks and free pages on time. */
+void tl_tc_tick(void)
+{
+    struct thread_cache *tc = &tl_tc;
+    if (tc->state == TC_ACTIVE)
+        maybe_scavenge(tc->st);
+    tl_page_heap_tick();
 }
 
 void tl_tc_flush_self(void)
@@ -302,6 +341,7 @@ static void refill(struct tc_state *st, unsigned cls)
         bin->head = head;
         bin->room -= (int32_t)got;
         st->refills++;
+        mark_used(st, cls);
     }
 }
 
@@ -317,6 +357,7 @@ void *tl_tc_alloc(unsigned cls)
     if (st->limit_bytes > atomic_load_explicit(&st->cap_bytes, memory_order_relaxed))
         shrink_to_cap(st);
     if (!bin->head) {
+        maybe_scavenge(st);
         refill(st, cls);
         if (!bin->head)
             return tl_alloc_small_nocache(cls);
@@ -344,6 +385,7 @@ void tl_tc_free(void *p, unsigned cls)
         shrink_to_cap(st);
     struct tc_bin *bin = &tc->bins[cls];
     if (bin->room <= 0) {
+        maybe_scavenge(st);
         uint32_t h = held(st, cls);
         uint32_t batch = tl_classes[cls].batch;
         flush(st, cls, h < batch ? h : batch);
@@ -370,7 +412,10 @@ __attribute__((no_sanitize("thread"))) size_t tl_tc_total_bytes(size_t *per_clas
     tl_lock_acquire(&tl_registry_lock);
     for (struct tc_state *st = registry; st; st = st->reg_next, n++)
         for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-            size_t b = (size_t)held(st, cls) * class_size(cls);
+            /* held(), spelt out so that the racy reads stay in this
+             * function, which ThreadSanitizer is told to leave alone. */
+            int32_t h = (int32_t)st->max_len[cls] - st->tc->bins[cls].room;
+            size_t b = (size_t)(h > 0 ? h : 0) * class_size(cls);
             total += b;
             if (per_class)
                 per_class[cls] += b;

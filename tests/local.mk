@@ -5,7 +5,8 @@
 # real programs, and the ThreadSanitizer and AddressSanitizer programs it
 # builds itself from the allocator sources. See tests/run.sh.
 
-EXTRA_DIST += tests/run.sh tests/smoke.sh tests/san_common.h tests/san_tsan.c tests/san_asan.c
+EXTRA_DIST += tests/run.sh tests/smoke.sh tests/san_common.h tests/san_tsan.c tests/san_asan.c \
+	tests/tsan.supp tests/check-all.sh
 
 if ENABLE_TESTS
 
