@@ -56,6 +56,7 @@ class Data:
             if (cid, a) not in self.status or st != "ok":
                 self.status[(cid, a)] = st
         self.times = {}
+        self.cpu = {}  # user+system seconds, one mean per hyperfine call
         for path in glob.glob(os.path.join(work, "hf", "*.json")):
             cid = os.path.basename(path).split(".r")[0]
             try:
@@ -65,6 +66,8 @@ class Data:
                 continue
             for res in doc.get("results", []):
                 self.times.setdefault((cid, res["command"]), []).extend(res.get("times", []))
+                if "user" in res and "system" in res:
+                    self.cpu.setdefault((cid, res["command"]), []).append(res["user"] + res["system"])
         self.notes = []
         npath = os.path.join(work, "notes.txt")
         if os.path.exists(npath):
@@ -81,24 +84,32 @@ class Data:
         return statistics.median(self.times[(cid, a)])
 
     def spread(self, cid, a):
+        """Half the interquartile range relative to the median (None if < 4 runs)."""
         t = self.times.get((cid, a))
-        if not t or len(t) < 2:
+        if not t or len(t) < 4:
             return None
         m = statistics.median(t)
-        return (max(t) - min(t)) / 2 / m if m > 0 else None
+        q = statistics.quantiles(t, n=4)
+        return (q[2] - q[0]) / 2 / m if m > 0 else None
 
-    def ratio(self, cid, a):
-        m, r = self.median(cid, a), self.median(cid, self.ref)
+    def cpu_median(self, cid, a):
+        if not self.ok(cid, a) or (cid, a) not in self.cpu:
+            return None
+        return statistics.median(self.cpu[(cid, a)])
+
+    def ratio(self, cid, a, cpu=False):
+        f = self.cpu_median if cpu else self.median
+        m, r = f(cid, a), f(cid, self.ref)
         if m is None or r is None or r <= 0:
             return None
         return m / r
 
-    def geomean(self, a, threads=None):
+    def geomean(self, a, threads=None, cpu=False):
         vals = []
         for c in self.configs:
             if threads is not None and int(c[2]) not in threads:
                 continue
-            r = self.ratio(c[0], a)
+            r = self.ratio(c[0], a, cpu)
             if r is not None and r > 0:
                 vals.append(math.log(r))
         if not vals:
@@ -197,7 +208,7 @@ def tables(d, md):
     label = lambda c: c[0]
     # medians
     rows = [[label(c)] + [cell_time(d, c[0], a, md) for a in allocs] for c in d.configs]
-    out.append(("Median wall time (seconds; ±: half the spread when 10%% or more%s)" % ("; fastest in bold" if md else ""),
+    out.append(("Median wall time (seconds; ±: half the interquartile range, shown when 10%% or more%s)" % ("; fastest in bold" if md else ""),
                 ["workload"] + allocs, rows))
     # ratios
     others = [a for a in allocs]
@@ -209,6 +220,14 @@ def tables(d, md):
     if any(gm):
         rows.append(["geomean, 2 and 8 threads"] + [fmt_ratio(x[0]) if x else "-" for x in gm])
     out.append(("Time relative to %s (above 1: %s is faster)" % (d.ref, d.ref), ["workload"] + others, rows))
+    # CPU time
+    if d.cpu:
+        rows = [[label(c)] + [fmt_ratio(d.ratio(c[0], a, cpu=True)) if d.status.get((c[0], a), "ok") == "ok" else "FAIL"
+                              for a in others] for c in d.configs]
+        g = [d.geomean(a, cpu=True) for a in others]
+        rows.append(["geometric mean"] + [fmt_ratio(x[0]) if x else "-" for x in g])
+        out.append(("CPU time (user+system) relative to %s: less sensitive than wall time to other jobs on the "
+                    "machine, blind to time spent waiting" % d.ref, ["workload"] + others, rows))
     # peak RSS
     rows = [[label(c)] + [mib(d.rss.get((c[0], a))) for a in allocs] for c in d.configs]
     out.append(("Peak RSS (MiB, ru_maxrss of one checked run)", ["workload"] + allocs, rows))

@@ -247,7 +247,7 @@ check_memcached() {   # ALLOC PRELOAD
 	rss=$(peak_rss_kib "$SRV_PID")
 	if ! kill -0 "$SRV_PID" 2>/dev/null; then
 		wait "$SRV_TPID" 2>/dev/null
-		fail "$name" "memcached died during the run (status $?): $(log_tail "$SRV_LOG")"; return
+		fail "$name" "memcached died during the run (status $?), log $SRV_LOG: $(log_tail "$SRV_LOG")"; return
 	fi
 	if ! stop_server; then fail "$name" "$STOP_MSG"; return; fi
 	if [ $rc -ne 0 ]; then
@@ -281,11 +281,11 @@ check_redis() {   # ALLOC PRELOAD
 	fi
 	# redis-benchmark is noisy on 2 cores (io-threads spin): in --compare
 	# mode it runs BENCH_REPEAT times and the median of each test is kept.
-	local brc=0 r t v bad= n=1
+	local brc=0 t v bad='' n=1
 	[ "$COMPARE" = 1 ] && n=$BENCH_REPEAT
 	bench="$TMPD/redis-bench-$alloc.csv"
 	: >"$bench"
-	for r in $(seq 1 "$n"); do
+	for _ in $(seq 1 "$n"); do
 		client redis-benchmark -h 127.0.0.1 -p "$port" -t set,get,lpush,lpop -n 100000 -c 50 \
 			--threads 2 -r 100000 -d 64 --csv >>"$bench" 2>"$bench.err" || brc=$?
 	done
@@ -302,7 +302,7 @@ check_redis() {   # ALLOC PRELOAD
 	rss=$(peak_rss_kib "$SRV_PID")
 	if ! kill -0 "$SRV_PID" 2>/dev/null; then
 		wait "$SRV_TPID" 2>/dev/null
-		fail "$name" "redis-server died during the run (status $?): $(log_tail "$SRV_LOG")"; return
+		fail "$name" "redis-server died during the run (status $?), log $SRV_LOG: $(log_tail "$SRV_LOG")"; return
 	fi
 	if ! stop_server; then fail "$name" "$STOP_MSG: $(log_tail "$SRV_LOG")"; return; fi
 	if [ $brc -ne 0 ] || [ -n "$bad" ]; then
@@ -451,7 +451,7 @@ write_results() {   # ALLOCS...
 			"$(nproc) cores, $(uname -sr), load average at start $LOAD0."
 		echo "One run per cell (redis-benchmark: median of $BENCH_REPEAT runs), so differences of a"
 		echo "few percent are noise; the machine may have been busy with other work."
-		echo "Library under test: \`$LIB\`."
+		echo "Library under test: \`$LIB\` ($(mapped_name "$LIB"), sha256 $(sha256sum <"$LIB" | cut -c1-12), built $(date -u -r "$(readlink -f "$LIB")" '+%Y-%m-%d %H:%M UTC'))."
 		echo
 		printf '| client | metric'
 		for a in "$@"; do printf ' | %s' "$a"; done

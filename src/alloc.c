@@ -3,6 +3,7 @@
  * and the validation every free goes through when the fast path declines.
  */
 #include "internal.h"
+#include "memcheck.h"
 
 #include <errno.h>
 #include <string.h>
@@ -20,11 +21,13 @@ void *tl_alloc_small_nocache(unsigned cls)
     if (tl_central_take(cls, 1, &p) != 1)
         return no_memory();
     ((uint64_t *)p)[1] = 0;
+    tl_vg_alloc(p, tl_classes[cls].size);
     return p;
 }
 
 void tl_free_small_nocache(void *p, unsigned cls)
 {
+    tl_vg_free_small(p);
     ((uint64_t *)p)[0] = tl_encode(NULL);
     ((uint64_t *)p)[1] = tl_free_key(p);
     tl_central_give(cls, p, 1);
@@ -39,6 +42,7 @@ void *tl_alloc_large(size_t size, size_t alignment)
     if (!s)
         return no_memory();
     s->user_size = s->npages << TL_PAGE_SHIFT;
+    tl_vg_alloc((void *)s->start, s->user_size);
     return (void *)s->start;
 }
 
@@ -108,6 +112,8 @@ void *tl_alloc_zeroed(size_t size)
     struct span *s = tl_pagemap_span((uintptr_t)p);
     if (s->state == SPAN_LARGE && !s->clean)
         memset(p, 0, s->user_size);
+    else
+        tl_vg_defined(p, s->user_size); /* zero already, as memcheck should know */
     s->clean = 0;
     return p;
 }
@@ -124,13 +130,16 @@ struct span *tl_lookup(void *p, const char *who)
     }
     switch (s->state) {
     case SPAN_SMALL:
-        if (TL_UNLIKELY(!tl_is_object_start(&tl_classes[s->size_class], a - s->start)))
+        if (TL_UNLIKELY(!tl_is_object_start(&tl_classes[s->size_class], a - s->start))) {
             tl_report_invalid_free(p, who, "pointer into the middle of a block");
-        else if (TL_UNLIKELY(((uint64_t *)p)[1] == tl_free_key(p)))
+            return NULL;
+        }
+        tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */
+        if (TL_UNLIKELY(((uint64_t *)p)[1] == tl_free_key(p))) {
             tl_report_double_free(p, s->size_class, who);
-        else
-            return s;
-        return NULL;
+            return NULL;
+        }
+        return s;
     case SPAN_LARGE:
     case SPAN_HUGE:
         if (TL_LIKELY(a == s->start))
@@ -153,9 +162,11 @@ static void free_span_block(void *p, struct span *s)
         tl_tc_free(p, s->size_class);
         break;
     case SPAN_LARGE:
+        tl_vg_free(p);
         tl_page_heap_free(s);
         break;
     default:
+        tl_vg_free(p);
         tl_huge_free(s);
         break;
     }
@@ -222,13 +233,14 @@ static void *realloc_large(void *p, struct span *s, size_t size)
 {
     if (size <= TL_SMALL_MAX || size >= tl_conf.huge_threshold)
         return move_block(p, s->user_size, size);
-    size_t pages = tl_pages_for(size);
+    size_t pages = tl_pages_for(size), old_size = s->user_size;
     if (pages < s->npages) {
         tl_page_heap_shrink(s, pages);
     } else if (pages > s->npages && !tl_page_heap_try_grow(s, pages)) {
         return move_block(p, s->user_size, size);
     }
     s->user_size = s->npages << TL_PAGE_SHIFT;
+    tl_vg_resize(p, old_size, s->user_size);
     return p;
 }
 

@@ -17,6 +17,7 @@
  * non-power-of-two alignment with EINVAL.
  */
 #include "internal.h"
+#include "memcheck.h"
 #include "tlmalloc.h"
 
 #include <errno.h>
@@ -53,6 +54,7 @@ static inline void *fast_malloc(size_t size)
     bin->head = (void *)(uintptr_t)next;
     bin->room++;
     ((uint64_t *)p)[1] = 0;
+    tl_vg_alloc(p, tl_classes[cls].size);
     return p;
 }
 
@@ -72,6 +74,7 @@ static inline void fast_free(void *p)
     if (TL_UNLIKELY(!tl_is_object_start(&tl_classes[cls], a - leaf->span[i]->start)))
         goto slow;
     uint64_t key = tl_free_key(p);
+    tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */
     if (TL_UNLIKELY(((uint64_t *)p)[1] == key))
         goto slow;
     struct tc_bin *bin = &tl_tc.bins[cls];
@@ -79,6 +82,7 @@ static inline void fast_free(void *p)
         goto slow;
     if (TL_UNLIKELY(--tl_tc.tick < 0))
         goto slow;
+    tl_vg_free_small(p);
     ((uint64_t *)p)[0] = tl_encode(bin->head);
     ((uint64_t *)p)[1] = key;
     bin->head = p;

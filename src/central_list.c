@@ -23,6 +23,7 @@
  */
 #define _LGPL_SOURCE 1
 #include "internal.h"
+#include "memcheck.h"
 
 #include <urcu/lfstack.h>
 
@@ -77,6 +78,8 @@ static struct span *new_span(unsigned cls)
 {
     struct span *s = tl_page_heap_alloc(tl_classes[cls].span_pages, 1, SPAN_SMALL, cls);
     if (s) {
+        /* May have been a freed large block, which memcheck sees as no-access. */
+        tl_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
         s->allocated = 0;
         s->carved = 0;
         s->free_list = tl_encode(NULL);

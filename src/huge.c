@@ -8,6 +8,7 @@
  * page heap lock; the mmap and munmap calls themselves run without a lock.
  */
 #include "internal.h"
+#include "memcheck.h"
 
 #include <errno.h>
 #include <string.h>
@@ -66,6 +67,7 @@ void *tl_huge_alloc(size_t size, size_t alignment)
         tl_os_unmap(p, bytes);
         return no_memory();
     }
+    tl_vg_alloc(p, bytes);
     return p;
 }
 
@@ -124,5 +126,12 @@ void *tl_huge_realloc(struct span *s, size_t size)
     tl_lock_release(&tl_page_heap_lock);
     tl_stat_add(&tl_stats.huge_mapped, new_bytes);
     tl_stat_sub(&tl_stats.huge_mapped, old_bytes);
+    if (q == old) {
+        tl_vg_resize(q, old_bytes, new_bytes);
+    } else {
+        tl_vg_free(old);
+        tl_vg_alloc(q, new_bytes);
+        tl_vg_defined(q, old_bytes < new_bytes ? old_bytes : new_bytes); /* moved contents */
+    }
     return q;
 }

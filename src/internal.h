@@ -34,6 +34,10 @@
 #ifndef TL_INTERNAL_H
 #define TL_INTERNAL_H
 
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -26,6 +26,7 @@
  * the central and page heap locks. Fork: taken first in prepare.
  */
 #include "internal.h"
+#include "memcheck.h"
 
 #include <pthread.h>
 
@@ -369,7 +370,16 @@ void *tl_tc_alloc(unsigned cls)
     bin->head = (void *)(uintptr_t)next;
     bin->room++;
     ((uint64_t *)p)[1] = 0;
+    tl_vg_alloc(p, class_size(cls));
     return p;
+}
+
+/* Hands one freed object (already announced to memcheck) to the central list. */
+static void central_give_one(void *p, unsigned cls)
+{
+    ((uint64_t *)p)[0] = tl_encode(NULL);
+    ((uint64_t *)p)[1] = tl_free_key(p);
+    tl_central_give(cls, p, 1);
 }
 
 /* p is a small object of class cls, already validated by the caller. */
@@ -380,6 +390,7 @@ void tl_tc_free(void *p, unsigned cls)
         tl_free_small_nocache(p, cls);
         return;
     }
+    tl_vg_free_small(p);
     struct tc_state *st = tc->st;
     if (st->limit_bytes > atomic_load_explicit(&st->cap_bytes, memory_order_relaxed))
         shrink_to_cap(st);
@@ -391,7 +402,7 @@ void tl_tc_free(void *p, unsigned cls)
         flush(st, cls, h < batch ? h : batch);
     }
     if (bin->room <= 0) { /* max_len is 0: no budget for this class */
-        tl_free_small_nocache(p, cls);
+        central_give_one(p, cls);
         return;
     }
     ((uint64_t *)p)[0] = tl_encode(bin->head);
