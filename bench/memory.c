@@ -1,6 +1,6 @@
 /* memory: peak RSS, and how much of a large peak goes back once freed.
  *
- *   memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] [-d LIGHTSECONDS] [-q]
+ *   memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] [-d LIGHTSECONDS] [-x] [-q]
  *
  * THREADS threads (default 2) allocate TOTAL bytes between them (default
  * 1 GiB): SMALLPERCENT (default 50) of it in small blocks of 16..512 bytes,
@@ -13,7 +13,9 @@
  * before, at the peak, right after the free, after malloc_trim(0), after the
  * light work, and after the threads have exited; and ru_maxrss.
  * malloc_trim is looked up with dlsym, so it is the preloaded allocator's if
- * it has one and glibc's otherwise; the line says which.
+ * it has one and glibc's otherwise; the line says which.  With -x it is not
+ * called (trimmed_kib then repeats freed_kib), to see what the allocator
+ * gives back on its own during the light work.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -144,21 +146,22 @@ static void *worker_main(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] "
-			"[-d LIGHTSECONDS] [-q]\n");
+			"[-d LIGHTSECONDS] [-x] [-q]\n");
 	exit(1);
 }
 
 int main(int argc, char **argv)
 {
-	int nthreads = 2, quiet = 0, c;
+	int nthreads = 2, quiet = 0, no_trim = 0, c;
 	unsigned long long total = 1ULL << 30, small_pct = 50;
 
-	while ((c = getopt(argc, argv, "t:T:f:d:qh")) != -1) {
+	while ((c = getopt(argc, argv, "t:T:f:d:xqh")) != -1) {
 		switch (c) {
 		case 't': nthreads = (int)bench_parse_num("t", optarg); break;
 		case 'T': total = bench_parse_num("T", optarg); break;
 		case 'f': small_pct = bench_parse_num("f", optarg); break;
 		case 'd': light_seconds = atof(optarg); break;
+		case 'x': no_trim = 1; break;
 		case 'q': quiet = 1; break;
 		default: usage();
 		}
@@ -197,7 +200,7 @@ int main(int argc, char **argv)
 	pthread_barrier_wait(&bar); /* freed */
 	double t_free = bench_now() - t0;
 	long freed = bench_rss_kib();
-	if (trim != NULL)
+	if (trim != NULL && !no_trim)
 		trim(0);
 	long trimmed = bench_rss_kib();
 	pthread_barrier_wait(&bar); /* go light */
@@ -221,13 +224,14 @@ int main(int argc, char **argv)
 	       "exited_kib=%ld maxrss_kib=%ld alloc_s=%.3f free_s=%.3f "
 	       "light_ops=%llu trim_from=%s\n",
 	       nthreads, total >> 20, small_pct, before, peak, freed, trimmed, light,
-	       exited, ru.ru_maxrss, t_alloc, t_free, light_ops, trim_from);
+	       exited, ru.ru_maxrss, t_alloc, t_free, light_ops, no_trim ? "not-called" : trim_from);
 	if (!quiet) {
 		printf("  RSS before          %8.1f MiB\n", before / 1024.0);
 		printf("  RSS at peak         %8.1f MiB\n", peak / 1024.0);
 		printf("  RSS after free      %8.1f MiB\n", freed / 1024.0);
-		printf("  RSS after trim      %8.1f MiB   (malloc_trim from %s)\n",
-		       trimmed / 1024.0, trim_from);
+		printf("  RSS after trim      %8.1f MiB   (malloc_trim %s%s)\n",
+		       trimmed / 1024.0, no_trim ? "not called" : "from ",
+		       no_trim ? "" : trim_from);
 		printf("  RSS after %.1fs light %7.1f MiB\n", light_seconds, light / 1024.0);
 		printf("  RSS after exit      %8.1f MiB\n", exited / 1024.0);
 	}

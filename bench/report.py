@@ -206,6 +206,8 @@ def tables(d, md):
     out = []
     allocs = d.allocs
     label = lambda c: c[0]
+    if not d.configs:
+        return out + memory_and_callgrind_tables(d)
     # medians
     rows = [[label(c)] + [cell_time(d, c[0], a, md) for a in allocs] for c in d.configs]
     out.append(("Median wall time (seconds; ±: half the interquartile range, shown when 10%% or more%s)" % ("; fastest in bold" if md else ""),
@@ -231,6 +233,12 @@ def tables(d, md):
     # peak RSS
     rows = [[label(c)] + [mib(d.rss.get((c[0], a))) for a in allocs] for c in d.configs]
     out.append(("Peak RSS (MiB, ru_maxrss of one checked run)", ["workload"] + allocs, rows))
+    return out + memory_and_callgrind_tables(d)
+
+
+def memory_and_callgrind_tables(d):
+    out = []
+    allocs = d.allocs
     # callgrind
     cg = d.callgrind()
     if cg:
@@ -254,10 +262,13 @@ def tables(d, md):
             if "fail" in kv:
                 rows.append([a, "FAIL"] + ["-"] * 7)
                 continue
-            rows.append([a, mib(kv.get("before_kib")), mib(kv.get("peak_kib")), mib(kv.get("freed_kib")),
-                         mib(kv.get("trimmed_kib")), mib(kv.get("light_kib")), mib(kv.get("exited_kib")),
+            notrim = kv.get("trim_from") == "not-called"
+            rows.append([a + (" (no trim)" if notrim else ""), mib(kv.get("before_kib")), mib(kv.get("peak_kib")),
+                         mib(kv.get("freed_kib")), "-" if notrim else mib(kv.get("trimmed_kib")),
+                         mib(kv.get("light_kib")), mib(kv.get("exited_kib")),
                          kv.get("alloc_s", "-"), kv.get("trim_from", "-")])
-        out.append(("memory workload: RSS in MiB (2 threads, 1 GiB in small and large blocks, then freed)",
+        out.append(("memory workload: RSS in MiB (2 threads, 1 GiB in small and large blocks, then freed; "
+                    "'no trim' rows skip malloc_trim)",
                     ["allocator", "before", "peak", "after free", "after trim", "after 1 s light", "threads exited",
                      "alloc s", "malloc_trim from"], rows))
     return out

@@ -293,14 +293,20 @@ fi
 # ------------------------------------------------------------------ memory
 if [ "$DO_MEMORY" = 1 ] && { [ -z "$ONLY_WORKLOADS" ] || [[ ",$ONLY_WORKLOADS," == *",memory,"* ]]; }; then
 	: >"$WORK/memory.tsv"
-	for a in "${ALLOCS[@]}"; do
-		if line=$(LD_PRELOAD=${ALIB[$a]} "$BIN_DIR/memory" -q 2>"$WORK/log/memory-$a.err"); then
-			printf '%s\t%s\n' "$a" "$line" >>"$WORK/memory.tsv"
-			say "memory $a: $(tr ' ' '\n' <<<"$line" | grep -E '^(peak|freed|trimmed|light)_kib' | tr '\n' ' ')"
-		else
-			printf '%s\tFAIL %s\n' "$a" "$(head -c 300 "$WORK/log/memory-$a.err" | tr '\n\t' '  ')" >>"$WORK/memory.tsv"
-			say "FAIL: memory under $a: $(head -c 300 "$WORK/log/memory-$a.err")"
-		fi
+	# with malloc_trim(0) after the free, then without it (-x: what the
+	# allocator gives back on its own during the light work)
+	for variant in trim notrim; do
+		for a in "${ALLOCS[@]}"; do
+			opt=
+			[ $variant = notrim ] && opt=-x
+			if line=$(LD_PRELOAD=${ALIB[$a]} "$BIN_DIR/memory" -q $opt 2>"$WORK/log/memory-$a-$variant.err"); then
+				printf '%s\t%s\n' "$a" "$line" >>"$WORK/memory.tsv"
+				say "memory $a ($variant): $(tr ' ' '\n' <<<"$line" | grep -E '^(peak|freed|trimmed|light)_kib' | tr '\n' ' ')"
+			else
+				printf '%s\tFAIL %s\n' "$a" "$(head -c 300 "$WORK/log/memory-$a-$variant.err" | tr '\n\t' '  ')" >>"$WORK/memory.tsv"
+				say "FAIL: memory under $a ($variant): $(head -c 300 "$WORK/log/memory-$a-$variant.err")"
+			fi
+		done
 	done
 fi
 

@@ -176,7 +176,6 @@ static inline struct span *tl_pagemap_span(uintptr_t a)
 }
 bool tl_pagemap_ensure(uintptr_t start, size_t bytes); /* maps leaves */
 void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls);
-size_t tl_pagemap_bytes(void);
 
 /* ---- safe-linking and the free key (I4) -------------------------------- */
 extern uint64_t tl_secret;   /* per process, random */
@@ -251,8 +250,6 @@ void *tl_tc_alloc(unsigned cls);
 void tl_tc_free(void *p, unsigned cls);
 void tl_tc_flush_self(void);
 void tl_tc_tick(void);
-void tl_tc_registry_lock(void);
-void tl_tc_registry_unlock(void);
 void tl_tc_child_after_fork(void);
 void tl_tc_init_key(void);
 size_t tl_tc_total_bytes(size_t *per_class, unsigned *threads);
@@ -323,7 +320,6 @@ struct tl_counters {
     _Atomic size_t huge_mapped;   /* bytes of huge mappings */
     _Atomic size_t huge_count;
     _Atomic size_t meta;          /* metadata arena bytes */
-    _Atomic size_t central_free;  /* bytes of free objects held by central lists */
     _Atomic size_t trims;
 };
 extern struct tl_counters tl_stats;

@@ -26,6 +26,13 @@ struct tl_lock {
 extern __thread char tl_self_marker __attribute__((tls_model("initial-exec")));
 static inline uintptr_t tl_self(void) { return (uintptr_t)&tl_self_marker; }
 
+static inline void tl_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 void tl_lock_wait(struct tl_lock *l);
 void tl_lock_wake(struct tl_lock *l);
 

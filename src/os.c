@@ -123,7 +123,7 @@ void tl_lock_wait(struct tl_lock *l)
             errno = saved;
             return;
         }
-        __builtin_ia32_pause();
+        tl_cpu_relax();
     }
     while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0)
         syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);

@@ -16,7 +16,6 @@
 
 struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
 struct tl_lock tl_pagemap_lock = TL_LOCK_INIT;
-static size_t leaves;
 
 static bool ensure_leaf(size_t root_index)
 {
@@ -27,7 +26,6 @@ static bool ensure_leaf(size_t root_index)
     if (!tl_pagemap_root[root_index]) {
         struct pagemap_leaf *leaf = tl_os_map(sizeof *leaf);
         if (leaf) {
-            leaves++;
             tl_stat_add(&tl_stats.meta, sizeof *leaf);
             __atomic_store_n(&tl_pagemap_root[root_index], leaf, __ATOMIC_RELEASE);
         } else {
@@ -60,4 +58,3 @@ void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_
     }
 }
 
-size_t tl_pagemap_bytes(void) { return leaves * sizeof(struct pagemap_leaf); }

@@ -80,8 +80,6 @@ static void registry_remove_locked(struct tc_state *st)
         st->reg_next->reg_prev = st->reg_prev;
 }
 
-void tl_tc_registry_lock(void) { tl_lock_acquire(&tl_registry_lock); }
-void tl_tc_registry_unlock(void) { tl_lock_release(&tl_registry_lock); }
 
 /* ---- budget ------------------------------------------------------------ */
 static bool take_unclaimed(size_t want)
