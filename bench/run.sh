@@ -12,7 +12,7 @@
 #                     [--rounds N] [--runs N] [--no-callgrind] [--no-memory]
 #
 #   --quick        small sizes, 3 rounds of 1 run: under 5 minutes
-#   (default)      full sizes, 4 rounds of 2 runs: about 15-20 minutes
+#   (default)      full sizes, 4 rounds of 2 runs: about 10-15 minutes
 #   --main-job     larson and prodcons at 2 and 8 threads plus the callgrind
 #                  count, printed side by side (what bench/main-job.sh runs);
 #                  writes nothing under bench/results except its tmp/ folder

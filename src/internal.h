@@ -242,6 +242,7 @@ struct tc_state {
     struct tc_state *reg_next, *reg_prev;
     uint64_t refills, flushes;
     uint64_t scavenged_ms;              /* last look for idle lists */
+    uint32_t slow_calls;                /* slow paths taken, to space out clock reads */
     uint64_t used[2];                   /* classes refilled or flushed since then */
 };
 enum tc_mode { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };

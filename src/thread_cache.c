@@ -199,6 +199,8 @@ static void empty_class(struct tc_state *st, unsigned cls)
  * transfer stacks: memory comes back while the thread keeps running. */
 static void maybe_scavenge(struct tc_state *st)
 {
+    if (++st->slow_calls % 16)
+        return; /* the clock is read on every 16th slow path only */
     uint64_t now = tl_os_now_ms();
     if (now - st->scavenged_ms < tl_conf.decay_ms)
         return;
@@ -324,13 +326,20 @@ static bool ready(struct thread_cache *tc)
     return tc->state == TC_ACTIVE;
 }
 
-static void refill(struct tc_state *st, unsigned cls)
+/* Lets a class's list hold one more batch, if the limits allow. */
+static void grow(struct tc_state *st, unsigned cls)
 {
-    struct tc_bin *bin = &st->tc->bins[cls];
     uint32_t batch = tl_classes[cls].batch;
     if (st->max_len[cls] + batch <= max_len_cap(cls) &&
         reserve(st, (size_t)batch * class_size(cls)))
         set_max_len(st, cls, st->max_len[cls] + batch);
+}
+
+static void refill(struct tc_state *st, unsigned cls)
+{
+    struct tc_bin *bin = &st->tc->bins[cls];
+    uint32_t batch = tl_classes[cls].batch;
+    grow(st, cls);
     if (bin->room <= 0)
         return;
     unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
@@ -395,11 +404,13 @@ void tl_tc_free(void *p, unsigned cls)
     struct tc_bin *bin = &tc->bins[cls];
     if (bin->room <= 0) {
         maybe_scavenge(st);
-        uint32_t h = held(st, cls);
         uint32_t batch = tl_classes[cls].batch;
-        flush(st, cls, h < batch ? h : batch);
+        if (held(st, cls) >= batch)
+            flush(st, cls, batch); /* a full batch: no lock on the way */
+        else
+            grow(st, cls);         /* a thread that only frees this class */
     }
-    if (bin->room <= 0) { /* max_len is 0: no budget for this class */
+    if (bin->room <= 0) { /* no budget for this class */
         central_give_one(p, cls);
         return;
     }
