@@ -68,7 +68,7 @@ done
 case $MODE in
 full) : "${ROUNDS:=4}" "${RUNS:=2}" ;;
 quick) : "${ROUNDS:=3}" "${RUNS:=1}" ;;
-main-job) : "${ROUNDS:=5}" "${RUNS:=1}"; DO_MEMORY=0 ;;
+main-job) : "${ROUNDS:=8}" "${RUNS:=1}"; DO_MEMORY=0 ;;
 esac
 
 command -v python3 >/dev/null || die "python3 is needed to read hyperfine's JSON (apt-get install python3)"

@@ -28,7 +28,11 @@
 #pragma GCC optimize("omit-frame-pointer")
 #endif
 
-/* Out of line so that the fast path keeps no registers for it. */
+/* Out of line so that the fast path keeps no registers for it; with a frame
+ * of its own, so that the report's backtrace reaches the caller. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-omit-frame-pointer")))
+#endif
 TL_NOINLINE static void *bad_link(void *p)
 {
     tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");

@@ -105,6 +105,9 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
         while (got < n) {
             void *obj = tl_decode(s->free_list);
             if (obj) {
+                uintptr_t off = (uintptr_t)obj - s->start;
+                if (TL_UNLIKELY(off >= (size_t)c->objects * c->size || !tl_is_object_start(c, off)))
+                    tl_report_corruption(obj, "malloc", "free-list link overwritten (use after free?)");
                 s->free_list = *(uint64_t *)obj;
             } else if (s->carved < c->objects) {
                 obj = (void *)(s->start + (size_t)s->carved++ * c->size);
@@ -250,4 +253,12 @@ size_t tl_central_free_bytes(unsigned cls)
 size_t tl_central_span_bytes(unsigned cls)
 {
     return central[cls].span_objects * tl_classes[cls].size;
+}
+
+/* Bytes of objects out of the central list: in thread caches or in use. */
+size_t tl_central_out_bytes(unsigned cls)
+{
+    const struct central_list *cl = &central[cls];
+    size_t batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
+    return (cl->allocated - batches * tl_classes[cls].batch) * tl_classes[cls].size;
 }

@@ -207,7 +207,7 @@ void tl_report_double_free(void *p, unsigned cls, const char *who)
 void tl_report_corruption(void *p, const char *who, const char *what)
 {
     struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: heap corruption at ");
+    tl_buf_str(&b, "tlmalloc: heap corruption of ");
     tl_buf_hex(&b, (uintptr_t)p);
     tl_buf_str(&b, " in ");
     tl_buf_str(&b, who);

@@ -214,6 +214,7 @@ void tl_central_decay(uint64_t now);
 void tl_central_init(void);
 size_t tl_central_free_bytes(unsigned cls);
 size_t tl_central_span_bytes(unsigned cls);
+size_t tl_central_out_bytes(unsigned cls);
 extern struct tl_lock tl_central_locks[TL_MAX_CLASSES];
 
 /* ---- thread cache (thread_cache.c) ------------------------------------- */
@@ -238,7 +239,8 @@ struct tc_state {
     struct thread_cache *tc;            /* the TLS part it belongs to */
     uint32_t max_len[TL_MAX_CLASSES];   /* list length limit per class */
     size_t limit_bytes;                 /* sum of max_len[c]*size[c] */
-    _Atomic size_t cap_bytes;           /* what limit_bytes may reach; stolen from by others */
+    _Atomic size_t cap_bytes;           /* what limit_bytes may reach */
+    _Atomic size_t give_back;           /* cap other threads asked this one to return */
     struct tc_state *reg_next, *reg_prev;
     uint64_t refills, flushes;
     uint64_t scavenged_ms;              /* last look for idle lists */

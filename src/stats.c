@@ -4,7 +4,8 @@
  *
  * The page heap's memory adds up exactly:
  *   heap_mapped = small_spans + large_in_use + page_heap_free + returned
- * and small_spans = small_in_use + thread_cache + central_free.
+ * and small_spans = small_in_use + thread_cache + central_free + span_tail
+ * (span_tail: the ends of small spans too short for one more object).
  * Figures read while other threads run are a snapshot, each exact as of a
  * moment, not all of the same moment.
  */
@@ -17,7 +18,7 @@ struct tl_counters tl_stats;
 
 struct snapshot {
     size_t heap_mapped, small_spans, large_in_use, page_heap_free, returned;
-    size_t thread_cache, central_free, small_in_use, huge, huge_count, meta, in_use;
+    size_t thread_cache, central_free, small_in_use, span_tail, huge, huge_count, meta, in_use;
     size_t mapped, resident_estimate, threads, trims;
     size_t tc_class[TL_MAX_CLASSES], central_class[TL_MAX_CLASSES], span_class[TL_MAX_CLASSES];
 };
@@ -30,12 +31,15 @@ static void take_snapshot(struct snapshot *s)
     unsigned threads = 0;
     s->thread_cache = tl_tc_total_bytes(s->tc_class, &threads);
     s->threads = threads;
+    size_t out = 0, span_object_bytes = 0;
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
         tl_lock_acquire(&tl_central_locks[cls]);
         s->central_class[cls] = tl_central_free_bytes(cls);
         s->span_class[cls] = tl_central_span_bytes(cls);
+        out += tl_central_out_bytes(cls);
         tl_lock_release(&tl_central_locks[cls]);
         s->central_free += s->central_class[cls];
+        span_object_bytes += s->span_class[cls];
     }
     tl_lock_acquire(&tl_page_heap_lock);
     s->heap_mapped = load(&tl_stats.mapped);
@@ -48,8 +52,8 @@ static void take_snapshot(struct snapshot *s)
     s->huge_count = load(&tl_stats.huge_count);
     s->meta = load(&tl_stats.meta);
     s->trims = load(&tl_stats.trims);
-    size_t cached = s->thread_cache + s->central_free;
-    s->small_in_use = s->small_spans > cached ? s->small_spans - cached : 0;
+    s->small_in_use = out > s->thread_cache ? out - s->thread_cache : 0;
+    s->span_tail = s->small_spans > span_object_bytes ? s->small_spans - span_object_bytes : 0;
     s->in_use = s->small_in_use + s->large_in_use + s->huge;
     s->mapped = s->heap_mapped + s->huge + s->meta;
     s->resident_estimate = s->mapped - s->returned;
@@ -69,6 +73,7 @@ static const struct figure figures[] = {
     FIG(huge, "  huge blocks (own mappings)"),
     FIG(thread_cache, "free in thread caches"),
     FIG(central_free, "free in central lists"),
+    FIG(span_tail, "span tails (too short for an object)"),
     FIG(page_heap_free, "free in the page heap (resident)"),
     FIG(returned, "returned to the OS (not resident)"),
     FIG(heap_mapped, "page heap mapped"),

@@ -8,13 +8,18 @@
  *
  * Limits. A class's list may hold max_len objects; max_len starts at 0 and
  * grows by one batch on each refill (slow start), up to 1 MiB worth or 8192
- * objects. limit_bytes = sum(max_len * size) <= cap_bytes. A thread's cap
- * grows in 256 KiB steps taken from the global pool tl_tc_unclaimed (the
- * thread cache budget, 32 MiB by default) up to tc_max (4 MiB); when the
- * pool is empty it is stolen from another thread, whose cap is lowered
- * (atomically) and who shrinks its lists the next time it enters a slow
- * path. So the sum of all caps never exceeds the budget, and a thread's
- * cached bytes exceed its cap only until its next slow path.
+ * objects. limit_bytes = sum(max_len * size) <= cap_bytes, and a thread
+ * never holds more than its limit. A thread's cap grows in 256 KiB steps
+ * taken from the global pool tl_tc_unclaimed (the thread cache budget,
+ * 32 MiB by default) up to tc_max (4 MiB), and shrinks back into the pool
+ * when its lists shrink (idle classes are emptied every decay_ms). Caps move
+ * only through the pool, so all caches together never hold more than the
+ * budget. When the pool is dry, a thread asks another one (round robin) to
+ * give back a step: the other thread honours the request at its next slow
+ * path or decay tick, halving its lists and returning the cap to the pool,
+ * from which the asking thread takes it at its next refill. A thread that
+ * never runs again keeps what it holds (no one else may touch its lists),
+ * and that is within the budget.
  *
  * Thread exit: a pthread key destructor flushes everything to the central
  * lists and returns the cap to the pool. Later calls from the same thread
@@ -92,23 +97,31 @@ static bool take_unclaimed(size_t want)
     return false;
 }
 
-/* Lowers another thread's cap by want; round robin over the registry. */
-static bool steal(struct tc_state *self, size_t want)
+/* Asks another thread, round robin over the registry, to give back want
+ * bytes of cap; it does so at its next slow path or tick (honour_request). */
+static void ask_for_cap(struct tc_state *self, size_t want)
 {
-    bool ok = false;
     tl_lock_acquire(&tl_registry_lock);
-    for (int tries = 0; registry && tries < 64 && !ok; tries++) {
+    for (int tries = 0; registry && tries < 64; tries++) {
         struct tc_state *v = steal_cursor ? steal_cursor : registry;
         steal_cursor = v->reg_next;
-        if (v == self)
+        if (v == self || atomic_load_explicit(&v->cap_bytes, memory_order_relaxed) < want)
             continue;
-        size_t cap = atomic_load_explicit(&v->cap_bytes, memory_order_relaxed);
-        while (cap >= want && !ok)
-            ok = atomic_compare_exchange_weak_explicit(&v->cap_bytes, &cap, cap - want,
-                                                       memory_order_relaxed, memory_order_relaxed);
+        atomic_fetch_add_explicit(&v->give_back, want, memory_order_relaxed);
+        break;
     }
     tl_lock_release(&tl_registry_lock);
-    return ok;
+}
+
+/* Returns the cap above what the lists may hold to the pool, in whole steps. */
+static void release_cap(struct tc_state *st)
+{
+    size_t cap = atomic_load_explicit(&st->cap_bytes, memory_order_relaxed);
+    size_t keep = tl_round_up(st->limit_bytes, CAP_STEP);
+    if (cap > keep) {
+        atomic_store_explicit(&st->cap_bytes, keep, memory_order_relaxed);
+        atomic_fetch_add_explicit(&tl_tc_unclaimed, cap - keep, memory_order_relaxed);
+    }
 }
 
 /* Room for bytes more of list limits in this thread's cap? */
@@ -120,8 +133,10 @@ static bool reserve(struct tc_state *st, size_t bytes)
     size_t want = tl_round_up(st->limit_bytes + bytes - cap, CAP_STEP);
     if (cap + want > tl_conf.tc_max)
         return false;
-    if (!take_unclaimed(want) && !steal(st, want))
+    if (!take_unclaimed(want)) {
+        ask_for_cap(st, want);
         return false;
+    }
     atomic_fetch_add_explicit(&st->cap_bytes, want, memory_order_relaxed);
     return true;
 }
@@ -162,10 +177,10 @@ static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
     st->tc->bins[cls].room += delta;
 }
 
-/* After another thread lowered our cap: halve lists until we fit. */
-static void shrink_to_cap(struct tc_state *st)
+/* Halves the lists until their limits fit in target bytes. */
+static void shrink_to(struct tc_state *st, size_t target)
 {
-    while (st->limit_bytes > atomic_load_explicit(&st->cap_bytes, memory_order_relaxed)) {
+    while (st->limit_bytes > target) {
         bool changed = false;
         for (unsigned cls = 1; cls < tl_num_classes; cls++) {
             uint32_t len = st->max_len[cls];
@@ -181,6 +196,17 @@ static void shrink_to_cap(struct tc_state *st)
         if (!changed)
             break;
     }
+}
+
+/* Another thread asked for cap: shrink by that much and give it back. */
+static void honour_request(struct tc_state *st)
+{
+    if (!atomic_load_explicit(&st->give_back, memory_order_relaxed))
+        return;
+    size_t want = atomic_exchange_explicit(&st->give_back, 0, memory_order_relaxed);
+    size_t cap = atomic_load_explicit(&st->cap_bytes, memory_order_relaxed);
+    shrink_to(st, cap > want ? cap - want : 0);
+    release_cap(st);
 }
 
 static void empty_class(struct tc_state *st, unsigned cls)
@@ -199,6 +225,7 @@ static void empty_class(struct tc_state *st, unsigned cls)
  * transfer stacks: memory comes back while the thread keeps running. */
 static void maybe_scavenge(struct tc_state *st)
 {
+    honour_request(st);
     if (++st->slow_calls % 16)
         return; /* the clock is read on every 16th slow path only */
     uint64_t now = tl_os_now_ms();
@@ -209,6 +236,7 @@ static void maybe_scavenge(struct tc_state *st)
             empty_class(st, cls);
     st->used[0] = st->used[1] = 0;
     st->scavenged_ms = now;
+    release_cap(st);
     tl_central_decay(now);
 }
 
@@ -248,6 +276,7 @@ static void cache_init(struct thread_cache *tc)
     st->used[0] = st->used[1] = 0;
     st->scavenged_ms = tl_os_now_ms();
     atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->give_back, 0, memory_order_relaxed);
     tc->st = st;
     tl_lock_acquire(&tl_registry_lock);
     registry_add_locked(st);
@@ -289,8 +318,10 @@ static void cache_exit(void *arg)
 void tl_tc_tick(void)
 {
     struct thread_cache *tc = &tl_tc;
-    if (tc->state == TC_ACTIVE)
+    if (tc->state == TC_ACTIVE) {
+        tc->st->slow_calls = 15; /* look at the clock now */
         maybe_scavenge(tc->st);
+    }
     tl_page_heap_tick();
 }
 
@@ -299,6 +330,47 @@ void tl_tc_flush_self(void)
     struct thread_cache *tc = &tl_tc;
     if (tc->state == TC_ACTIVE)
         flush_all(tc->st);
+}
+
+/* The cache of a thread that does not exist in a forked child may have been
+ * caught in the middle of a fast-path push or pop: its lists are intact
+ * (each step leaves them so) but room may be off by one, and an object may
+ * be in neither the list nor the program's hands. So the lists are walked
+ * by their links, each object checked against the pagemap, never by count;
+ * an object lost in flight is leaked, never handed out twice. */
+static bool salvageable(void *p, unsigned cls)
+{
+    uintptr_t a = (uintptr_t)p;
+    struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
+    return !(a & 15) && leaf && leaf->size_class[tl_pagemap_index(a)] == cls;
+}
+
+static void salvage(struct tc_state *st)
+{
+    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        struct tc_bin *bin = &st->tc->bins[cls];
+        void *first = bin->head, *last = NULL, *p = first;
+        unsigned n = 0;
+        while (p && n <= st->max_len[cls] && salvageable(p, cls)) {
+            last = p;
+            n++;
+            p = tl_decode(*(uint64_t *)p);
+        }
+        if (n) {
+            *(uint64_t *)last = tl_encode(NULL);
+            tl_central_give(cls, first, n);
+        }
+        bin->head = NULL;
+        bin->room = 0;
+        st->max_len[cls] = 0;
+    }
+    st->limit_bytes = 0;
+    st->tc->state = TC_DEAD;
+    st->tc->st = NULL;
+    size_t cap = atomic_exchange_explicit(&st->cap_bytes, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tl_tc_unclaimed, cap, memory_order_relaxed);
+    st->reg_next = spare_states;
+    spare_states = st;
 }
 
 /* In the child after fork (locks reset, one thread): the caches of threads
@@ -310,7 +382,7 @@ void tl_tc_child_after_fork(void)
         struct tc_state *next = st->reg_next;
         if (st->tc != &tl_tc) {
             registry_remove_locked(st);
-            retire(st);
+            salvage(st);
         }
         st = next;
     }
@@ -362,8 +434,7 @@ void *tl_tc_alloc(unsigned cls)
         return tl_alloc_small_nocache(cls);
     struct tc_state *st = tc->st;
     struct tc_bin *bin = &tc->bins[cls];
-    if (st->limit_bytes > atomic_load_explicit(&st->cap_bytes, memory_order_relaxed))
-        shrink_to_cap(st);
+    honour_request(st);
     if (!bin->head) {
         maybe_scavenge(st);
         refill(st, cls);
@@ -399,8 +470,7 @@ void tl_tc_free(void *p, unsigned cls)
     }
     tl_vg_free_small(p);
     struct tc_state *st = tc->st;
-    if (st->limit_bytes > atomic_load_explicit(&st->cap_bytes, memory_order_relaxed))
-        shrink_to_cap(st);
+    honour_request(st);
     struct tc_bin *bin = &tc->bins[cls];
     if (bin->room <= 0) {
         maybe_scavenge(st);

@@ -1,6 +1,7 @@
 # tests/local.mk - tlmalloc's tests, included by the top-level Makefile.am.
 #
-# `make check` builds the two Criterion programs and runs tests/run.sh,
+# `make check` builds the two Criterion programs (and the helper programs
+# some tests run) and runs tests/run.sh,
 # which runs them (test_preload under LD_PRELOAD), the smoke tests with
 # real programs, and the ThreadSanitizer and AddressSanitizer programs it
 # builds itself from the allocator sources. See tests/run.sh.
@@ -24,8 +25,11 @@ tests_general_sources = \
 
 check_PROGRAMS += tests/test_linked tests/test_preload
 
-# Linked with libtlmalloc; adds the tests of the tl_ interface.
-tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c
+# Linked with libtlmalloc; adds the tests of the tl_ interface, and those
+# that run tests/diag_child in fresh processes with their own environment
+# (heap error reports, memory coming back, options).
+tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c \
+	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c
 tests_test_linked_CFLAGS = $(TESTS_CFLAGS)
 tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
 
@@ -33,6 +37,26 @@ tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
 tests_test_preload_SOURCES = $(tests_general_sources)
 tests_test_preload_CFLAGS = $(TESTS_CFLAGS)
 tests_test_preload_LDADD = $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
+
+# The helper program of t_diag.c, t_memory.c and t_config.c, in two builds:
+# linked with libtlmalloc (-no-install: found through its rpath, no
+# libtool wrapper script), and plain, to run with LD_PRELOAD. Symbols are
+# exported so that the allocator's reports can name the program's functions.
+check_PROGRAMS += tests/diag_child_linked tests/diag_child_plain
+tests_diag_child_linked_SOURCES = tests/diag_child.c
+tests_diag_child_linked_CFLAGS = $(TESTS_CFLAGS)
+tests_diag_child_linked_LDFLAGS = -no-install -export-dynamic
+tests_diag_child_linked_LDADD = libtlmalloc.la $(PTHREAD_LIBS) -ldl
+tests_diag_child_plain_SOURCES = tests/diag_child.c
+tests_diag_child_plain_CFLAGS = $(TESTS_CFLAGS)
+tests_diag_child_plain_LDFLAGS = -export-dynamic
+tests_diag_child_plain_LDADD = $(PTHREAD_LIBS) -ldl
+
+# The fast-path loop whose instructions tests/run.sh counts with callgrind
+# (run with LD_PRELOAD=libtlmalloc.so).
+check_PROGRAMS += tests/fastpath_loop
+tests_fastpath_loop_SOURCES = tests/fastpath_loop.c
+tests_fastpath_loop_CFLAGS = $(TESTS_CFLAGS)
 
 check-local: $(check_PROGRAMS) libtlmalloc.la
 	TL_SRCDIR='$(abs_top_srcdir)' TL_BUILDDIR='$(abs_top_builddir)' \

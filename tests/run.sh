@@ -5,6 +5,9 @@
 #  2. tests/test_preload  the same general tests, tlmalloc injected with
 #                         LD_PRELOAD=<builddir>/.libs/libtlmalloc.so
 #  3. tests/smoke.sh      real programs (python3, sort, gcc, sqlite3) preloaded
+#     and "check mode off costs nothing": callgrind counts the instructions
+#     of tests/fastpath_loop (preloaded) with and without options that leave
+#     check mode off; the cost per malloc+free pair must not change
 #  4. ThreadSanitizer and AddressSanitizer/UBSan programs, built here from
 #     the allocator sources (-DTL_OVERRIDE=0, the tl_ functions only) into a
 #     temporary directory
@@ -100,6 +103,73 @@ grep -q '^smoke: ' "$tmp/smoke.log" || {
     failed=$((failed + 1))
     note "smoke.sh did not complete"
 }
+
+# ---- check mode off costs nothing ----------------------------------------
+# The fast paths never look at the check option, so options that leave
+# check mode off must not change what a malloc+free pair costs. callgrind
+# counts every instruction of tests/fastpath_loop N (64 live blocks, free
+# one and allocate one of 64..71 bytes per iteration) with tlmalloc
+# preloaded, for N = 100000 and 1100000; the difference over 1000000 is the
+# cost of one pair, loop included. Instruction counts are deterministic;
+# only the decay clock's scavenging, a few thousand instructions each
+# time it runs, depends on speed, so the cost is compared rounded to whole
+# instructions (the exact figures are printed). One check in the totals.
+section "check mode off costs nothing"
+fastpath=$builddir/tests/fastpath_loop
+# cg_count N [VAR=VALUE]: instructions of one run, or nothing on failure.
+cg_count() {
+    n=$1
+    shift
+    out=$tmp/callgrind.out
+    rm -f "$out"
+    env -u TLMALLOC_CONF -u MALLOC_CHECK_ "$@" LD_PRELOAD="$lib" valgrind --tool=callgrind \
+        --callgrind-out-file="$out" "$fastpath" "$n" >/dev/null 2>"$tmp/callgrind.err" || return 0
+    sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$out" | head -n 1
+}
+if ! command -v valgrind >/dev/null 2>&1; then
+    echo "SKIPPED: valgrind is not installed"
+    note "check mode off costs nothing: skipped, no valgrind"
+elif [ ! -x "$fastpath" ] || [ ! -f "$lib" ]; then
+    echo "FAIL fastpath_cost: $fastpath or $lib missing" | tee -a "$tmp/failures"
+    failed=$((failed + 1))
+else
+    fp_ok=1 fp_ref="" fp_lines=""
+    for conf in "" TLMALLOC_CONF=stats=0 MALLOC_CHECK_=0; do
+        # shellcheck disable=SC2086
+        i1=$(cg_count 100000 $conf)
+        # shellcheck disable=SC2086
+        i2=$(cg_count 1100000 $conf)
+        label=${conf:-TLMALLOC_CONF unset}
+        if [ -z "$i1" ] || [ -z "$i2" ]; then
+            cat "$tmp/callgrind.err"
+            echo "FAIL fastpath_cost: callgrind failed with $label" | tee -a "$tmp/failures"
+            fp_ok=2
+            break
+        fi
+        diff=$((i2 - i1))
+        pair=$(((diff + 500000) / 1000000))
+        hundredths=$(((diff + 5000) / 10000))
+        fp_lines="$fp_lines
+  $label: $i1 instructions for 100000 pairs, $i2 for 1100000: $((hundredths / 100)).$(printf '%02d' $((hundredths % 100))) per pair"
+        if [ -z "$fp_ref" ]; then
+            fp_ref=$pair
+        elif [ "$pair" -ne "$fp_ref" ]; then
+            fp_ok=0
+        fi
+    done
+    echo "${fp_lines#?}"
+    if [ "$fp_ok" = 1 ]; then
+        echo "fast path: $fp_ref instructions per malloc+free pair (loop included)"
+        echo "PASS fastpath_cost: the same with TLMALLOC_CONF unset, stats=0 and MALLOC_CHECK_=0"
+        passed=$((passed + 1))
+    elif [ "$fp_ok" = 0 ]; then
+        echo "FAIL fastpath_cost: the cost per malloc+free pair depends on options that leave check mode off" |
+            tee -a "$tmp/failures"
+        failed=$((failed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+fi
 
 # ---- sanitizer builds --------------------------------------------------
 # The allocator's .c files, read from Makefile.am's tl_sources.

@@ -1,0 +1,765 @@
+/* diag_child.c - the helper program of t_diag.c, t_memory.c and t_config.c.
+ *
+ * The allocator reads its environment (MALLOC_CHECK_, TLMALLOC_CONF) once,
+ * when it starts, so a test that needs other options runs this program
+ * with execve() and the environment it wants. It is built twice:
+ *   tests/diag_child_linked  linked with libtlmalloc
+ *   tests/diag_child_plain   not linked; run with LD_PRELOAD=libtlmalloc.so
+ *
+ * Usage: diag_child SCENARIO [ARG]. Scenarios write their results to
+ * stdout, one "key value" per line, with write(2) (stdio would allocate a
+ * buffer, which check mode would then report as a leak):
+ *   "ptr 0x..."      the pointer about to be misused (printed first)
+ *   "continued"      the program went on after the bad call
+ *   "error ..."      the helper itself failed (exit status 3)
+ * The tl_ functions (tl_stat, tl_stats_print) are found with dlsym, so
+ * that both builds use the same source.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+/* Hides a pointer or size from the optimiser (and from the compiler's
+ * warnings about freeing non-heap or freed memory, which is the point). */
+static inline void *opq_ptr(void *p)
+{
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+static inline size_t opq(size_t x)
+{
+    __asm__ volatile("" : "+r"(x));
+    return x;
+}
+
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void out(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof buf - 2)
+        n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    for (char *s = buf; n > 0;) {
+        ssize_t w = write(1, s, (size_t)n);
+        if (w <= 0)
+            break;
+        s += w;
+        n -= (int)w;
+    }
+}
+
+static void fail(const char *what) __attribute__((noreturn));
+static void fail(const char *what)
+{
+    out("error %s", what);
+    _exit(3);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(opq(n));
+    if (!p)
+        fail("malloc returned NULL");
+    return p;
+}
+
+static void show_ptr(const void *p) { out("ptr %p", p); }
+
+/* After a bad call that was ignored or only reported: the heap still works. */
+static void go_on(void)
+{
+    out("continued");
+    void *keep[256];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 256; i++) {
+            size_t n = (size_t)(i * 37 % 3000) + 1 + (i % 16 == 0 ? 150 * KiB : 0);
+            keep[i] = xmalloc(n);
+            memset(keep[i], i, n);
+        }
+        for (int i = 0; i < 256; i++)
+            free(keep[i]);
+    }
+    out("heap ok");
+}
+
+/* ---- tl_ functions, looked up at run time ------------------------------ */
+static size_t (*p_tl_stat)(const char *);
+static void (*p_tl_stats_print)(int, int);
+
+static void find_tl(void)
+{
+    *(void **)&p_tl_stat = dlsym(RTLD_DEFAULT, "tl_stat");
+    *(void **)&p_tl_stats_print = dlsym(RTLD_DEFAULT, "tl_stats_print");
+    if (!p_tl_stat || !p_tl_stats_print)
+        fail("tl_stat or tl_stats_print not found: tlmalloc is not loaded");
+}
+
+static size_t stat_of(const char *name)
+{
+    size_t v = p_tl_stat(name);
+    if (v == (size_t)-1) {
+        out("error unknown figure %s", name);
+        _exit(3);
+    }
+    return v;
+}
+
+
+/* Resident set size from /proc/self/statm, read without stdio. */
+static size_t rss_bytes(void)
+{
+    char buf[256];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0)
+        fail("cannot open /proc/self/statm");
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        fail("cannot read /proc/self/statm");
+    buf[n] = 0;
+    char *s = buf;
+    strtoul(s, &s, 10);
+    unsigned long resident = strtoul(s, NULL, 10);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t rng_state = 12345;
+static uint64_t rng_next(void)
+{
+    uint64_t x = (rng_state += 0x9E3779B97F4A7C15ull);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+static size_t rng_range(size_t lo, size_t hi) { return lo + (size_t)(rng_next() % (hi - lo + 1)); }
+
+/* ---- heap errors (t_diag.c) ----------------------------------------------- */
+static char global_block[64];
+
+static int double_free_small(void)
+{
+    char *p = xmalloc(48);
+    memset(p, 1, 48);
+    show_ptr(p);
+    free(p);
+    free(opq_ptr(p));
+    go_on();
+    return 0;
+}
+
+static int double_free_large(void)
+{
+    char *p = xmalloc(200 * KiB);
+    memset(p, 1, 200 * KiB);
+    show_ptr(p);
+    free(p);
+    free(opq_ptr(p));
+    go_on();
+    return 0;
+}
+
+static int free_stack(void)
+{
+    char buf[64];
+    memset(buf, 1, sizeof buf);
+    show_ptr(buf);
+    free(opq_ptr(buf));
+    go_on();
+    return buf[0] == 1 ? 0 : 4;
+}
+
+static int free_global(void)
+{
+    show_ptr(global_block);
+    free(opq_ptr(global_block));
+    go_on();
+    return 0;
+}
+
+static int free_interior_small(void)
+{
+    char *p = xmalloc(100);
+    memset(p, 1, 100);
+    show_ptr(p + 16);
+    free(opq_ptr(p + 16));
+    go_on();
+    free(p);
+    return 0;
+}
+
+static int free_interior_large(void)
+{
+    char *p = xmalloc(200 * KiB);
+    memset(p, 1, 200 * KiB);
+    show_ptr(p + 8192);
+    free(opq_ptr(p + 8192));
+    go_on();
+    free(p);
+    return 0;
+}
+
+static int free_unmapped_huge(void)
+{
+    char *p = xmalloc(80 * MiB);
+    p[0] = 1;
+    show_ptr(p);
+    free(p);
+    free(opq_ptr(p));
+    go_on();
+    return 0;
+}
+
+static int realloc_invalid(void)
+{
+    char buf[64];
+    memset(buf, 1, sizeof buf);
+    show_ptr(buf);
+    void *r = realloc(opq_ptr(buf), opq(100));
+    out("realloc %s", r ? "non-null" : "NULL");
+    go_on();
+    return 0;
+}
+
+/* Free a 48-byte block, overwrite its first word (the free-list link while
+ * it sits in a thread cache), then allocate twice. ARG, when given, is an
+ * error action set first with mallopt(M_CHECK_ACTION, ARG). */
+static int corrupt_link(const char *arg)
+{
+    if (arg)
+        out("mallopt %d", mallopt(M_CHECK_ACTION, atoi(arg)));
+    char *p = xmalloc(48);
+    memset(p, 1, 48);
+    show_ptr(p);
+    free(p);
+    uint64_t junk = 0x4141414141414141ull;
+    memcpy(opq_ptr(p), &junk, 8);
+    void *a = malloc(opq(48));
+    void *b = malloc(opq(48));
+    out("mallocs returned");
+    go_on();
+    (void)a;
+    (void)b;
+    return 0;
+}
+
+/* The same overwrite, but of a block that went back from the thread cache
+ * to its span's free list (malloc_trim flushes the cache; another block
+ * keeps the span in use), then 1000 allocations of its size. */
+static int corrupt_span_link(void)
+{
+    char *keep = xmalloc(48);
+    char *p = xmalloc(48);
+    memset(p, 1, 48);
+    show_ptr(p);
+    free(p);
+    out("trim %d", malloc_trim(0));
+    uint64_t junk = 0x4141414141414141ull;
+    memcpy(opq_ptr(p), &junk, 8);
+    for (int i = 0; i < 1000; i++) {
+        volatile char *q = malloc(opq(48));
+        if (q)
+            q[0] = 1;
+    }
+    out("mallocs returned");
+    go_on();
+    free(keep);
+    return 0;
+}
+
+/* Check mode: one byte written past the end of a block of ARG bytes, found
+ * by free (or realloc). */
+static int overrun(const char *arg, int use_realloc)
+{
+    size_t size = arg ? strtoul(arg, NULL, 10) : 40;
+    char *p = xmalloc(size);
+    memset(p, 1, size);
+    show_ptr(p);
+    ((volatile char *)opq_ptr(p))[size] = 'x';
+    if (use_realloc) {
+        void *q = realloc(p, opq(size * 2));
+        out("realloc %s", q ? "non-null" : "NULL");
+    } else {
+        free(p);
+    }
+    go_on();
+    return 0;
+}
+
+/* Check mode: a byte written into a freed block, found when the block
+ * leaves the quarantine: 20 MiB of other blocks are freed after it, more
+ * than the default 16 MiB bound. */
+static int write_after_free(void)
+{
+    enum { OTHERS = 20 };
+    char *others[OTHERS];
+    char *victim = xmalloc(100);
+    memset(victim, 1, 100);
+    for (int i = 0; i < OTHERS; i++) {
+        others[i] = xmalloc(MiB);
+        memset(others[i], 2, MiB);
+    }
+    show_ptr(victim);
+    free(victim);
+    ((volatile char *)opq_ptr(victim))[3] = 0x55;
+    for (int i = 0; i < OTHERS; i++)
+        free(others[i]);
+    go_on();
+    return 0;
+}
+
+/* Offset of the first byte of p[0..n) that is not v, or -1. */
+static long first_not(const void *p, size_t n, unsigned char v)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != v)
+            return (long)i;
+    return -1;
+}
+
+/* Check mode's fill patterns: fresh blocks read 0xbe, calloc's zero. */
+static int fill(void)
+{
+    static const size_t sizes[] = {64, 1, 100, 5000, 100000};
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            unsigned char *p = xmalloc(n);
+            out("malloc %zu %ld", n, first_not(p, n, 0xbe));
+            memset(p, 0x11, n);
+            free(p);
+            unsigned char *c = calloc(opq(n), 1);
+            if (!c)
+                fail("calloc returned NULL");
+            out("calloc %zu %ld", n, first_not(c, n, 0));
+            memset(c, 0x22, n);
+            free(c);
+        }
+    return 0;
+}
+
+/* Check mode's leak report: 3 blocks of 1000 bytes from leak_three, one of
+ * 700 bytes from leak_one; everything else is freed. */
+static void *volatile leaked[4];
+
+__attribute__((noinline)) void leak_three(int i)
+{
+    leaked[i] = malloc(opq(1000));
+    __asm__ volatile("");
+}
+
+__attribute__((noinline)) void leak_one(void)
+{
+    leaked[3] = malloc(opq(700));
+    __asm__ volatile("");
+}
+
+static int leak(void)
+{
+    for (int i = 0; i < 3; i++)
+        leak_three(i);
+    leak_one();
+    void *p = xmalloc(5000);
+    free(p);
+    out("leaked %p %p %p %p", leaked[0], leaked[1], leaked[2], leaked[3]);
+    return 0;
+}
+
+/* ---- memory coming back (t_memory.c) -------------------------------------- */
+/* About 256 MiB: half in small blocks (16..1024 B), half in large ones
+ * (64 KiB..4 MiB), interleaved, every byte written; then all freed. */
+struct peak {
+    char **small, **large;
+    size_t nsmall, nlarge, max_small;
+};
+
+static void peak_alloc(struct peak *pk)
+{
+    /* About 258,000 small blocks and 64 large ones are expected. */
+    size_t max_small = 512 * 1024, max_large = 128 * MiB / (64 * KiB) + 1;
+    pk->small = malloc(max_small * sizeof(char *));
+    pk->large = malloc(max_large * sizeof(char *));
+    if (!pk->small || !pk->large)
+        fail("malloc of the pointer arrays failed");
+    memset(pk->small, 0, max_small * sizeof(char *));
+    memset(pk->large, 0, max_large * sizeof(char *));
+    pk->nsmall = pk->nlarge = 0;
+    pk->max_small = max_small;
+}
+
+static void peak_fill(struct peak *pk)
+{
+    const size_t budget = 128 * MiB;
+    size_t small_bytes = 0, large_bytes = 0;
+    while (small_bytes < budget || large_bytes < budget) {
+        int want_small = large_bytes >= budget || (small_bytes < budget && rng_next() % 64 != 0);
+        if (want_small) {
+            if (pk->nsmall == pk->max_small)
+                fail("too many small blocks");
+            size_t n = rng_range(16, 1024);
+            char *p = xmalloc(n);
+            memset(p, 0x5a, n);
+            pk->small[pk->nsmall++] = p;
+            small_bytes += n;
+        } else {
+            size_t n = rng_range(64 * KiB, 4 * MiB);
+            char *p = xmalloc(n);
+            memset(p, 0x5b, n);
+            pk->large[pk->nlarge++] = p;
+            large_bytes += n;
+        }
+    }
+}
+
+static void peak_free(struct peak *pk)
+{
+    /* Every other block first, then the rest: spans empty out late. */
+    for (size_t i = 0; i < pk->nsmall; i += 2)
+        free(pk->small[i]);
+    for (size_t i = 0; i < pk->nlarge; i += 2)
+        free(pk->large[i]);
+    for (size_t i = 1; i < pk->nsmall; i += 2)
+        free(pk->small[i]);
+    for (size_t i = 1; i < pk->nlarge; i += 2)
+        free(pk->large[i]);
+}
+
+static void warm_up(void)
+{
+    for (int i = 0; i < 1000; i++) {
+        void *volatile p = malloc(opq((size_t)(i % 64) * 16 + 16));
+        free(p);
+    }
+}
+
+static int rss_trim(void)
+{
+    struct peak pk;
+    peak_alloc(&pk);
+    warm_up();
+    out("rss_base %zu", rss_bytes());
+    peak_fill(&pk);
+    out("rss_peak %zu", rss_bytes());
+    peak_free(&pk);
+    out("rss_freed %zu", rss_bytes());
+    out("trim %d", malloc_trim(0));
+    out("rss_after %zu", rss_bytes());
+    return 0;
+}
+
+/* Light activity: 64 small malloc/free pairs per millisecond. */
+static void light_activity(uint64_t ms)
+{
+    uint64_t end = now_ms() + ms;
+    struct timespec pause = {0, 1000000};
+    while (now_ms() < end) {
+        for (int i = 0; i < 64; i++) {
+            void *volatile p = malloc(opq((size_t)(i % 8) * 16 + 16));
+            if (!p)
+                fail("malloc returned NULL");
+            ((volatile char *)p)[0] = 1;
+            free(p);
+        }
+        nanosleep(&pause, NULL);
+    }
+}
+
+static int rss_decay(void)
+{
+    struct peak pk;
+    peak_alloc(&pk);
+    warm_up();
+    out("rss_base %zu", rss_bytes());
+    peak_fill(&pk);
+    out("rss_peak %zu", rss_bytes());
+    peak_free(&pk);
+    out("rss_freed %zu", rss_bytes());
+    for (int step = 1; step <= 4; step++) {
+        light_activity(250);
+        out("rss_after_%dms %zu", step * 250, rss_bytes());
+    }
+    return 0;
+}
+
+static const char *const figure_names[] = {
+    "in_use_bytes", "small_in_use_bytes", "large_in_use_bytes", "huge_bytes",
+    "thread_cache_bytes", "central_free_bytes", "page_heap_free_bytes", "returned_bytes",
+    "heap_mapped_bytes", "meta_bytes", "mapped_bytes", "resident_estimate_bytes",
+    "threads", "huge_count",
+};
+
+static void print_figures(const char *tag)
+{
+    for (size_t i = 0; i < sizeof figure_names / sizeof figure_names[0]; i++)
+        out("%s %s %zu", tag, figure_names[i], stat_of(figure_names[i]));
+}
+
+/* A mixed workload touching every path that changes the page heap's
+ * figures (splits, in-place growth and shrinking, aligned leads, huge
+ * blocks and their mremap, calloc, trim), then the figures, quiescent. */
+static int stats_identity(void)
+{
+    find_tl();
+    enum { NSMALL = 6000, NLARGE = 60 };
+    static char *small[NSMALL], *large[NLARGE];
+    size_t held = 0, held_small = 0, held_large = 0;
+    for (int i = 0; i < NSMALL; i++) {
+        size_t n = rng_range(1, i % 10 == 0 ? 60000 : 1500);
+        small[i] = xmalloc(n);
+        memset(small[i], 1, n);
+    }
+    for (int i = 0; i < NLARGE; i++) {
+        size_t n = rng_range(65 * KiB, 3 * MiB);
+        switch (i % 4) {
+        case 0:
+            large[i] = xmalloc(n);
+            break;
+        case 1:
+            large[i] = memalign(opq(64 * KiB), n);
+            break;
+        case 2:
+            if (posix_memalign((void **)&large[i], opq(MiB), n))
+                large[i] = NULL;
+            break;
+        default:
+            large[i] = calloc(opq(n), 1);
+            break;
+        }
+        if (!large[i])
+            fail("large allocation failed");
+        memset(large[i], 2, n);
+    }
+    /* In-place growth, shrinking and moves of large blocks. */
+    for (int i = 0; i < NLARGE; i += 3) {
+        large[i] = realloc(large[i], opq(malloc_usable_size(large[i]) + 100 * KiB));
+        if (!large[i])
+            fail("realloc grow failed");
+        large[i] = realloc(large[i], opq(malloc_usable_size(large[i]) / 3 + 70 * KiB));
+        if (!large[i])
+            fail("realloc shrink failed");
+    }
+    char *huge = xmalloc(70 * MiB);
+    memset(huge, 3, MiB);
+    huge = realloc(huge, opq(90 * MiB));
+    if (!huge)
+        fail("realloc of the huge block failed");
+    char *huge2 = xmalloc(100 * MiB);
+    free(huge2);
+    /* Free half, trim, allocate again, free some more. */
+    for (int i = 0; i < NSMALL; i += 2)
+        free(small[i]), small[i] = NULL;
+    for (int i = 0; i < NLARGE; i += 2)
+        free(large[i]), large[i] = NULL;
+    out("trim %d", malloc_trim(0));
+    for (int i = 0; i < NSMALL; i += 4) {
+        small[i] = xmalloc(rng_range(1, 3000));
+        memset(small[i], 4, 16);
+    }
+    for (int i = 0; i < NLARGE; i += 4) {
+        large[i] = xmalloc(rng_range(65 * KiB, 2 * MiB));
+        memset(large[i], 4, 16);
+    }
+    for (int i = 1; i < NSMALL; i += 6)
+        free(small[i]), small[i] = NULL;
+    for (int i = 0; i < NSMALL; i++)
+        if (small[i])
+            held_small += malloc_usable_size(small[i]);
+    for (int i = 0; i < NLARGE; i++)
+        if (large[i])
+            held_large += malloc_usable_size(large[i]);
+    held = held_small + held_large + malloc_usable_size(huge);
+    out("held %zu", held);
+    out("held_small %zu", held_small);
+    out("held_large %zu", held_large);
+    out("held_huge %zu", malloc_usable_size(huge));
+    print_figures("live");
+    /* Everything freed: only what the program itself still holds (nothing
+     * here) stays in use. */
+    for (int i = 0; i < NSMALL; i++)
+        free(small[i]);
+    for (int i = 0; i < NLARGE; i++)
+        free(large[i]);
+    free(huge);
+    print_figures("freed");
+    out("trim %d", malloc_trim(0));
+    print_figures("trimmed");
+    return 0;
+}
+
+/* 16 threads each allocate and free 4 MiB worth of blocks of 8 sizes, then
+ * idle while the main thread reads thread_cache_bytes. ARG "seq": the
+ * threads work one after another (each idles once done); otherwise all at
+ * once. */
+enum { TC_THREADS = 16 };
+static pthread_mutex_t tc_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tc_cv = PTHREAD_COND_INITIALIZER;
+static int tc_turn, tc_done, tc_release, tc_seq;
+
+static void *tc_worker(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    pthread_mutex_lock(&tc_mu);
+    while (tc_seq && tc_turn != id)
+        pthread_cond_wait(&tc_cv, &tc_mu);
+    pthread_mutex_unlock(&tc_mu);
+
+    static const size_t sizes[] = {64, 128, 256, 512, 1024, 2048, 4096, 8192};
+    enum { NS = sizeof sizes / sizeof sizes[0] };
+    size_t per_size = 4 * MiB / NS;
+    size_t total = 0;
+    for (size_t k = 0; k < NS; k++)
+        total += per_size / sizes[k];
+    void **p = malloc(total * sizeof *p);
+    if (!p)
+        fail("malloc of the pointer array failed");
+    size_t n = 0;
+    for (size_t k = 0; k < NS; k++)
+        for (size_t i = 0; i < per_size / sizes[k]; i++) {
+            p[n] = xmalloc(sizes[k]);
+            memset(p[n], 1, 16);
+            n++;
+        }
+    for (size_t i = 0; i < n; i++)
+        free(p[i]);
+    free(p);
+
+    pthread_mutex_lock(&tc_mu);
+    tc_done++;
+    tc_turn++;
+    pthread_cond_broadcast(&tc_cv);
+    while (!tc_release)
+        pthread_cond_wait(&tc_cv, &tc_mu);
+    pthread_mutex_unlock(&tc_mu);
+    return NULL;
+}
+
+static int tc_budget(const char *arg)
+{
+    find_tl();
+    tc_seq = arg && !strcmp(arg, "seq");
+    pthread_t t[TC_THREADS];
+    for (int i = 0; i < TC_THREADS; i++)
+        if (pthread_create(&t[i], NULL, tc_worker, (void *)(intptr_t)i))
+            fail("pthread_create failed");
+    pthread_mutex_lock(&tc_mu);
+    while (tc_done < TC_THREADS)
+        pthread_cond_wait(&tc_cv, &tc_mu);
+    pthread_mutex_unlock(&tc_mu);
+    out("idle thread_cache_bytes %zu", stat_of("thread_cache_bytes"));
+    out("idle threads %zu", stat_of("threads"));
+    struct timespec pause = {0, 200 * 1000000};
+    nanosleep(&pause, NULL);
+    out("idle_later thread_cache_bytes %zu", stat_of("thread_cache_bytes"));
+    pthread_mutex_lock(&tc_mu);
+    tc_release = 1;
+    pthread_cond_broadcast(&tc_cv);
+    pthread_mutex_unlock(&tc_mu);
+    for (int i = 0; i < TC_THREADS; i++)
+        pthread_join(t[i], NULL);
+    out("joined thread_cache_bytes %zu", stat_of("thread_cache_bytes"));
+    return 0;
+}
+
+/* ---- options (t_config.c) --------------------------------------------------- */
+/* A 2 MiB block: huge (own mapping) or not? */
+static int huge_count(void)
+{
+    find_tl();
+    size_t before = stat_of("huge_count");
+    char *p = xmalloc(2 * MiB);
+    memset(p, 1, 4096);
+    out("huge_count %zu", stat_of("huge_count") - before);
+    out("huge_bytes %zu", stat_of("huge_bytes"));
+    free(p);
+    out("huge_count_after_free %zu", stat_of("huge_count") - before);
+    return 0;
+}
+
+static int mallopt_huge(void)
+{
+    find_tl();
+    char *p = xmalloc(2 * MiB);
+    out("before huge_count %zu", stat_of("huge_count"));
+    free(p);
+    out("mallopt_mmap_threshold %d", mallopt(M_MMAP_THRESHOLD, 1 << 20));
+    p = xmalloc(2 * MiB);
+    memset(p, 1, 4096);
+    out("after huge_count %zu", stat_of("huge_count"));
+    free(p);
+    out("after_free huge_count %zu", stat_of("huge_count"));
+    p = xmalloc(512 * KiB);
+    out("small_block huge_count %zu", stat_of("huge_count"));
+    free(p);
+    out("mallopt_unknown %d", mallopt(12345, 1));
+    out("mallopt_trim_threshold %d", mallopt(M_TRIM_THRESHOLD, 1 << 20));
+    return 0;
+}
+
+/* Allocates and frees a little; prints nothing of its own. */
+static int noop(void)
+{
+    for (int i = 0; i < 100; i++) {
+        void *p = xmalloc((size_t)i * 50 + 1);
+        free(p);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        out("error usage: diag_child SCENARIO [ARG]");
+        return 2;
+    }
+    const char *s = argv[1], *arg = argc > 2 ? argv[2] : NULL;
+    if (!strcmp(s, "double_free_small")) return double_free_small();
+    if (!strcmp(s, "double_free_large")) return double_free_large();
+    if (!strcmp(s, "free_stack")) return free_stack();
+    if (!strcmp(s, "free_global")) return free_global();
+    if (!strcmp(s, "free_interior_small")) return free_interior_small();
+    if (!strcmp(s, "free_interior_large")) return free_interior_large();
+    if (!strcmp(s, "free_unmapped_huge")) return free_unmapped_huge();
+    if (!strcmp(s, "realloc_invalid")) return realloc_invalid();
+    if (!strcmp(s, "corrupt_link")) return corrupt_link(arg);
+    if (!strcmp(s, "corrupt_span_link")) return corrupt_span_link();
+    if (!strcmp(s, "overrun_free")) return overrun(arg, 0);
+    if (!strcmp(s, "overrun_realloc")) return overrun(arg, 1);
+    if (!strcmp(s, "write_after_free")) return write_after_free();
+    if (!strcmp(s, "fill")) return fill();
+    if (!strcmp(s, "leak")) return leak();
+    if (!strcmp(s, "rss_trim")) return rss_trim();
+    if (!strcmp(s, "rss_decay")) return rss_decay();
+    if (!strcmp(s, "stats_identity")) return stats_identity();
+    if (!strcmp(s, "tc_budget")) return tc_budget(arg);
+    if (!strcmp(s, "huge_count")) return huge_count();
+    if (!strcmp(s, "mallopt_huge")) return mallopt_huge();
+    if (!strcmp(s, "noop")) return noop();
+    out("error unknown scenario %s", s);
+    return 2;
+}

@@ -1,0 +1,378 @@
+/* t_diag.c - heap error reports and what follows them, for every error
+ * class and every check level (only in test_linked).
+ *
+ * Each case runs tests/diag_child (linked with tlmalloc, and preloaded
+ * into a plain build) in a fresh process with the environment of one
+ * level, because the allocator reads it only once, at start:
+ *
+ *   level            message on stderr   then
+ *   no environment   yes                 abort (SIGABRT)
+ *   0                no                  the bad call is skipped, the program goes on
+ *   1                yes                 the bad call is skipped, the program goes on
+ *   2                no                  abort
+ *   3                yes                 abort
+ *
+ * MALLOC_CHECK_=N and TLMALLOC_CONF=check=N must behave the same. The
+ * helper prints the pointer it is about to misuse ("ptr 0x...") before the
+ * bad call; the first stderr line must then be
+ *   tlmalloc: <error> of <that pointer>[ (size class N B)] in <function>()[: <detail>]
+ * followed by a backtrace whose first frame is in the program.
+ */
+#include "child.h"
+
+struct level_cfg {
+    const char *env; /* NULL: no environment */
+    int level;       /* -1: none given (report and abort) */
+};
+
+static const struct level_cfg all_levels[] = {
+    {NULL, -1},
+    {"MALLOC_CHECK_=0", 0},       {"MALLOC_CHECK_=1", 1},       {"MALLOC_CHECK_=2", 2},
+    {"MALLOC_CHECK_=3", 3},       {"TLMALLOC_CONF=check=0", 0}, {"TLMALLOC_CONF=check=1", 1},
+    {"TLMALLOC_CONF=check=2", 2}, {"TLMALLOC_CONF=check=3", 3},
+};
+#define NLEVELS (sizeof all_levels / sizeof all_levels[0])
+
+static int level_prints(int level) { return level == -1 || (level & 1); }
+static int level_aborts(int level) { return level == -1 || (level & 2); }
+
+struct expect {
+    const char *error;  /* "double free", "invalid pointer", ... */
+    const char *func;   /* "free", "realloc", "malloc" */
+    const char *detail; /* regex for what follows "()", e.g. ": pointer into .*"; "" for nothing */
+    int abort_at_exit;  /* the error is found only at exit (no "continued" check on abort) */
+    int no_backtrace_check;
+    const char *out_line_if_continues; /* an extra stdout line expected when the program goes on */
+};
+
+/* Runs one scenario at one level in one build and checks message, pointer,
+ * backtrace and exit status together. */
+static void check_case(const char *scenario, const char *arg, const char *env_item, int level,
+                       enum child_variant v, const struct expect *ex)
+{
+    const char *env[2] = {env_item, NULL};
+    struct child_result r;
+    run_child(v, env, scenario, arg, 60, &r);
+    char where[512], st[64];
+    snprintf(where, sizeof where, "%s%s%s (%s, %s)", scenario, arg ? " " : "", arg ? arg : "",
+             env_item ? env_item : "no environment", variant_name(v));
+    describe_status(r.status, st, sizeof st);
+
+    cr_expect(!r.timed_out, "%s: timed out", where);
+    cr_expect(!strstr(r.out, "error "), "%s: the helper failed: %s", where, r.out);
+    unsigned long long ptr = out_value(r.out, "ptr", 0);
+    cr_expect(ptr != 0, "%s: the helper printed no pointer before the bad call; stdout:\n%s", where,
+              r.out);
+
+    int prints = level_prints(level), aborts = level_aborts(level);
+    char first[1024] = "", second[1024] = "";
+    nth_line(r.err, 0, first, sizeof first);
+    nth_line(r.err, 1, second, sizeof second);
+    if (prints) {
+        char re[1024];
+        snprintf(re, sizeof re,
+                 "^tlmalloc: %s of (0x[0-9a-f]+)( \\(size class [0-9]+ B\\))? in %s\\(\\)%s$",
+                 ex->error, ex->func, ex->detail);
+        regmatch_t m[2];
+        cr_expect(matches(first, re, NULL, 0),
+                  "%s: first stderr line is\n    '%s'\n  expected the form\n    'tlmalloc: %s of 0x<ptr> in "
+                  "%s()%s'",
+                  where, first, ex->error, ex->func, ex->detail);
+        /* The pointer, taken from the first "0x" of the line whatever its form. */
+        if (matches(first, "^tlmalloc: [a-z ]+ (0x[0-9a-f]+)", m, 2)) {
+            unsigned long long reported = strtoull(first + m[1].rm_so, NULL, 16);
+            cr_expect_eq(reported, ptr, "%s: report names 0x%llx, the program misused 0x%llx", where,
+                         reported, ptr);
+        } else {
+            cr_expect_fail("%s: no pointer in the first stderr line '%s'", where, first);
+        }
+        if (!ex->no_backtrace_check)
+            cr_expect(!strncmp(second, "    at 0x", 9) && strstr(second, "diag_child_"),
+                      "%s: the backtrace does not start in the program that made the bad call:\n%s",
+                      where, r.err);
+    } else {
+        cr_expect_eq(r.err_len, 0, "%s: level %d must print nothing, stderr was:\n%s", where, level,
+                     r.err);
+    }
+    if (aborts) {
+        cr_expect(aborted(r.status), "%s: expected SIGABRT, got %s", where, st);
+        if (!ex->abort_at_exit)
+            cr_expect(!has_line(r.out, "continued"), "%s: the program went on after the bad call",
+                      where);
+    } else {
+        cr_expect(exited_ok(r.status), "%s: expected exit 0, got %s; stderr:\n%s", where, st, r.err);
+        cr_expect(has_line(r.out, "continued") && has_line(r.out, "heap ok"),
+                  "%s: the program did not go on and use the heap normally; stdout:\n%s", where, r.out);
+        if (ex->out_line_if_continues)
+            cr_expect(has_line(r.out, ex->out_line_if_continues), "%s: expected '%s' on stdout:\n%s",
+                      where, ex->out_line_if_continues, r.out);
+    }
+    child_free(&r);
+}
+
+/* Every level, both builds. */
+static void check_all_levels(const char *scenario, const char *arg, const struct expect *ex)
+{
+    for (int v = 0; v < CHILD_VARIANTS; v++)
+        for (size_t i = 0; i < NLEVELS; i++)
+            check_case(scenario, arg, all_levels[i].env, all_levels[i].level, (enum child_variant)v,
+                       ex);
+}
+
+/* Check mode only: levels 1..3 in both spellings, both builds. */
+static void check_check_levels(const char *scenario, const char *arg, const char *conf_extra,
+                               const struct expect *ex)
+{
+    for (int v = 0; v < CHILD_VARIANTS; v++)
+        for (int level = 1; level <= 3; level++) {
+            char e1[128], e2[128];
+            snprintf(e1, sizeof e1, "MALLOC_CHECK_=%d", level);
+            snprintf(e2, sizeof e2, "TLMALLOC_CONF=check=%d%s", level, conf_extra ? conf_extra : "");
+            if (!conf_extra)
+                check_case(scenario, arg, e1, level, (enum child_variant)v, ex);
+            check_case(scenario, arg, e2, level, (enum child_variant)v, ex);
+        }
+}
+
+/* ---- always-on checks ------------------------------------------------------ */
+Test(diag, double_free_small, .timeout = 120)
+{
+    struct expect ex = {"double free", "free", "", 0, 0, NULL};
+    check_all_levels("double_free_small", NULL, &ex);
+}
+
+Test(diag, double_free_large, .timeout = 120)
+{
+    struct expect ex = {"double free", "free", "", 0, 0, NULL};
+    check_all_levels("double_free_large", NULL, &ex);
+}
+
+Test(diag, free_of_stack_pointer, .timeout = 120)
+{
+    struct expect ex = {"invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
+    check_all_levels("free_stack", NULL, &ex);
+}
+
+Test(diag, free_of_global, .timeout = 120)
+{
+    struct expect ex = {"invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
+    check_all_levels("free_global", NULL, &ex);
+}
+
+Test(diag, free_of_interior_pointer_small, .timeout = 120)
+{
+    struct expect ex = {"invalid pointer", "free", ": pointer into the middle of a block", 0, 0, NULL};
+    check_all_levels("free_interior_small", NULL, &ex);
+}
+
+Test(diag, free_of_interior_pointer_large, .timeout = 120)
+{
+    struct expect ex = {"invalid pointer", "free", ": pointer into the middle of a block", 0, 0, NULL};
+    check_all_levels("free_interior_large", NULL, &ex);
+}
+
+/* 80 MiB: a huge block (own mapping), unmapped by the first free. */
+Test(diag, free_of_unmapped_huge_block, .timeout = 120)
+{
+    struct expect ex = {"invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
+    check_all_levels("free_unmapped_huge", NULL, &ex);
+}
+
+/* At levels 0 and 1 realloc of a bad pointer returns NULL. */
+Test(diag, realloc_of_invalid_pointer, .timeout = 120)
+{
+    struct expect ex = {"invalid pointer", "realloc", ": pointer was not allocated by tlmalloc", 0, 0,
+                        "realloc NULL"};
+    check_all_levels("realloc_invalid", NULL, &ex);
+}
+
+/* A free 48-byte block's first word (its free-list link) overwritten with
+ * 0x4141414141414141, then malloc(48) twice: heap corruption, reported and
+ * aborted at every error action, because the free list cannot be trusted.
+ * Without check mode (no environment, level 0, or an error action set with
+ * mallopt(M_CHECK_ACTION)) the block sits in a thread cache list. */
+Test(diag, corrupted_free_list_link, .timeout = 120)
+{
+    struct expect ex = {"heap corruption", "malloc", ": free-list link overwritten.*", 0, 0, NULL};
+    static const char *const envs[] = {NULL, "MALLOC_CHECK_=0", "TLMALLOC_CONF=check=0"};
+    static const char *const actions[] = {"0", "1", "3"};
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++)
+            /* level -1: message and abort, whatever the level says */
+            check_case("corrupt_link", NULL, envs[i], -1, (enum child_variant)v, &ex);
+        for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+            check_case("corrupt_link", actions[i], NULL, -1, (enum child_variant)v, &ex);
+    }
+}
+
+/* The same overwrite when the block has gone back from the thread cache to
+ * its span's free list (as blocks do when a cache is flushed, trimmed or
+ * its thread exits): the next allocations of that size must report the
+ * corruption and abort, not follow the link. */
+Test(diag, corrupted_span_free_list_link, .timeout = 120)
+{
+    struct expect ex = {"heap corruption", "malloc", ": .*", 0, 0, NULL};
+    static const char *const envs[] = {NULL, "MALLOC_CHECK_=0", "TLMALLOC_CONF=check=0"};
+    for (int v = 0; v < CHILD_VARIANTS; v++)
+        for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++)
+            check_case("corrupt_span_link", NULL, envs[i], -1, (enum child_variant)v, &ex);
+}
+
+/* In check mode (levels 1..3) a freed block waits in the quarantine, not
+ * in a free list: the same write is a write after free, found when the
+ * block leaves the quarantine (here at exit, nothing else being freed),
+ * and handled as the level says. */
+Test(diag, corrupted_link_in_check_mode_is_write_after_free, .timeout = 120)
+{
+    struct expect ex = {"write after free", "free", ": byte 0 changed after the block was freed", 1, 1,
+                        "mallocs returned"};
+    check_check_levels("corrupt_link", NULL, NULL, &ex);
+}
+
+/* ---- check mode ------------------------------------------------------------ */
+static const char *const overrun_sizes[] = {"1", "40", "4096", "200000"};
+
+Test(diag_check, overrun_found_by_free, .timeout = 120)
+{
+    for (size_t i = 0; i < sizeof overrun_sizes / sizeof overrun_sizes[0]; i++) {
+        char detail[128];
+        snprintf(detail, sizeof detail, ": written past the end of its %s bytes", overrun_sizes[i]);
+        struct expect ex = {"buffer overrun", "free", detail, 0, 0, NULL};
+        check_check_levels("overrun_free", overrun_sizes[i], NULL, &ex);
+    }
+}
+
+Test(diag_check, overrun_found_by_realloc, .timeout = 120)
+{
+    for (size_t i = 0; i < sizeof overrun_sizes / sizeof overrun_sizes[0]; i++) {
+        char detail[128];
+        snprintf(detail, sizeof detail, ": written past the end of its %s bytes", overrun_sizes[i]);
+        struct expect ex = {"buffer overrun", "realloc", detail, 0, 0, "realloc NULL"};
+        check_check_levels("overrun_realloc", overrun_sizes[i], NULL, &ex);
+    }
+}
+
+/* The victim is freed, written to, then 20 MiB of other blocks are freed:
+ * more than the default 16 MiB quarantine, so it is verified and released. */
+Test(diag_check, write_after_free_default_quarantine, .timeout = 120)
+{
+    struct expect ex = {"write after free", "free", ": byte 3 changed after the block was freed", 0, 0,
+                        NULL};
+    check_check_levels("write_after_free", NULL, NULL, &ex);
+}
+
+/* quarantine=64K: the first 1 MiB block freed after the victim pushes it out. */
+Test(diag_check, write_after_free_small_quarantine, .timeout = 120)
+{
+    struct expect ex = {"write after free", "free", ": byte 3 changed after the block was freed", 0, 0,
+                        NULL};
+    check_check_levels("write_after_free", NULL, ",quarantine=64K", &ex);
+}
+
+/* In check mode a fresh block reads as 0xbe bytes and calloc's as zero,
+ * first use or reuse; and a program without errors prints nothing. */
+Test(diag_check, fill_patterns, .timeout = 60)
+{
+    static const char *const envs[] = {"MALLOC_CHECK_=1", "MALLOC_CHECK_=3", "TLMALLOC_CONF=check=1"};
+    static const char *const sizes[] = {"64", "1", "100", "5000", "100000"};
+    for (int v = 0; v < CHILD_VARIANTS; v++)
+        for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
+            const char *env[] = {envs[e], NULL};
+            struct child_result r;
+            run_child((enum child_variant)v, env, "fill", NULL, 30, &r);
+            char st[64];
+            cr_expect(exited_ok(r.status), "fill (%s, %s): %s", envs[e], variant_name((enum child_variant)v),
+                      describe_status(r.status, st, sizeof st));
+            cr_expect_eq(r.err_len, 0, "fill (%s, %s): stderr:\n%s", envs[e],
+                         variant_name((enum child_variant)v), r.err);
+            for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+                char line[64];
+                snprintf(line, sizeof line, "malloc %s -1", sizes[i]);
+                cr_expect(has_line(r.out, line),
+                          "fill (%s, %s): malloc(%s) is not all 0xbe (line 'malloc SIZE <first bad "
+                          "offset>'):\n%s",
+                          envs[e], variant_name((enum child_variant)v), sizes[i], r.out);
+                snprintf(line, sizeof line, "calloc %s -1", sizes[i]);
+                cr_expect(has_line(r.out, line), "fill (%s, %s): calloc(%s, 1) is not all zero:\n%s",
+                          envs[e], variant_name((enum child_variant)v), sizes[i], r.out);
+            }
+            child_free(&r);
+        }
+}
+
+/* Parses "    <bytes> bytes in <n> blocks allocated at 0x... <object> (<fn>+0x..)". */
+static int site_line(const char *line, unsigned long long *bytes, unsigned long long *blocks)
+{
+    return sscanf(line, "    %llu bytes in %llu blocks allocated at 0x", bytes, blocks) == 2;
+}
+
+/* 3 blocks of 1000 bytes leaked from leak_three(), one of 700 from
+ * leak_one(): the report at exit names both sites, the larger first, with
+ * byte and block counts that match. Level 2 (abort, no message) and check
+ * mode off print no report. Leaks never change the exit status. */
+Test(diag_check, leak_report_at_exit, .timeout = 60)
+{
+    static const char *const reporting[] = {"MALLOC_CHECK_=1", "MALLOC_CHECK_=3", "TLMALLOC_CONF=check=1",
+                                            "TLMALLOC_CONF=check=3"};
+    static const char *const silent[] = {NULL, "MALLOC_CHECK_=0", "MALLOC_CHECK_=2", "TLMALLOC_CONF=check=2"};
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        for (size_t e = 0; e < sizeof reporting / sizeof reporting[0]; e++) {
+            const char *env[] = {reporting[e], NULL};
+            struct child_result r;
+            run_child((enum child_variant)v, env, "leak", NULL, 30, &r);
+            char st[64], line[1024];
+            cr_expect(exited_ok(r.status), "leak (%s, %s): %s", reporting[e], vn,
+                      describe_status(r.status, st, sizeof st));
+            unsigned long long total = 0, nblocks = 0, sum_bytes = 0, sum_blocks = 0;
+            int header = 0, three_at = -1, one_at = -1, nsites = 0;
+            for (unsigned k = 0; nth_line(r.err, k, line, sizeof line); k++) {
+                unsigned long long b, n;
+                if (sscanf(line, "tlmalloc: leak report: %llu bytes in %llu blocks still allocated at exit",
+                           &total, &nblocks) == 2) {
+                    header = 1;
+                } else if (header && site_line(line, &b, &n)) {
+                    sum_bytes += b;
+                    sum_blocks += n;
+                    if (strstr(line, "(leak_three+")) {
+                        cr_expect(b == 3000 && n == 3, "leak (%s, %s): leak_three's line: '%s'",
+                                  reporting[e], vn, line);
+                        three_at = nsites;
+                    }
+                    if (strstr(line, "(leak_one+")) {
+                        cr_expect(b == 700 && n == 1, "leak (%s, %s): leak_one's line: '%s'", reporting[e],
+                                  vn, line);
+                        one_at = nsites;
+                    }
+                    nsites++;
+                }
+            }
+            cr_expect(header, "leak (%s, %s): no 'tlmalloc: leak report:' line; stderr:\n%s", reporting[e],
+                      vn, r.err);
+            cr_expect(three_at >= 0 && one_at >= 0,
+                      "leak (%s, %s): the report does not name both sites (leak_three, leak_one):\n%s",
+                      reporting[e], vn, r.err);
+            cr_expect(three_at < one_at, "leak (%s, %s): the larger site is not first:\n%s", reporting[e],
+                      vn, r.err);
+            cr_expect(total == sum_bytes && nblocks == sum_blocks,
+                      "leak (%s, %s): header says %llu bytes in %llu blocks, the sites add up to %llu in "
+                      "%llu:\n%s",
+                      reporting[e], vn, total, nblocks, sum_bytes, sum_blocks, r.err);
+            cr_expect(total == 3700 && nblocks == 4,
+                      "leak (%s, %s): 3700 bytes in 4 blocks were leaked, the report says %llu in %llu",
+                      reporting[e], vn, total, nblocks);
+            child_free(&r);
+        }
+        for (size_t e = 0; e < sizeof silent / sizeof silent[0]; e++) {
+            const char *env[] = {silent[e], NULL};
+            struct child_result r;
+            run_child((enum child_variant)v, env, "leak", NULL, 30, &r);
+            char st[64];
+            cr_expect(exited_ok(r.status), "leak (%s, %s): %s", silent[e] ? silent[e] : "no environment", vn,
+                      describe_status(r.status, st, sizeof st));
+            cr_expect_eq(r.err_len, 0, "leak (%s, %s): expected no report, stderr:\n%s",
+                         silent[e] ? silent[e] : "no environment", vn, r.err);
+            child_free(&r);
+        }
+    }
+}

@@ -1,0 +1,328 @@
+/* t_memory.c - memory coming back to the OS, and statistics that add up
+ * (only in test_linked).
+ *
+ * The RSS and statistics workloads run in tests/diag_child, a fresh
+ * process (linked with tlmalloc, and preloaded into a plain build), so
+ * that no other test's memory is counted and options can be set through
+ * the environment; see child.h. tl_stats_print and malloc_stats are
+ * checked in this process.
+ */
+#include <pthread.h>
+
+#include "child.h"
+#include "common.h"
+#include "tlmalloc.h"
+
+static const char *figure_names[] = {
+    "in_use_bytes", "small_in_use_bytes", "large_in_use_bytes", "huge_bytes",
+    "thread_cache_bytes", "central_free_bytes", "span_tail_bytes", "page_heap_free_bytes",
+    "returned_bytes",
+    "heap_mapped_bytes", "meta_bytes", "mapped_bytes", "resident_estimate_bytes",
+    "threads", "huge_count",
+};
+#define NFIGURES (sizeof figure_names / sizeof figure_names[0])
+
+#define MiBf(x) ((double)(x) / (double)MiB)
+
+/* About 256 MiB in small (16..1024 B) and large (64 KiB..4 MiB) blocks,
+ * all freed, then malloc_trim(0): RSS falls back to within 16 MiB of what
+ * it was before at once. */
+Test(memory, rss_comes_back_after_trim, .timeout = 120)
+{
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        struct child_result r;
+        run_child((enum child_variant)v, NULL, "rss_trim", NULL, 90, &r);
+        char st[64];
+        cr_assert(exited_ok(r.status), "rss_trim (%s): %s\nstdout:\n%s\nstderr:\n%s", vn,
+                  describe_status(r.status, st, sizeof st), r.out, r.err);
+        size_t base = out_value(r.out, "rss_base", 0), peak = out_value(r.out, "rss_peak", 0),
+               after = out_value(r.out, "rss_after", 0);
+        cr_assert(base && peak && after, "rss_trim (%s): missing figures:\n%s", vn, r.out);
+        cr_expect_geq(peak, base + 200 * MiB,
+                      "rss_trim (%s): the workload did not reach its peak: %.1f MiB -> %.1f MiB", vn,
+                      MiBf(base), MiBf(peak));
+        cr_expect(has_line(r.out, "trim 1"), "rss_trim (%s): malloc_trim(0) did not return 1:\n%s", vn,
+                  r.out);
+        cr_expect_leq(after, base + 16 * MiB,
+                      "rss_trim (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB after free and "
+                      "malloc_trim(0): more than 16 MiB did not come back",
+                      vn, MiBf(base), MiBf(peak), MiBf(after));
+        child_free(&r);
+    }
+}
+
+/* The same without malloc_trim but with decay_ms=200: after 1 s of light
+ * allocator activity (64 small malloc/free pairs a millisecond) RSS is
+ * within 16 MiB of its level before the peak. */
+Test(memory, rss_comes_back_by_decay, .timeout = 120)
+{
+    const char *env[] = {"TLMALLOC_CONF=decay_ms=200", NULL};
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        struct child_result r;
+        run_child((enum child_variant)v, env, "rss_decay", NULL, 90, &r);
+        char st[64];
+        cr_assert(exited_ok(r.status), "rss_decay (%s): %s\nstdout:\n%s\nstderr:\n%s", vn,
+                  describe_status(r.status, st, sizeof st), r.out, r.err);
+        size_t base = out_value(r.out, "rss_base", 0), peak = out_value(r.out, "rss_peak", 0),
+               after = out_value(r.out, "rss_after_1000ms", 0);
+        cr_assert(base && peak && after, "rss_decay (%s): missing figures:\n%s", vn, r.out);
+        cr_expect_geq(peak, base + 200 * MiB, "rss_decay (%s): the workload did not reach its peak", vn);
+        cr_expect_leq(after, base + 16 * MiB,
+                      "rss_decay (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB 1 s after "
+                      "freeing everything with decay_ms=200:\n%s",
+                      vn, MiBf(base), MiBf(peak), MiBf(after), r.out);
+        child_free(&r);
+    }
+}
+
+struct figures {
+    size_t v[NFIGURES];
+};
+
+static size_t fig(const struct figures *f, const char *name)
+{
+    for (size_t i = 0; i < NFIGURES; i++)
+        if (!strcmp(figure_names[i], name))
+            return f->v[i];
+    cr_assert_fail("no figure %s", name);
+    return 0;
+}
+
+static void read_figures(const char *out, const char *tag, struct figures *f, const char *vn)
+{
+    for (size_t i = 0; i < NFIGURES; i++) {
+        char key[128];
+        snprintf(key, sizeof key, "%s %s", tag, figure_names[i]);
+        unsigned long long x = out_value(out, key, ~0ull);
+        cr_assert_neq(x, ~0ull, "stats_identity (%s): no figure '%s' in:\n%s", vn, key, out);
+        f->v[i] = (size_t)x;
+    }
+}
+
+/* The identities of src/stats.c, exactly (single thread, quiescent):
+ *   heap_mapped = small_in_use + large_in_use + thread_cache + central_free
+ *                 + span_tail + page_heap_free + returned
+ *   in_use = small_in_use + large_in_use + huge
+ *   mapped = heap_mapped + huge + meta
+ *   resident_estimate = mapped - returned */
+static void check_identities(const struct figures *f, const char *tag, const char *vn)
+{
+    size_t parts = fig(f, "small_in_use_bytes") + fig(f, "large_in_use_bytes") +
+                   fig(f, "thread_cache_bytes") + fig(f, "central_free_bytes") +
+                   fig(f, "span_tail_bytes") + fig(f, "page_heap_free_bytes") +
+                   fig(f, "returned_bytes");
+    cr_expect_eq(fig(f, "heap_mapped_bytes"), parts,
+                 "stats_identity (%s, %s): heap_mapped_bytes %zu != small_in_use %zu + large_in_use %zu "
+                 "+ thread_cache %zu + central_free %zu + span_tail %zu + page_heap_free %zu "
+                 "+ returned %zu = %zu",
+                 vn, tag, fig(f, "heap_mapped_bytes"), fig(f, "small_in_use_bytes"),
+                 fig(f, "large_in_use_bytes"), fig(f, "thread_cache_bytes"), fig(f, "central_free_bytes"),
+                 fig(f, "span_tail_bytes"), fig(f, "page_heap_free_bytes"), fig(f, "returned_bytes"),
+                 parts);
+    cr_expect_eq(fig(f, "in_use_bytes"),
+                 fig(f, "small_in_use_bytes") + fig(f, "large_in_use_bytes") + fig(f, "huge_bytes"),
+                 "stats_identity (%s, %s): in_use_bytes is not small + large + huge", vn, tag);
+    cr_expect_eq(fig(f, "mapped_bytes"), fig(f, "heap_mapped_bytes") + fig(f, "huge_bytes") + fig(f, "meta_bytes"),
+                 "stats_identity (%s, %s): mapped_bytes is not heap_mapped + huge + meta", vn, tag);
+    cr_expect_eq(fig(f, "resident_estimate_bytes"), fig(f, "mapped_bytes") - fig(f, "returned_bytes"),
+                 "stats_identity (%s, %s): resident_estimate_bytes is not mapped - returned", vn, tag);
+    cr_expect_eq(fig(f, "threads"), 1, "stats_identity (%s, %s): %zu threads with a cache, expected 1", vn,
+                 tag, fig(f, "threads"));
+}
+
+/* After a mixed workload (small, large, aligned, calloc, realloc growing
+ * and shrinking in place, a huge block moved by mremap, a trim), the
+ * figures add up exactly and in_use covers what the program holds; after
+ * everything is freed nothing is in use. */
+Test(memory, stats_add_up, .timeout = 60)
+{
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        struct child_result r;
+        run_child((enum child_variant)v, NULL, "stats_identity", NULL, 50, &r);
+        char st[64];
+        cr_assert(exited_ok(r.status), "stats_identity (%s): %s\nstdout:\n%s\nstderr:\n%s", vn,
+                  describe_status(r.status, st, sizeof st), r.out, r.err);
+        struct figures live, freed, trimmed;
+        read_figures(r.out, "live", &live, vn);
+        read_figures(r.out, "freed", &freed, vn);
+        read_figures(r.out, "trimmed", &trimmed, vn);
+        check_identities(&live, "live", vn);
+        check_identities(&freed, "all freed", vn);
+        check_identities(&trimmed, "trimmed", vn);
+
+        size_t held = out_value(r.out, "held", 0), held_small = out_value(r.out, "held_small", 0),
+               held_large = out_value(r.out, "held_large", 0), held_huge = out_value(r.out, "held_huge", 0);
+        cr_assert(held && held_small && held_large && held_huge, "stats_identity (%s): missing figures", vn);
+        cr_expect_geq(fig(&live, "in_use_bytes"), held, "stats_identity (%s): in_use_bytes %zu < %zu held",
+                      vn, fig(&live, "in_use_bytes"), held);
+        cr_expect_geq(fig(&live, "small_in_use_bytes"), held_small,
+                      "stats_identity (%s): small_in_use_bytes %zu < %zu held in small blocks", vn,
+                      fig(&live, "small_in_use_bytes"), held_small);
+        cr_expect_geq(fig(&live, "large_in_use_bytes"), held_large,
+                      "stats_identity (%s): large_in_use_bytes %zu < %zu held in large blocks", vn,
+                      fig(&live, "large_in_use_bytes"), held_large);
+        cr_expect_eq(fig(&live, "huge_bytes"), held_huge, "stats_identity (%s): huge_bytes %zu, held %zu", vn,
+                     fig(&live, "huge_bytes"), held_huge);
+        cr_expect_eq(fig(&live, "huge_count"), 1, "stats_identity (%s): huge_count %zu, 1 held", vn,
+                     fig(&live, "huge_count"));
+
+        /* The program holds nothing now. */
+        cr_expect_eq(fig(&freed, "huge_count"), 0, "stats_identity (%s): huge_count after freeing all", vn);
+        cr_expect_eq(fig(&freed, "huge_bytes"), 0, "stats_identity (%s): huge_bytes after freeing all", vn);
+        cr_expect_eq(fig(&freed, "large_in_use_bytes"), 0,
+                     "stats_identity (%s): large_in_use_bytes after freeing all", vn);
+        cr_expect_eq(fig(&freed, "in_use_bytes"), 0,
+                     "stats_identity (%s): the program holds no block, but in_use_bytes = %zu "
+                     "(small_in_use_bytes = %zu) before malloc_trim and %zu after it",
+                     vn, fig(&freed, "in_use_bytes"), fig(&freed, "small_in_use_bytes"),
+                     fig(&trimmed, "in_use_bytes"));
+        cr_expect_eq(fig(&trimmed, "in_use_bytes"), 0, "stats_identity (%s): in_use_bytes after trim", vn);
+        cr_expect_eq(fig(&trimmed, "page_heap_free_bytes"), 0,
+                     "stats_identity (%s): page_heap_free_bytes after malloc_trim(0)", vn);
+        cr_expect_eq(fig(&trimmed, "thread_cache_bytes") + fig(&trimmed, "central_free_bytes"), 0,
+                     "stats_identity (%s): caches not empty after malloc_trim(0)", vn);
+        child_free(&r);
+    }
+}
+
+/* 16 threads each allocate and free 4 MiB worth of blocks (8 sizes, 64 B
+ * to 8 KiB) and then idle: the thread caches together hold at most the
+ * budget (thread_cache_budget=8M), whether the threads worked at the same
+ * time or one after another. */
+static void check_tc_budget(const char *mode)
+{
+    const char *env[] = {"TLMALLOC_CONF=thread_cache_budget=8M", NULL};
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        struct child_result r;
+        run_child((enum child_variant)v, env, "tc_budget", mode, 50, &r);
+        char st[64];
+        cr_assert(exited_ok(r.status), "tc_budget %s (%s): %s\nstdout:\n%s\nstderr:\n%s", mode, vn,
+                  describe_status(r.status, st, sizeof st), r.out, r.err);
+        size_t idle = out_value(r.out, "idle thread_cache_bytes", ~0ull),
+               later = out_value(r.out, "idle_later thread_cache_bytes", ~0ull),
+               joined = out_value(r.out, "joined thread_cache_bytes", ~0ull),
+               threads = out_value(r.out, "idle threads", 0);
+        cr_assert(idle != ~0ull && later != ~0ull && joined != ~0ull, "tc_budget (%s): missing figures:\n%s",
+                  vn, r.out);
+        cr_expect_geq(threads, 16, "tc_budget %s (%s): %zu threads with a cache", mode, vn, threads);
+        cr_expect_leq(idle, 8 * MiB,
+                      "tc_budget %s (%s): 16 idle threads' caches hold %.1f MiB, budget 8 MiB", mode, vn,
+                      MiBf(idle));
+        cr_expect_leq(later, 8 * MiB,
+                      "tc_budget %s (%s): 200 ms later the caches still hold %.1f MiB, budget 8 MiB", mode,
+                      vn, MiBf(later));
+        cr_expect_leq(joined, 8 * MiB, "tc_budget %s (%s): after join %.1f MiB", mode, vn, MiBf(joined));
+        child_free(&r);
+    }
+}
+
+Test(memory, thread_cache_budget_threads_at_once, .timeout = 120)
+{
+    check_tc_budget("conc");
+}
+
+Test(memory, thread_cache_budget_threads_one_after_another, .timeout = 120)
+{
+    check_tc_budget("seq");
+}
+
+/* ---- reports ------------------------------------------------------------ */
+/* Runs fn(fd) with fd a temporary file and returns what it wrote. */
+static char *output_of(void (*fn)(int fd), size_t *len)
+{
+    char path[] = "/tmp/tlmalloc-test-out-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    fn(fd);
+    off_t end = lseek(fd, 0, SEEK_END);
+    cr_assert_geq(end, 0);
+    char *buf = calloc(1, (size_t)end + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(fd, buf, (size_t)end, 0), end);
+    close(fd);
+    *len = (size_t)end;
+    return buf;
+}
+
+static void print_json(int fd) { tl_stats_print(fd, 1); }
+static void print_text(int fd) { tl_stats_print(fd, 0); }
+static void print_malloc_stats(int fd)
+{
+    fflush(stderr);
+    int saved = dup(2);
+    cr_assert_geq(saved, 0);
+    dup2(fd, 2);
+    malloc_stats();
+    dup2(saved, 2);
+    close(saved);
+}
+
+/* tl_stats_print(fd, 1): one JSON object on one line ending in "}\n",
+ * naming every figure, each with a number. */
+Test(memory, stats_json_is_valid)
+{
+    void *small = malloc(100), *large = malloc(300 * KiB), *huge = malloc(70 * MiB);
+    cr_assert(small && large && huge);
+    size_t len;
+    char *json = output_of(print_json, &len);
+    cr_assert_gt(len, 2, "tl_stats_print(fd, 1) wrote nothing");
+    cr_expect_eq(json[0], '{', "JSON report starts with '%c'", json[0]);
+    cr_expect(len >= 2 && !strcmp(json + len - 2, "}\n"), "JSON report does not end with \"}\\n\": '%s'",
+              json + (len > 20 ? len - 20 : 0));
+    cr_expect_eq(strchr(json, '\n'), json + len - 1, "JSON report is more than one line");
+    for (size_t i = 0; i < NFIGURES; i++) {
+        char key[128];
+        snprintf(key, sizeof key, "\"%s\": ", figure_names[i]);
+        const char *at = strstr(json, key);
+        cr_expect_not_null(at, "JSON report lacks %s:\n%s", key, json);
+        if (at)
+            cr_expect(at[strlen(key)] >= '0' && at[strlen(key)] <= '9', "JSON: %s is not followed by a number",
+                      key);
+    }
+    cr_expect_not_null(strstr(json, "\"classes\": ["), "JSON report lacks the classes array");
+    /* Brackets balance and no string is left open. */
+    int depth = 0, in_str = 0, ok = 1;
+    for (size_t i = 0; i < len; i++) {
+        char c = json[i];
+        if (in_str) {
+            if (c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (c == '"')
+            in_str = 1;
+        else if (c == '{' || c == '[')
+            depth++;
+        else if (c == '}' || c == ']') {
+            if (--depth < 0 || (depth == 0 && i != len - 2))
+                ok = 0;
+        }
+    }
+    cr_expect(ok && depth == 0 && !in_str, "JSON report does not balance:\n%s", json);
+    free(json);
+
+    char *text = output_of(print_text, &len);
+    cr_expect_not_null(strstr(text, "in use by the program"), "text report:\n%s", text);
+    free(text);
+    free(small);
+    free(large);
+    free(huge);
+}
+
+Test(memory, malloc_stats_text)
+{
+    void *p = malloc(1000);
+    cr_assert_not_null(p);
+    size_t len;
+    char *text = output_of(print_malloc_stats, &len);
+    cr_expect_not_null(strstr(text, "in use by the program"),
+                       "malloc_stats() printed no 'in use by the program' line:\n%s", text);
+    cr_expect_not_null(strstr(text, "tlmalloc statistics"), "malloc_stats() output:\n%s", text);
+    free(text);
+    free(p);
+}
