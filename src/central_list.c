@@ -88,6 +88,14 @@ static struct span *new_span(unsigned cls)
     return s;
 }
 
+/* An encoded span free-list link is NULL or an object of that span. */
+static bool link_in_span(const struct span *s, const struct size_class_info *c, uint64_t link)
+{
+    void *next = tl_decode(link);
+    uintptr_t off = (uintptr_t)next - s->start;
+    return !next || (off < (size_t)c->objects * c->size && tl_is_object_start(c, off));
+}
+
 /* Cuts up to n objects out of spans into a chain. Class lock held. */
 static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
 {
@@ -105,10 +113,9 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
         while (got < n) {
             void *obj = tl_decode(s->free_list);
             if (obj) {
-                uintptr_t off = (uintptr_t)obj - s->start;
-                if (TL_UNLIKELY(off >= (size_t)c->objects * c->size || !tl_is_object_start(c, off)))
-                    tl_report_corruption(obj, "malloc", "free-list link overwritten (use after free?)");
                 s->free_list = *(uint64_t *)obj;
+                if (TL_UNLIKELY(!link_in_span(s, c, s->free_list)))
+                    tl_report_corruption(obj, "malloc", "free-list link overwritten (use after free?)");
             } else if (s->carved < c->objects) {
                 obj = (void *)(s->start + (size_t)s->carved++ * c->size);
             } else {

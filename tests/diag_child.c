@@ -509,7 +509,7 @@ static int rss_decay(void)
 
 static const char *const figure_names[] = {
     "in_use_bytes", "small_in_use_bytes", "large_in_use_bytes", "huge_bytes",
-    "thread_cache_bytes", "central_free_bytes", "page_heap_free_bytes", "returned_bytes",
+    "thread_cache_bytes", "central_free_bytes", "span_tail_bytes", "page_heap_free_bytes", "returned_bytes",
     "heap_mapped_bytes", "meta_bytes", "mapped_bytes", "resident_estimate_bytes",
     "threads", "huge_count",
 };
