@@ -181,12 +181,21 @@ static void *pop_batch(unsigned cls)
 
 unsigned tl_central_take(unsigned cls, unsigned n, void **head)
 {
+    unsigned batch_n = tl_classes[cls].batch, got = n;
     tl_lock_acquire(&tl_central_locks[cls]);
-    unsigned got;
-    void *batch = n == tl_classes[cls].batch ? pop_batch(cls) : NULL;
+    void *batch = pop_batch(cls);
     if (batch) {
+        /* Whole batches are what others freed: use them first, or they
+         * would pin their spans. Less than a batch wanted (a list still
+         * growing): the rest goes back to its spans. */
         *head = batch;
-        got = n;
+        if (n < batch_n) {
+            void *last = batch;
+            for (unsigned i = 1; i < n; i++)
+                last = tl_decode(*(uint64_t *)last);
+            give_to_spans(cls, tl_decode(*(uint64_t *)last), batch_n - n);
+            *(uint64_t *)last = tl_encode(NULL);
+        }
     } else {
         got = take_from_spans(cls, n, head);
     }

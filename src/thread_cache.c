@@ -7,8 +7,8 @@
  * within a byte budget, and returning the whole cache when the thread ends.
  *
  * Limits. A class's list may hold max_len objects; max_len starts at 0 and
- * grows by one batch on each refill (slow start), up to 1 MiB worth or 8192
- * objects. limit_bytes = sum(max_len * size) <= cap_bytes, and a thread
+ * grows at each refill (slow start: 4, doubling to a batch, then a batch
+ * more each time), up to 1 MiB worth or 8192 objects. limit_bytes = sum(max_len * size) <= cap_bytes, and a thread
  * never holds more than its limit. A thread's cap grows in 256 KiB steps
  * taken from the global pool tl_tc_unclaimed (the thread cache budget,
  * 32 MiB by default) up to tc_max (4 MiB), and shrinks back into the pool
@@ -398,13 +398,18 @@ static bool ready(struct thread_cache *tc)
     return tc->state == TC_ACTIVE;
 }
 
-/* Lets a class's list hold one more batch, if the limits allow. */
+/* Lets a class's list hold more, if the limits allow: 4 objects first, then
+ * doubling up to a batch, then one batch more each time. A thread that
+ * needs a class once (thread churn) then moves a handful of objects, not a
+ * batch of 64, in and out of the central list. */
 static void grow(struct tc_state *st, unsigned cls)
 {
-    uint32_t batch = tl_classes[cls].batch;
-    if (st->max_len[cls] + batch <= max_len_cap(cls) &&
-        reserve(st, (size_t)batch * class_size(cls)))
-        set_max_len(st, cls, st->max_len[cls] + batch);
+    uint32_t batch = tl_classes[cls].batch, len = st->max_len[cls];
+    uint32_t next = len >= batch ? len + batch : len < 2 ? 4 : 2 * len;
+    if (len < batch && next > batch)
+        next = batch;
+    if (next <= max_len_cap(cls) && reserve(st, (size_t)(next - len) * class_size(cls)))
+        set_max_len(st, cls, next);
 }
 
 static void refill(struct tc_state *st, unsigned cls)
