@@ -13,7 +13,7 @@
 extern char **environ;
 
 struct tl_config tl_conf = {
-    .huge_threshold = (size_t)64 << 20,
+    .huge_threshold = (size_t)256 << 20,
     .tc_budget = (size_t)32 << 20,
     .tc_max = (size_t)4 << 20,
     .decay_ms = 500,

@@ -1,4 +1,4 @@
-/* huge.c - blocks at or above the huge threshold (64 MiB by default): each
+/* huge.c - blocks at or above the huge threshold (256 MiB by default): each
  * its own mapping, unmapped on free, resized with mremap.
  *
  * A huge block's span struct maps only its first page in the pagemap (so

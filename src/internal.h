@@ -7,7 +7,7 @@
  *  - Memory comes in three bands by request size:
  *      small  (<= TL_SMALL_MAX, 64 KiB): rounded up to a size class; objects
  *             of one class are carved from a span; cached per thread;
- *      large  (<= huge threshold, 64 MiB by default): a span of whole pages
+ *      large  (< huge threshold, 256 MiB by default): a span of whole pages
  *             from the page heap;
  *      huge   (> huge threshold): its own mmap, unmapped on free.
  *

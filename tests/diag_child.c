@@ -226,7 +226,7 @@ static int free_interior_large(void)
 
 static int free_unmapped_huge(void)
 {
-    char *p = xmalloc(80 * MiB);
+    char *p = xmalloc(300 * MiB); /* above the default huge threshold, 256 MiB */
     p[0] = 1;
     show_ptr(p);
     free(p);
@@ -564,12 +564,12 @@ static int stats_identity(void)
         if (!large[i])
             fail("realloc shrink failed");
     }
-    char *huge = xmalloc(70 * MiB);
+    char *huge = xmalloc(270 * MiB); /* huge: the default threshold is 256 MiB */
     memset(huge, 3, MiB);
-    huge = realloc(huge, opq(90 * MiB));
+    huge = realloc(huge, opq(300 * MiB));
     if (!huge)
         fail("realloc of the huge block failed");
-    char *huge2 = xmalloc(100 * MiB);
+    char *huge2 = xmalloc(280 * MiB);
     free(huge2);
     /* Free half, trim, allocate again, free some more. */
     for (int i = 0; i < NSMALL; i += 2)

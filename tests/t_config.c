@@ -21,7 +21,7 @@ static const char *const opt_names[NOPT] = {
     "check", "error_action", "quarantine", "stats",
 };
 static const unsigned long long opt_defaults[NOPT] = {
-    64ull << 20, 32ull << 20, 4ull << 20, 500, 0, 0, 3, 16ull << 20, 0,
+    256ull << 20, 32ull << 20, 4ull << 20, 500, 0, 0, 3, 16ull << 20, 0,
 };
 
 static void options_line(const unsigned long long *v, char *buf, size_t cap)

@@ -266,7 +266,7 @@ static void print_malloc_stats(int fd)
  * naming every figure, each with a number. */
 Test(memory, stats_json_is_valid)
 {
-    void *small = malloc(100), *large = malloc(300 * KiB), *huge = malloc(70 * MiB);
+    void *small = malloc(100), *large = malloc(300 * KiB), *huge = malloc(300 * MiB);
     cr_assert(small && large && huge);
     size_t len;
     char *json = output_of(print_json, &len);
