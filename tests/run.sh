@@ -11,6 +11,8 @@
 #  4. ThreadSanitizer and AddressSanitizer/UBSan programs, built here from
 #     the allocator sources (-DTL_OVERRIDE=0, the tl_ functions only) into a
 #     temporary directory
+#  5. memcheck with tlmalloc in place: a -DTL_VALGRIND build of the sources
+#     preloaded into tests/vg_errors under valgrind
 #
 # Environment: TL_SRCDIR (source tree), TL_BUILDDIR (build tree, default
 # the current directory), TL_SAN_CC (compiler for the sanitizer builds,
@@ -250,6 +252,45 @@ else
         TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 report_signal_unsafe=0 suppressions=$srcdir/tests/tsan.supp"
     san_run asan "-fsanitize=address,undefined -fno-sanitize-recover=undefined" san_asan.c \
         ASAN_OPTIONS="detect_leaks=0:abort_on_error=0" UBSAN_OPTIONS="print_stacktrace=1"
+fi
+
+# ---- memcheck with tlmalloc in place ------------------------------------
+# A --enable-valgrind build of the sources (TL_VALGRIND: client requests)
+# preloaded under memcheck with somalloc=nouserintercepts, so tlmalloc really
+# serves the program and memcheck sees its blocks: tests/vg_errors' read
+# after free and leak must be reported, nothing else.
+if [ "${TL_SKIP_SAN:-0}" = 1 ]; then
+    note "memcheck check skipped (TL_SKIP_SAN=1)"
+elif ! command -v valgrind >/dev/null 2>&1 || [ ! -f /usr/include/valgrind/memcheck.h ]; then
+    echo "SKIPPED memcheck: valgrind or its headers are missing"
+    note "memcheck: skipped, valgrind missing"
+else
+    section "memcheck with tlmalloc in place (--enable-valgrind build)"
+    # shellcheck disable=SC2086
+    if cc -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -shared -fvisibility=hidden -fno-builtin \
+        -ftls-model=initial-exec -DTL_OVERRIDE=1 -DTL_VALGRIND=1 $defs -I"$srcdir/include" \
+        -I"$srcdir/src" $srcs -o "$tmp/libtlmalloc-vg.so" -pthread -ldl >"$tmp/vg.build" 2>&1 &&
+        cc -O0 -g "$srcdir/tests/vg_errors.c" -o "$tmp/vg_errors" >>"$tmp/vg.build" 2>&1; then
+        LD_PRELOAD="$tmp/libtlmalloc-vg.so" timeout 300 valgrind \
+            --soname-synonyms=somalloc=nouserintercepts --leak-check=full \
+            "$tmp/vg_errors" >"$tmp/vg.out" 2>"$tmp/vg.err"
+        grep -E "Invalid read|definitely lost:|ERROR SUMMARY" "$tmp/vg.err"
+        if grep -q "vg_errors done" "$tmp/vg.out" &&
+            grep -q "Invalid read of size 1" "$tmp/vg.err" &&
+            grep -q "definitely lost: 112 bytes in 1 blocks" "$tmp/vg.err" &&
+            grep -q "ERROR SUMMARY: 2 errors from 2 contexts" "$tmp/vg.err"; then
+            echo "PASS memcheck_sees_tlmalloc_blocks: the read after free and the leak, nothing else"
+            passed=$((passed + 1))
+        else
+            tail -n 60 "$tmp/vg.err"
+            echo "FAIL memcheck_sees_tlmalloc_blocks" | tee -a "$tmp/failures"
+            failed=$((failed + 1))
+        fi
+    else
+        cat "$tmp/vg.build"
+        echo "FAIL memcheck_build: the sources do not build with -DTL_VALGRIND" | tee -a "$tmp/failures"
+        failed=$((failed + 1))
+    fi
 fi
 
 section "summary"
