@@ -36,204 +36,213 @@ const char *bench_name = "memory";
 #define LARGE_MAX (4u << 20)
 
 struct worker {
-	pthread_t tid;
-	int id;
-	size_t small_bytes, large_bytes;
-	void **small;
-	size_t nsmall;
-	void **large;
-	size_t *large_sz;
-	size_t nlarge;
-	unsigned long long light_ops;
+    pthread_t tid;
+    int id;
+    size_t small_bytes, large_bytes;
+    void **small;
+    size_t nsmall;
+    void **large;
+    size_t *large_sz;
+    size_t nlarge;
+    unsigned long long light_ops;
 };
 
 static pthread_barrier_t bar;
 static atomic_int stop_light;
 static double light_seconds = 1.0;
 
-static uint64_t small_tag(int id, size_t i)
-{
-	return ((uint64_t)id << 40) | i;
-}
+static uint64_t small_tag(int id, size_t i) { return ((uint64_t)id << 40) | i; }
 
 static void *worker_main(void *arg)
 {
-	struct worker *w = arg;
-	bench_rng rng;
+    struct worker *w = arg;
+    bench_rng rng;
 
-	pthread_barrier_wait(&bar); /* start */
+    pthread_barrier_wait(&bar); /* start */
 
-	/* small blocks: the sizes come again from the same seed at free time */
-	size_t cap = w->small_bytes / ((SMALL_MIN + SMALL_MAX) / 2) + 16;
-	w->small = bench_xmalloc(cap * sizeof(void *));
-	bench_rng_seed(&rng, 1000u + (unsigned)w->id);
-	size_t got = 0;
-	while (got < w->small_bytes && w->nsmall < cap) {
-		size_t sz = bench_rng_range(&rng, SMALL_MIN, SMALL_MAX);
-		void *p = bench_xmalloc(sz);
-		bench_stamp(p, sz, small_tag(w->id, w->nsmall));
-		w->small[w->nsmall++] = p;
-		got += sz;
-	}
-	size_t lcap = w->large_bytes / LARGE_MIN + 16;
-	w->large = bench_xmalloc(lcap * sizeof(void *));
-	w->large_sz = bench_xmalloc(lcap * sizeof(size_t));
-	got = 0;
-	while (got < w->large_bytes && w->nlarge < lcap) {
-		size_t sz = bench_rng_range(&rng, LARGE_MIN, LARGE_MAX);
-		unsigned char *p = bench_xmalloc(sz);
-		for (size_t off = 0; off < sz; off += 4096)
-			p[off] = (unsigned char)(off >> 12);
-		bench_stamp(p, sz, small_tag(w->id, (1u << 30) | w->nlarge));
-		w->large[w->nlarge] = p;
-		w->large_sz[w->nlarge++] = sz;
-		got += sz;
-	}
+    /* small blocks: the sizes come again from the same seed at free time */
+    size_t cap = w->small_bytes / ((SMALL_MIN + SMALL_MAX) / 2) + 16;
+    w->small = bench_xmalloc(cap * sizeof(void *));
+    bench_rng_seed(&rng, 1000u + (unsigned)w->id);
+    size_t got = 0;
+    while (got < w->small_bytes && w->nsmall < cap) {
+        size_t sz = bench_rng_range(&rng, SMALL_MIN, SMALL_MAX);
+        void *p = bench_xmalloc(sz);
+        bench_stamp(p, sz, small_tag(w->id, w->nsmall));
+        w->small[w->nsmall++] = p;
+        got += sz;
+    }
+    size_t lcap = w->large_bytes / LARGE_MIN + 16;
+    w->large = bench_xmalloc(lcap * sizeof(void *));
+    w->large_sz = bench_xmalloc(lcap * sizeof(size_t));
+    got = 0;
+    while (got < w->large_bytes && w->nlarge < lcap) {
+        size_t sz = bench_rng_range(&rng, LARGE_MIN, LARGE_MAX);
+        unsigned char *p = bench_xmalloc(sz);
+        for (size_t off = 0; off < sz; off += 4096)
+            p[off] = (unsigned char)(off >> 12);
+        bench_stamp(p, sz, small_tag(w->id, (1u << 30) | w->nlarge));
+        w->large[w->nlarge] = p;
+        w->large_sz[w->nlarge++] = sz;
+        got += sz;
+    }
 
-	pthread_barrier_wait(&bar); /* peak reached */
-	pthread_barrier_wait(&bar); /* main has measured */
+    pthread_barrier_wait(&bar); /* peak reached */
+    pthread_barrier_wait(&bar); /* main has measured */
 
-	bench_rng_seed(&rng, 1000u + (unsigned)w->id);
-	for (size_t i = 0; i < w->nsmall; i++) {
-		size_t sz = bench_rng_range(&rng, SMALL_MIN, SMALL_MAX);
-		if (!bench_stamp_ok(w->small[i], sz, small_tag(w->id, i)))
-			bench_fail("small block %zu of thread %d damaged", i, w->id);
-		free(w->small[i]);
-	}
-	for (size_t i = 0; i < w->nlarge; i++) {
-		unsigned char *p = w->large[i];
-		size_t sz = w->large_sz[i];
-		if (!bench_stamp_ok(p, sz, small_tag(w->id, (1u << 30) | i)))
-			bench_fail("large block %zu of thread %d damaged", i, w->id);
-		for (size_t off = 4096; off + 8 < sz; off += 4096)
-			if (p[off] != (unsigned char)(off >> 12))
-				bench_fail("page %zu of large block %zu damaged", off >> 12, i);
-		free(p);
-	}
-	free(w->small);
-	free(w->large);
-	free(w->large_sz);
+    bench_rng_seed(&rng, 1000u + (unsigned)w->id);
+    for (size_t i = 0; i < w->nsmall; i++) {
+        size_t sz = bench_rng_range(&rng, SMALL_MIN, SMALL_MAX);
+        if (!bench_stamp_ok(w->small[i], sz, small_tag(w->id, i)))
+            bench_fail("small block %zu of thread %d damaged", i, w->id);
+        free(w->small[i]);
+    }
+    for (size_t i = 0; i < w->nlarge; i++) {
+        unsigned char *p = w->large[i];
+        size_t sz = w->large_sz[i];
+        if (!bench_stamp_ok(p, sz, small_tag(w->id, (1u << 30) | i)))
+            bench_fail("large block %zu of thread %d damaged", i, w->id);
+        for (size_t off = 4096; off + 8 < sz; off += 4096)
+            if (p[off] != (unsigned char)(off >> 12))
+                bench_fail("page %zu of large block %zu damaged", off >> 12, i);
+        free(p);
+    }
+    free(w->small);
+    free(w->large);
+    free(w->large_sz);
 
-	pthread_barrier_wait(&bar); /* freed */
-	pthread_barrier_wait(&bar); /* main has measured and trimmed */
+    pthread_barrier_wait(&bar); /* freed */
+    pthread_barrier_wait(&bar); /* main has measured and trimmed */
 
-	/* light work: a few small blocks every millisecond */
-	void *live[32] = {0};
-	size_t live_sz[32] = {0};
-	uint64_t n = 0;
-	while (!atomic_load(&stop_light)) {
-		for (int k = 0; k < 8; k++, n++) {
-			unsigned j = (unsigned)(n % 32);
-			if (live[j] != NULL) {
-				if (!bench_stamp_ok(live[j], live_sz[j], n - 32))
-					bench_fail("light-work block damaged");
-				free(live[j]);
-			}
-			live_sz[j] = bench_rng_range(&rng, 16, 256);
-			live[j] = bench_xmalloc(live_sz[j]);
-			bench_stamp(live[j], live_sz[j], n);
-		}
-		usleep(1000);
-	}
-	for (unsigned j = 0; j < 32; j++)
-		free(live[j]);
-	w->light_ops = n;
+    /* light work: a few small blocks every millisecond */
+    void *live[32] = {0};
+    size_t live_sz[32] = {0};
+    uint64_t n = 0;
+    while (!atomic_load(&stop_light)) {
+        for (int k = 0; k < 8; k++, n++) {
+            unsigned j = (unsigned)(n % 32);
+            if (live[j] != NULL) {
+                if (!bench_stamp_ok(live[j], live_sz[j], n - 32))
+                    bench_fail("light-work block damaged");
+                free(live[j]);
+            }
+            live_sz[j] = bench_rng_range(&rng, 16, 256);
+            live[j] = bench_xmalloc(live_sz[j]);
+            bench_stamp(live[j], live_sz[j], n);
+        }
+        usleep(1000);
+    }
+    for (unsigned j = 0; j < 32; j++)
+        free(live[j]);
+    w->light_ops = n;
 
-	pthread_barrier_wait(&bar); /* light work done */
-	return NULL;
+    pthread_barrier_wait(&bar); /* light work done */
+    return NULL;
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] "
-			"[-d LIGHTSECONDS] [-x] [-q]\n");
-	exit(1);
+    fprintf(stderr, "usage: memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] "
+                    "[-d LIGHTSECONDS] [-x] [-q]\n");
+    exit(1);
 }
 
 int main(int argc, char **argv)
 {
-	int nthreads = 2, quiet = 0, no_trim = 0, c;
-	unsigned long long total = 1ULL << 30, small_pct = 50;
+    int nthreads = 2, quiet = 0, no_trim = 0, c;
+    unsigned long long total = 1ULL << 30, small_pct = 50;
 
-	while ((c = getopt(argc, argv, "t:T:f:d:xqh")) != -1) {
-		switch (c) {
-		case 't': nthreads = (int)bench_parse_num("t", optarg); break;
-		case 'T': total = bench_parse_num("T", optarg); break;
-		case 'f': small_pct = bench_parse_num("f", optarg); break;
-		case 'd': light_seconds = atof(optarg); break;
-		case 'x': no_trim = 1; break;
-		case 'q': quiet = 1; break;
-		default: usage();
-		}
-	}
-	if (nthreads < 1 || small_pct > 100 || light_seconds < 0)
-		usage();
+    while ((c = getopt(argc, argv, "t:T:f:d:xqh")) != -1) {
+        switch (c) {
+        case 't':
+            nthreads = (int)bench_parse_num("t", optarg);
+            break;
+        case 'T':
+            total = bench_parse_num("T", optarg);
+            break;
+        case 'f':
+            small_pct = bench_parse_num("f", optarg);
+            break;
+        case 'd':
+            light_seconds = atof(optarg);
+            break;
+        case 'x':
+            no_trim = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (nthreads < 1 || small_pct > 100 || light_seconds < 0)
+        usage();
 
-	int (*trim)(size_t) = NULL;
-	*(void **)&trim = dlsym(RTLD_DEFAULT, "malloc_trim");
-	const char *trim_from = "none";
-	Dl_info info;
-	if (trim != NULL && dladdr(*(void **)&trim, &info) != 0 && info.dli_fname != NULL) {
-		trim_from = strrchr(info.dli_fname, '/') ? strrchr(info.dli_fname, '/') + 1
-							 : info.dli_fname;
-	}
+    int (*trim)(size_t) = NULL;
+    *(void **)&trim = dlsym(RTLD_DEFAULT, "malloc_trim");
+    const char *trim_from = "none";
+    Dl_info info;
+    if (trim != NULL && dladdr(*(void **)&trim, &info) != 0 && info.dli_fname != NULL) {
+        trim_from =
+            strrchr(info.dli_fname, '/') ? strrchr(info.dli_fname, '/') + 1 : info.dli_fname;
+    }
 
-	struct worker *ws = calloc((size_t)nthreads, sizeof(*ws));
-	if (ws == NULL)
-		bench_fail("calloc failed");
-	pthread_barrier_init(&bar, NULL, (unsigned)nthreads + 1);
-	for (int i = 0; i < nthreads; i++) {
-		ws[i].id = i;
-		ws[i].small_bytes = (size_t)(total * small_pct / 100 / (unsigned)nthreads);
-		ws[i].large_bytes = (size_t)(total * (100 - small_pct) / 100 / (unsigned)nthreads);
-		if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
-			bench_fail("pthread_create failed");
-	}
-	long before = bench_rss_kib();
-	double t0 = bench_now();
-	pthread_barrier_wait(&bar); /* start */
-	pthread_barrier_wait(&bar); /* peak reached */
-	double t_alloc = bench_now() - t0;
-	long peak = bench_rss_kib();
-	pthread_barrier_wait(&bar); /* measured */
-	t0 = bench_now();
-	pthread_barrier_wait(&bar); /* freed */
-	double t_free = bench_now() - t0;
-	long freed = bench_rss_kib();
-	if (trim != NULL && !no_trim)
-		trim(0);
-	long trimmed = bench_rss_kib();
-	pthread_barrier_wait(&bar); /* go light */
-	usleep((useconds_t)(light_seconds * 1e6));
-	atomic_store(&stop_light, 1);
-	pthread_barrier_wait(&bar); /* light done */
-	long light = bench_rss_kib();
-	unsigned long long light_ops = 0;
-	for (int i = 0; i < nthreads; i++) {
-		pthread_join(ws[i].tid, NULL);
-		light_ops += ws[i].light_ops;
-	}
-	long exited = bench_rss_kib();
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	pthread_barrier_destroy(&bar);
-	free(ws);
+    struct worker *ws = calloc((size_t)nthreads, sizeof(*ws));
+    if (ws == NULL)
+        bench_fail("calloc failed");
+    pthread_barrier_init(&bar, NULL, (unsigned)nthreads + 1);
+    for (int i = 0; i < nthreads; i++) {
+        ws[i].id = i;
+        ws[i].small_bytes = (size_t)(total * small_pct / 100 / (unsigned)nthreads);
+        ws[i].large_bytes = (size_t)(total * (100 - small_pct) / 100 / (unsigned)nthreads);
+        if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
+            bench_fail("pthread_create failed");
+    }
+    long before = bench_rss_kib();
+    double t0 = bench_now();
+    pthread_barrier_wait(&bar); /* start */
+    pthread_barrier_wait(&bar); /* peak reached */
+    double t_alloc = bench_now() - t0;
+    long peak = bench_rss_kib();
+    pthread_barrier_wait(&bar); /* measured */
+    t0 = bench_now();
+    pthread_barrier_wait(&bar); /* freed */
+    double t_free = bench_now() - t0;
+    long freed = bench_rss_kib();
+    if (trim != NULL && !no_trim)
+        trim(0);
+    long trimmed = bench_rss_kib();
+    pthread_barrier_wait(&bar); /* go light */
+    usleep((useconds_t)(light_seconds * 1e6));
+    atomic_store(&stop_light, 1);
+    pthread_barrier_wait(&bar); /* light done */
+    long light = bench_rss_kib();
+    unsigned long long light_ops = 0;
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(ws[i].tid, NULL);
+        light_ops += ws[i].light_ops;
+    }
+    long exited = bench_rss_kib();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    pthread_barrier_destroy(&bar);
+    free(ws);
 
-	printf("memory: threads=%d total_mib=%llu small_pct=%llu before_kib=%ld "
-	       "peak_kib=%ld freed_kib=%ld trimmed_kib=%ld light_kib=%ld "
-	       "exited_kib=%ld maxrss_kib=%ld alloc_s=%.3f free_s=%.3f "
-	       "light_ops=%llu trim_from=%s\n",
-	       nthreads, total >> 20, small_pct, before, peak, freed, trimmed, light,
-	       exited, ru.ru_maxrss, t_alloc, t_free, light_ops, no_trim ? "not-called" : trim_from);
-	if (!quiet) {
-		printf("  RSS before          %8.1f MiB\n", before / 1024.0);
-		printf("  RSS at peak         %8.1f MiB\n", peak / 1024.0);
-		printf("  RSS after free      %8.1f MiB\n", freed / 1024.0);
-		printf("  RSS after trim      %8.1f MiB   (malloc_trim %s%s)\n",
-		       trimmed / 1024.0, no_trim ? "not called" : "from ",
-		       no_trim ? "" : trim_from);
-		printf("  RSS after %.1fs light %7.1f MiB\n", light_seconds, light / 1024.0);
-		printf("  RSS after exit      %8.1f MiB\n", exited / 1024.0);
-	}
-	return 0;
+    printf("memory: threads=%d total_mib=%llu small_pct=%llu before_kib=%ld "
+           "peak_kib=%ld freed_kib=%ld trimmed_kib=%ld light_kib=%ld "
+           "exited_kib=%ld maxrss_kib=%ld alloc_s=%.3f free_s=%.3f "
+           "light_ops=%llu trim_from=%s\n",
+           nthreads, total >> 20, small_pct, before, peak, freed, trimmed, light, exited,
+           ru.ru_maxrss, t_alloc, t_free, light_ops, no_trim ? "not-called" : trim_from);
+    if (!quiet) {
+        printf("  RSS before          %8.1f MiB\n", before / 1024.0);
+        printf("  RSS at peak         %8.1f MiB\n", peak / 1024.0);
+        printf("  RSS after free      %8.1f MiB\n", freed / 1024.0);
+        printf("  RSS after trim      %8.1f MiB   (malloc_trim %s%s)\n", trimmed / 1024.0,
+               no_trim ? "not called" : "from ", no_trim ? "" : trim_from);
+        printf("  RSS after %.1fs light %7.1f MiB\n", light_seconds, light / 1024.0);
+        printf("  RSS after exit      %8.1f MiB\n", exited / 1024.0);
+    }
+    return 0;
 }

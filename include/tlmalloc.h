@@ -34,7 +34,8 @@ extern "C" {
 void *tl_malloc(size_t size) TL_MALLOC_ATTR(alloc_size(1));
 void *tl_calloc(size_t n, size_t size) TL_MALLOC_ATTR(alloc_size(1, 2));
 void *tl_realloc(void *ptr, size_t size) __attribute__((warn_unused_result, alloc_size(2)));
-void *tl_reallocarray(void *ptr, size_t n, size_t size) __attribute__((warn_unused_result, alloc_size(2, 3)));
+void *tl_reallocarray(void *ptr, size_t n, size_t size)
+    __attribute__((warn_unused_result, alloc_size(2, 3)));
 void tl_free(void *ptr);
 void tl_free_sized(void *ptr, size_t size);
 void tl_free_aligned_sized(void *ptr, size_t alignment, size_t size);

@@ -28,12 +28,15 @@
 #pragma GCC optimize("omit-frame-pointer")
 #endif
 
+#if defined(__GNUC__) && !defined(__clang__)
+#define TL_KEEP_FRAME __attribute__((optimize("no-omit-frame-pointer")))
+#else
+#define TL_KEEP_FRAME
+#endif
+
 /* Out of line so that the fast path keeps no registers for it; with a frame
  * of its own, so that the report's backtrace reaches the caller. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-omit-frame-pointer")))
-#endif
-TL_NOINLINE static void *bad_link(void *p)
+TL_NOINLINE TL_KEEP_FRAME static void *bad_link(void *p)
 {
     tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
     return NULL;
@@ -247,10 +250,9 @@ TL_EXPORT int tl_malloc_trim(size_t pad)
 /* ---- the malloc family ------------------------------------------------------- */
 #if TL_OVERRIDE
 #if defined(__clang__)
-#define TL_ALIAS(name, target) \
-    TL_EXPORT __typeof__(target) name __attribute__((alias(#target)))
+#define TL_ALIAS(name, target) TL_EXPORT __typeof__(target) name __attribute__((alias(#target)))
 #else
-#define TL_ALIAS(name, target) \
+#define TL_ALIAS(name, target)                                                                     \
     TL_EXPORT __typeof__(target) name __attribute__((alias(#target), copy(target)))
 #endif
 
@@ -283,8 +285,7 @@ TL_EXPORT void malloc_stats(void) { tl_stats_print(2, 0); }
 /* The layouts of glibc's <malloc.h>, declared here so that its prototypes
  * (with their attributes) do not clash with the aliases above. */
 struct tl_mallinfo2 {
-    size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks,
-        keepcost;
+    size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
 };
 struct tl_mallinfo {
     int arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
@@ -305,9 +306,14 @@ TL_EXPORT struct tl_mallinfo mallinfo(void)
 {
     struct tl_mallinfo2 m2 = mallinfo2();
     struct tl_mallinfo m = {
-        clamp_int(m2.arena),  clamp_int(m2.ordblks),  0, clamp_int(m2.hblks),
-        clamp_int(m2.hblkhd), 0,                     0, clamp_int(m2.uordblks),
-        clamp_int(m2.fordblks), clamp_int(m2.keepcost)};
+        .arena = clamp_int(m2.arena),
+        .ordblks = clamp_int(m2.ordblks),
+        .hblks = clamp_int(m2.hblks),
+        .hblkhd = clamp_int(m2.hblkhd),
+        .uordblks = clamp_int(m2.uordblks),
+        .fordblks = clamp_int(m2.fordblks),
+        .keepcost = clamp_int(m2.keepcost),
+    };
     return m;
 }
 

@@ -32,10 +32,10 @@ struct tl_lock tl_central_locks[TL_MAX_CLASSES];
 struct central_list {
     struct __cds_lfs_stack transfer;
     _Atomic uint32_t transfer_batches;
-    _Atomic uint64_t touched_ms;  /* last push or pop of the transfer stack */
-    struct span *partial;     /* spans with free or uncarved objects */
-    size_t span_objects;      /* capacity of all spans of this class */
-    size_t allocated;         /* objects out of spans (transfer, caches, users) */
+    _Atomic uint64_t touched_ms; /* last push or pop of the transfer stack */
+    struct span *partial;        /* spans with free or uncarved objects */
+    size_t span_objects;         /* capacity of all spans of this class */
+    size_t allocated;            /* objects out of spans (transfer, caches, users) */
 } __attribute__((aligned(64)));
 
 static struct central_list central[TL_MAX_CLASSES];
@@ -115,7 +115,8 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
             if (obj) {
                 s->free_list = *(uint64_t *)obj;
                 if (TL_UNLIKELY(!link_in_span(s, c, s->free_list)))
-                    tl_report_corruption(obj, "malloc", "free-list link overwritten (use after free?)");
+                    tl_report_corruption(obj, "malloc",
+                                         "free-list link overwritten (use after free?)");
             } else if (s->carved < c->objects) {
                 obj = (void *)(s->start + (size_t)s->carved++ * c->size);
             } else {

@@ -35,9 +35,9 @@ struct tl_lock tl_check_lock = TL_LOCK_INIT;
 #define FREED_MARK 0x46524545444f4e45ULL /* "FREEDONE" */
 
 struct trailer {
-    uint64_t size_key;  /* size ^ key_of(block); FREED_MARK ^ key once freed */
-    uintptr_t site;     /* return address of the allocation */
-    void *block;        /* the block's start */
+    uint64_t size_key;           /* size ^ key_of(block); FREED_MARK ^ key once freed */
+    uintptr_t site;              /* return address of the allocation */
+    void *block;                 /* the block's start */
     struct trailer *next, *prev; /* live list, or quarantine (next only) */
 };
 
@@ -158,8 +158,7 @@ static size_t verify(void *p, const char *who)
     const unsigned char *c = (const unsigned char *)p + size;
     for (size_t i = 0; i < room - size; i++)
         if (c[i] != FILL_CANARY) {
-            report(p, who, "buffer overrun", "written past the end of its ", size,
-                   " bytes");
+            report(p, who, "buffer overrun", "written past the end of its ", size, " bytes");
             return SIZE_MAX;
         }
     return size;
@@ -179,7 +178,8 @@ static void evict(size_t bound)
         const unsigned char *c = p;
         for (size_t i = 0; i < span; i++)
             if (c[i] != FILL_FREED) {
-                report(p, "free", "write after free", "byte ", i, " changed after the block was freed");
+                report(p, "free", "write after free", "byte ", i,
+                       " changed after the block was freed");
                 break;
             }
         tl_free_checked(p, "free");

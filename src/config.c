@@ -45,10 +45,20 @@ bool tl_parse_size(const char *s, size_t len, size_t *out)
     unsigned shift = 0;
     if (len > 0) {
         switch (s[len - 1]) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        default: break;
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            break;
         }
     }
     if (shift)

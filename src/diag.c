@@ -151,8 +151,7 @@ void tl_put_backtrace(struct tl_buf *b)
         first++;
     if (first == n)
         first = 0;
-    for (unsigned i = first; i < n && i < first + 10; i++)
-    {
+    for (unsigned i = first; i < n && i < first + 10; i++) {
         tl_buf_str(b, "    at ");
         tl_put_frame(b, pcs[i]);
     }

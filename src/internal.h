@@ -87,15 +87,18 @@ static inline void tl_tsan_release(void *addr) { (void)addr; }
 #define TL_MAX_REQUEST ((size_t)PTRDIFF_MAX - ((size_t)1 << 26))
 
 static inline size_t tl_round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
-static inline size_t tl_pages_for(size_t bytes) { return (bytes + TL_PAGE_SIZE - 1) >> TL_PAGE_SHIFT; }
+static inline size_t tl_pages_for(size_t bytes)
+{
+    return (bytes + TL_PAGE_SIZE - 1) >> TL_PAGE_SHIFT;
+}
 
 /* ---- size classes (size_class.c) ------------------------------------- */
 struct size_class_info { /* 32 bytes: one shift to index */
-    uint32_t size;        /* object size, a multiple of 16 */
-    uint16_t span_pages;  /* pages in one span of this class */
-    uint16_t batch;       /* objects moved at once between thread and central */
-    uint32_t objects;     /* objects per span */
-    uint32_t div_shift;   /* exact-division test for size: see tl_is_object_start */
+    uint32_t size;       /* object size, a multiple of 16 */
+    uint16_t span_pages; /* pages in one span of this class */
+    uint16_t batch;      /* objects moved at once between thread and central */
+    uint32_t objects;    /* objects per span */
+    uint32_t div_shift;  /* exact-division test for size: see tl_is_object_start */
     uint64_t div_inv;
     uint64_t div_limit;
 };
@@ -129,22 +132,22 @@ static inline bool tl_is_object_start(const struct size_class_info *c, uint64_t 
 enum span_state { SPAN_FREE = 0, SPAN_SMALL, SPAN_LARGE, SPAN_HUGE };
 
 struct span {
-    uintptr_t start;        /* first byte; page aligned */
-    size_t npages;          /* length in pages (huge: bytes mapped >> page shift) */
-    uint8_t state;          /* enum span_state */
-    uint8_t size_class;     /* small spans only */
-    uint8_t clean;          /* free or large: every byte is known to be zero */
-    uint8_t returned;       /* free: pages were given back to the OS */
-    uint8_t in_bin;         /* free: on a page heap bin list */
-    uint8_t on_central;     /* small: on its central list's partial list */
+    uintptr_t start;    /* first byte; page aligned */
+    size_t npages;      /* length in pages (huge: bytes mapped >> page shift) */
+    uint8_t state;      /* enum span_state */
+    uint8_t size_class; /* small spans only */
+    uint8_t clean;      /* free or large: every byte is known to be zero */
+    uint8_t returned;   /* free: pages were given back to the OS */
+    uint8_t in_bin;     /* free: on a page heap bin list */
+    uint8_t on_central; /* small: on its central list's partial list */
     uint16_t pad;
-    uint32_t allocated;     /* small: objects out of the span (caches or users) */
-    uint32_t carved;        /* small: objects taken from the never-used tail */
-    uint64_t free_list;     /* small: encoded list of returned objects */
+    uint32_t allocated;               /* small: objects out of the span (caches or users) */
+    uint32_t carved;                  /* small: objects taken from the never-used tail */
+    uint64_t free_list;               /* small: encoded list of returned objects */
     struct span *next, *prev;         /* bin list (free) or central partial list */
     struct span *lru_next, *lru_prev; /* free, not returned: decay order */
-    uint64_t freed_ms;      /* free: when it last became free */
-    size_t user_size;       /* large/huge: bytes usable by the user */
+    uint64_t freed_ms;                /* free: when it last became free */
+    size_t user_size;                 /* large/huge: bytes usable by the user */
 };
 
 /* ---- pagemap (pagemap.c) ----------------------------------------------- *
@@ -178,7 +181,7 @@ bool tl_pagemap_ensure(uintptr_t start, size_t bytes); /* maps leaves */
 void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls);
 
 /* ---- safe-linking and the free key (I4) -------------------------------- */
-extern uint64_t tl_secret;   /* per process, random */
+extern uint64_t tl_secret; /* per process, random */
 extern uint64_t tl_key_secret;
 static inline uint64_t tl_encode(void *next) { return (uint64_t)(uintptr_t)next ^ tl_secret; }
 static inline void *tl_decode(uint64_t v) { return (void *)(uintptr_t)(v ^ tl_secret); }
@@ -188,9 +191,9 @@ static inline uint64_t tl_free_key(void *p) { return (uint64_t)(uintptr_t)p ^ tl
 #define TL_LINK_BAD_MASK 0xFFFF80000000000FULL
 
 /* ---- metadata arena (page_heap.c) -------------------------------------- */
-struct span *tl_span_new(void);       /* page heap lock held */
-void tl_span_delete(struct span *s);  /* page heap lock held */
-void *tl_meta_alloc(size_t bytes);    /* zeroed, never freed; takes its own lock */
+struct span *tl_span_new(void);      /* page heap lock held */
+void tl_span_delete(struct span *s); /* page heap lock held */
+void *tl_meta_alloc(size_t bytes);   /* zeroed, never freed; takes its own lock */
 
 /* ---- page heap (page_heap.c) ------------------------------------------- */
 struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
@@ -219,33 +222,33 @@ extern struct tl_lock tl_central_locks[TL_MAX_CLASSES];
 
 /* ---- thread cache (thread_cache.c) ------------------------------------- */
 struct tc_bin {
-    void *head;     /* free objects of this class, encoded links */
-    int32_t room;   /* frees that fit before a flush: max_len - objects held */
+    void *head;   /* free objects of this class, encoded links */
+    int32_t room; /* frees that fit before a flush: max_len - objects held */
     uint32_t pad;
 };
 /* In static TLS, only what the fast paths touch (about 1.3 KiB, small
  * enough for a dlopen()ed copy to find room in glibc's static TLS surplus). */
 struct thread_cache {
     struct tc_bin bins[TL_MAX_CLASSES];
-    struct tc_state *st;                /* the rest; NULL until first use */
-    int32_t tick;                       /* frees until the next decay check */
-    uint8_t state;                      /* enum tc_mode */
+    struct tc_state *st; /* the rest; NULL until first use */
+    int32_t tick;        /* frees until the next decay check */
+    uint8_t state;       /* enum tc_mode */
 };
 /* Frees between two looks at the clock for decay (a look costs ~20 ns). */
 #define TL_TICK 1024
 /* The cold part of a thread's cache, in the metadata arena, recycled when
  * the thread exits. */
 struct tc_state {
-    struct thread_cache *tc;            /* the TLS part it belongs to */
-    uint32_t max_len[TL_MAX_CLASSES];   /* list length limit per class */
-    size_t limit_bytes;                 /* sum of max_len[c]*size[c] */
-    _Atomic size_t cap_bytes;           /* what limit_bytes may reach */
-    _Atomic size_t give_back;           /* cap other threads asked this one to return */
+    struct thread_cache *tc;          /* the TLS part it belongs to */
+    uint32_t max_len[TL_MAX_CLASSES]; /* list length limit per class */
+    size_t limit_bytes;               /* sum of max_len[c]*size[c] */
+    _Atomic size_t cap_bytes;         /* what limit_bytes may reach */
+    _Atomic size_t give_back;         /* cap other threads asked this one to return */
     struct tc_state *reg_next, *reg_prev;
     uint64_t refills, flushes;
-    uint64_t scavenged_ms;              /* last look for idle lists */
-    uint32_t slow_calls;                /* slow paths taken, to space out clock reads */
-    uint64_t used[2];                   /* classes refilled or flushed since then */
+    uint64_t scavenged_ms; /* last look for idle lists */
+    uint32_t slow_calls;   /* slow paths taken, to space out clock reads */
+    uint64_t used[2];      /* classes refilled or flushed since then */
 };
 enum tc_mode { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
 extern __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
@@ -260,12 +263,12 @@ extern struct tl_lock tl_registry_lock;
 extern _Atomic size_t tl_tc_unclaimed;
 
 /* ---- allocation paths (alloc.c, huge.c) -------------------------------- */
-void *tl_alloc_slow(size_t size);   /* the fast paths' miss handlers (api.c) */
+void *tl_alloc_slow(size_t size); /* the fast paths' miss handlers (api.c) */
 void tl_free_slow(void *p);
 void *tl_alloc_small_nocache(unsigned cls);
 void tl_free_small_nocache(void *p, unsigned cls);
 void *tl_alloc_large(size_t size, size_t alignment);
-void *tl_alloc(size_t size);                     /* any size; NULL + ENOMEM */
+void *tl_alloc(size_t size); /* any size; NULL + ENOMEM */
 void *tl_alloc_aligned(size_t alignment, size_t size);
 void *tl_alloc_zeroed(size_t size);
 void *tl_realloc_impl(void *p, size_t size);
@@ -286,17 +289,17 @@ void tl_check_leak_report(void);
 
 /* ---- configuration (config.c) ------------------------------------------ */
 struct tl_config {
-    size_t huge_threshold;       /* bytes; above: own mmap */
-    size_t tc_budget;            /* all thread caches together */
-    size_t tc_max;               /* one thread's cache */
-    uint64_t decay_ms;           /* free dirty pages age this long before return */
-    int check;                   /* check mode: canaries, poison, quarantine, leaks */
-    int error_action;            /* MALLOC_CHECK_ levels: 0 ignore, 1 print, 2 abort,
+    size_t huge_threshold;   /* bytes; above: own mmap */
+    size_t tc_budget;        /* all thread caches together */
+    size_t tc_max;           /* one thread's cache */
+    uint64_t decay_ms;       /* free dirty pages age this long before return */
+    int check;               /* check mode: canaries, poison, quarantine, leaks */
+    int error_action;        /* MALLOC_CHECK_ levels: 0 ignore, 1 print, 2 abort,
                                     3 print and abort (default) */
-    size_t quarantine_bytes;     /* check mode: freed bytes held back from reuse */
-    int stats_at_exit;           /* 0 no, 1 text, 2 json */
+    size_t quarantine_bytes; /* check mode: freed bytes held back from reuse */
+    int stats_at_exit;       /* 0 no, 1 text, 2 json */
     int verbose;
-    int background;              /* background scavenger thread */
+    int background; /* background scavenger thread */
 };
 extern struct tl_config tl_conf;
 void tl_config_init(void);
@@ -315,14 +318,14 @@ static inline void tl_ensure_init(void)
 
 /* ---- statistics (stats.c) ----------------------------------------------- */
 struct tl_counters {
-    _Atomic size_t mapped;        /* bytes obtained from the OS for the page heap */
-    _Atomic size_t returned;      /* of those, given back (madvised) and not reused */
-    _Atomic size_t page_free;     /* free in the page heap, not returned */
-    _Atomic size_t large_in_use;  /* bytes of in-use large spans */
-    _Atomic size_t small_spans;   /* bytes of spans given to central lists */
-    _Atomic size_t huge_mapped;   /* bytes of huge mappings */
+    _Atomic size_t mapped;       /* bytes obtained from the OS for the page heap */
+    _Atomic size_t returned;     /* of those, given back (madvised) and not reused */
+    _Atomic size_t page_free;    /* free in the page heap, not returned */
+    _Atomic size_t large_in_use; /* bytes of in-use large spans */
+    _Atomic size_t small_spans;  /* bytes of spans given to central lists */
+    _Atomic size_t huge_mapped;  /* bytes of huge mappings */
     _Atomic size_t huge_count;
-    _Atomic size_t meta;          /* metadata arena bytes */
+    _Atomic size_t meta; /* metadata arena bytes */
     _Atomic size_t trims;
 };
 extern struct tl_counters tl_stats;

@@ -19,7 +19,10 @@ struct tl_lock {
     _Atomic(uintptr_t) owner; /* tl_self() of the holder, 0 when free */
 };
 
-#define TL_LOCK_INIT {0, 0}
+#define TL_LOCK_INIT                                                                               \
+    {                                                                                              \
+        0, 0                                                                                       \
+    }
 
 /* A per-thread identity that costs no system call: the address of a
  * thread-local byte. */

@@ -40,7 +40,10 @@ static inline void tl_vg_defined(void *p, size_t n) { VALGRIND_MAKE_MEM_DEFINED(
 static inline void tl_vg_alloc(void *p, size_t n) { (void)p, (void)n; }
 static inline void tl_vg_free_small(void *p) { (void)p; }
 static inline void tl_vg_free(void *p) { (void)p; }
-static inline void tl_vg_resize(void *p, size_t old_n, size_t new_n) { (void)p, (void)old_n, (void)new_n; }
+static inline void tl_vg_resize(void *p, size_t old_n, size_t new_n)
+{
+    (void)p, (void)old_n, (void)new_n;
+}
 static inline void tl_vg_defined(void *p, size_t n) { (void)p, (void)n; }
 #endif
 

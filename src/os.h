@@ -6,13 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-void *tl_os_map(size_t size);                  /* zeroed, page aligned, NULL on failure */
+void *tl_os_map(size_t size); /* zeroed, page aligned, NULL on failure */
 void *tl_os_map_aligned(size_t size, size_t alignment);
 void tl_os_unmap(void *p, size_t size);
-void tl_os_decommit(void *p, size_t size);     /* give pages back; they read as zero later */
+void tl_os_decommit(void *p, size_t size); /* give pages back; they read as zero later */
 void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move); /* NULL on failure */
-uint64_t tl_os_now_ms(void);                   /* monotonic, coarse */
-size_t tl_os_page_size(void);                  /* the kernel's page (4 KiB here) */
+uint64_t tl_os_now_ms(void);                                                /* monotonic, coarse */
+size_t tl_os_page_size(void); /* the kernel's page (4 KiB here) */
 void tl_os_write(int fd, const char *s, size_t n);
 long tl_os_read_file(const char *path, char *buf, size_t cap);
 int tl_os_getpid(void);

@@ -367,8 +367,8 @@ bool tl_page_heap_try_grow(struct span *s, size_t new_npages)
     bool ok = false;
     tl_lock_acquire(&tl_page_heap_lock);
     struct span *next = tl_pagemap_span(s->start + bytes_of(s));
-    if (next && next->state == SPAN_FREE && next->in_bin &&
-        next->start == s->start + bytes_of(s) && s->npages + next->npages >= new_npages) {
+    if (next && next->state == SPAN_FREE && next->in_bin && next->start == s->start + bytes_of(s) &&
+        s->npages + next->npages >= new_npages) {
         size_t extra = new_npages - s->npages;
         unlink_free(next);
         tl_pagemap_set_range(next->start + bytes_of(next) - TL_PAGE_SIZE, 1, NULL, 0);

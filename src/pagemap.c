@@ -57,4 +57,3 @@ void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_
         __atomic_store_n(&leaf->size_class[idx], cls, __ATOMIC_RELAXED);
     }
 }
-

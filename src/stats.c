@@ -65,7 +65,10 @@ struct figure {
     const char *label;
 };
 
-#define FIG(field, label) {#field "_bytes", offsetof(struct snapshot, field), label}
+#define FIG(field, label)                                                                          \
+    {                                                                                              \
+#field "_bytes", offsetof(struct snapshot, field), label                                   \
+    }
 static const struct figure figures[] = {
     FIG(in_use, "in use by the program"),
     FIG(small_in_use, "  small blocks"),

@@ -85,7 +85,6 @@ static void registry_remove_locked(struct tc_state *st)
         st->reg_next->reg_prev = st->reg_prev;
 }
 
-
 /* ---- budget ------------------------------------------------------------ */
 static bool take_unclaimed(size_t want)
 {
@@ -154,7 +153,10 @@ static void *detach(struct tc_bin *bin, unsigned n)
     return first;
 }
 
-static void mark_used(struct tc_state *st, unsigned cls) { st->used[cls / 64] |= 1ull << (cls % 64); }
+static void mark_used(struct tc_state *st, unsigned cls)
+{
+    st->used[cls / 64] |= 1ull << (cls % 64);
+}
 static bool was_used(const struct tc_state *st, unsigned cls)
 {
     return st->used[cls / 64] & (1ull << (cls % 64));
@@ -483,7 +485,7 @@ void tl_tc_free(void *p, unsigned cls)
         if (held(st, cls) >= batch)
             flush(st, cls, batch); /* a full batch: no lock on the way */
         else
-            grow(st, cls);         /* a thread that only frees this class */
+            grow(st, cls); /* a thread that only frees this class */
     }
     if (bin->room <= 0) { /* no budget for this class */
         central_give_one(p, cls);
@@ -500,7 +502,7 @@ void tl_tc_free(void *p, unsigned cls)
  * is a snapshot that may be off by what they did meanwhile. The registry
  * lock keeps every listed cache alive while it is read. */
 __attribute__((no_sanitize("thread"))) size_t tl_tc_total_bytes(size_t *per_class,
-                                                                 unsigned *threads)
+                                                                unsigned *threads)
 {
     size_t total = 0;
     unsigned n = 0;

@@ -37,16 +37,13 @@ static inline const char *variant_name(enum child_variant v)
 }
 
 struct child_result {
-    int status;       /* from waitpid */
+    int status; /* from waitpid */
     int timed_out;
-    char *out, *err;  /* NUL-terminated */
+    char *out, *err; /* NUL-terminated */
     size_t out_len, err_len;
 };
 
-static inline int file_exists(const char *path, int mode)
-{
-    return access(path, mode) == 0;
-}
+static inline int file_exists(const char *path, int mode) { return access(path, mode) == 0; }
 
 /* Finds name (relative to the build directory) and writes its path. */
 static inline int find_in_build(const char *rel, int mode, char *path, size_t cap)

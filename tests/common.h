@@ -158,15 +158,9 @@ static inline size_t check_zero(const void *p, size_t n)
     return SIZE_MAX;
 }
 
-static inline int is_aligned(const void *p, size_t a)
-{
-    return ((uintptr_t)p & (a - 1)) == 0;
-}
+static inline int is_aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
 
-static inline size_t page_size(void)
-{
-    return (size_t)sysconf(_SC_PAGESIZE);
-}
+static inline size_t page_size(void) { return (size_t)sysconf(_SC_PAGESIZE); }
 
 /* Resident set size of this process in bytes (from /proc/self/statm). */
 static inline size_t rss_bytes(void)
@@ -235,6 +229,21 @@ static inline size_t next_pow2(size_t x)
     while (p < x)
         p <<= 1;
     return p;
+}
+
+/* Everything written to fd (a regular file), NUL-terminated, in a block
+ * the caller frees; closes fd. NULL on failure. */
+static inline char *read_back(int fd, size_t *len)
+{
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *buf = end < 0 ? NULL : calloc(1, (size_t)end + 1);
+    if (buf && pread(fd, buf, (size_t)end, 0) != end) {
+        free(buf);
+        buf = NULL;
+    }
+    close(fd);
+    *len = buf ? (size_t)end : 0;
+    return buf;
 }
 
 #endif /* TL_TESTS_COMMON_H */

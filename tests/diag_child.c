@@ -123,7 +123,6 @@ static size_t stat_of(const char *name)
     return v;
 }
 
-
 /* Resident set size from /proc/self/statm, read without stdio. */
 static size_t rss_bytes(void)
 {
@@ -508,10 +507,21 @@ static int rss_decay(void)
 }
 
 static const char *const figure_names[] = {
-    "in_use_bytes", "small_in_use_bytes", "large_in_use_bytes", "huge_bytes",
-    "thread_cache_bytes", "central_free_bytes", "span_tail_bytes", "page_heap_free_bytes", "returned_bytes",
-    "heap_mapped_bytes", "meta_bytes", "mapped_bytes", "resident_estimate_bytes",
-    "threads", "huge_count",
+    "in_use_bytes",
+    "small_in_use_bytes",
+    "large_in_use_bytes",
+    "huge_bytes",
+    "thread_cache_bytes",
+    "central_free_bytes",
+    "span_tail_bytes",
+    "page_heap_free_bytes",
+    "returned_bytes",
+    "heap_mapped_bytes",
+    "meta_bytes",
+    "mapped_bytes",
+    "resident_estimate_bytes",
+    "threads",
+    "huge_count",
 };
 
 static void print_figures(const char *tag)
@@ -738,28 +748,50 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *s = argv[1], *arg = argc > 2 ? argv[2] : NULL;
-    if (!strcmp(s, "double_free_small")) return double_free_small();
-    if (!strcmp(s, "double_free_large")) return double_free_large();
-    if (!strcmp(s, "free_stack")) return free_stack();
-    if (!strcmp(s, "free_global")) return free_global();
-    if (!strcmp(s, "free_interior_small")) return free_interior_small();
-    if (!strcmp(s, "free_interior_large")) return free_interior_large();
-    if (!strcmp(s, "free_unmapped_huge")) return free_unmapped_huge();
-    if (!strcmp(s, "realloc_invalid")) return realloc_invalid();
-    if (!strcmp(s, "corrupt_link")) return corrupt_link(arg);
-    if (!strcmp(s, "corrupt_span_link")) return corrupt_span_link();
-    if (!strcmp(s, "overrun_free")) return overrun(arg, 0);
-    if (!strcmp(s, "overrun_realloc")) return overrun(arg, 1);
-    if (!strcmp(s, "write_after_free")) return write_after_free();
-    if (!strcmp(s, "fill")) return fill();
-    if (!strcmp(s, "leak")) return leak();
-    if (!strcmp(s, "rss_trim")) return rss_trim();
-    if (!strcmp(s, "rss_decay")) return rss_decay();
-    if (!strcmp(s, "stats_identity")) return stats_identity();
-    if (!strcmp(s, "tc_budget")) return tc_budget(arg);
-    if (!strcmp(s, "huge_count")) return huge_count();
-    if (!strcmp(s, "mallopt_huge")) return mallopt_huge();
-    if (!strcmp(s, "noop")) return noop();
+    if (!strcmp(s, "double_free_small"))
+        return double_free_small();
+    if (!strcmp(s, "double_free_large"))
+        return double_free_large();
+    if (!strcmp(s, "free_stack"))
+        return free_stack();
+    if (!strcmp(s, "free_global"))
+        return free_global();
+    if (!strcmp(s, "free_interior_small"))
+        return free_interior_small();
+    if (!strcmp(s, "free_interior_large"))
+        return free_interior_large();
+    if (!strcmp(s, "free_unmapped_huge"))
+        return free_unmapped_huge();
+    if (!strcmp(s, "realloc_invalid"))
+        return realloc_invalid();
+    if (!strcmp(s, "corrupt_link"))
+        return corrupt_link(arg);
+    if (!strcmp(s, "corrupt_span_link"))
+        return corrupt_span_link();
+    if (!strcmp(s, "overrun_free"))
+        return overrun(arg, 0);
+    if (!strcmp(s, "overrun_realloc"))
+        return overrun(arg, 1);
+    if (!strcmp(s, "write_after_free"))
+        return write_after_free();
+    if (!strcmp(s, "fill"))
+        return fill();
+    if (!strcmp(s, "leak"))
+        return leak();
+    if (!strcmp(s, "rss_trim"))
+        return rss_trim();
+    if (!strcmp(s, "rss_decay"))
+        return rss_decay();
+    if (!strcmp(s, "stats_identity"))
+        return stats_identity();
+    if (!strcmp(s, "tc_budget"))
+        return tc_budget(arg);
+    if (!strcmp(s, "huge_count"))
+        return huge_count();
+    if (!strcmp(s, "mallopt_huge"))
+        return mallopt_huge();
+    if (!strcmp(s, "noop"))
+        return noop();
     out("error unknown scenario %s", s);
     return 2;
 }

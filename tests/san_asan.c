@@ -25,7 +25,8 @@ static long stress(uint64_t seed, long ops)
             if (check_pattern(s[i].p, s[i].len, s[i].id) != SIZE_MAX)
                 w_fail("block id %llu corrupted", (unsigned long long)s[i].id);
             if (kind < 35) {
-                unsigned char *q = kind < 30 ? tl_realloc(s[i].p, n) : tl_reallocarray(s[i].p, n, 1);
+                unsigned char *q =
+                    kind < 30 ? tl_realloc(s[i].p, n) : tl_reallocarray(s[i].p, n, 1);
                 if (n == 0) {
                     s[i].p = NULL;
                     continue;
@@ -112,7 +113,8 @@ static long stress(uint64_t seed, long ops)
 
 static long impossible_sizes(void)
 {
-    size_t huge[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4096, (size_t)PTRDIFF_MAX + 1, (size_t)1 << 60};
+    size_t huge[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4096, (size_t)PTRDIFF_MAX + 1,
+                     (size_t)1 << 60};
     for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
         errno = 0;
         if (tl_malloc(opq(huge[i])) || errno != ENOMEM)

@@ -50,11 +50,11 @@ static void san_report(const char *name, long errs)
     fflush(stdout);
 }
 
-#define SAN_CHECK(name, expr)         \
-    do {                              \
-        w_reset();                    \
-        long e_ = (expr);             \
-        san_report(name, e_);         \
+#define SAN_CHECK(name, expr)                                                                      \
+    do {                                                                                           \
+        w_reset();                                                                                 \
+        long e_ = (expr);                                                                          \
+        san_report(name, e_);                                                                      \
     } while (0)
 
 static int san_finish(const char *prog)

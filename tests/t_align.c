@@ -53,7 +53,8 @@ Test(align, calloc_and_realloc_16_bytes, .timeout = 180)
     for (size_t i = n; i-- > 1;) {
         r = realloc(r, opq(sizes[i]));
         cr_assert_not_null(r);
-        cr_assert(is_aligned(r, 16), "realloc down to %zu = %p is not 16-byte aligned", sizes[i], r);
+        cr_assert(is_aligned(r, 16), "realloc down to %zu = %p is not 16-byte aligned", sizes[i],
+                  r);
     }
     free(r);
 }
@@ -140,9 +141,11 @@ Test(align, usable_size_all_bytes_writable, .timeout = 180)
             cr_assert_eq(bad, SIZE_MAX, "size %zu: neighbour block corrupted at %zu", s, bad);
         } else {
             cr_assert_eq(check_pattern(a, edge, sa), SIZE_MAX, "size %zu: neighbour corrupted", s);
-            cr_assert_eq(check_pattern_from(a, ua - edge, ua, sa), SIZE_MAX, "size %zu: neighbour corrupted", s);
+            cr_assert_eq(check_pattern_from(a, ua - edge, ua, sa), SIZE_MAX,
+                         "size %zu: neighbour corrupted", s);
             cr_assert_eq(check_pattern(c, edge, sc), SIZE_MAX, "size %zu: neighbour corrupted", s);
-            cr_assert_eq(check_pattern_from(c, uc - edge, uc, sc), SIZE_MAX, "size %zu: neighbour corrupted", s);
+            cr_assert_eq(check_pattern_from(c, uc - edge, uc, sc), SIZE_MAX,
+                         "size %zu: neighbour corrupted", s);
         }
         free(a);
         free(b);
@@ -168,7 +171,8 @@ Test(align, many_live_small_blocks_do_not_overlap, .timeout = 120)
     }
     for (int i = 0; i < N; i++) {
         size_t bad = check_pattern(p[i], u[i], (uint64_t)i);
-        cr_assert_eq(bad, SIZE_MAX, "block %d (%p, usable %zu) overwritten at %zu", i, p[i], u[i], bad);
+        cr_assert_eq(bad, SIZE_MAX, "block %d (%p, usable %zu) overwritten at %zu", i, p[i], u[i],
+                     bad);
     }
     for (int i = 0; i < N; i++)
         free(p[i]);

@@ -41,7 +41,8 @@ static void dirty_then_calloc(size_t s, int rounds, int batch)
         held[b] = calloc(opq(1), opq(s));
         cr_assert_not_null(held[b]);
         size_t bad = check_zero(held[b], s);
-        cr_assert_eq(bad, SIZE_MAX, "calloc(1, %zu) after a batch of dirty frees: byte %zu not zero", s, bad);
+        cr_assert_eq(bad, SIZE_MAX,
+                     "calloc(1, %zu) after a batch of dirty frees: byte %zu not zero", s, bad);
     }
     for (int b = 0; b < batch; b++)
         free(held[b]);
@@ -57,8 +58,8 @@ Test(calloc, small_sizes_zero)
 
 Test(calloc, page_sizes_zero, .timeout = 120)
 {
-    static const size_t sizes[] = {8 * KiB, 32 * KiB + 16, 64 * KiB, 100 * KiB, 256 * KiB - 1,
-                                   MiB, 2 * MiB + 8};
+    static const size_t sizes[] = {8 * KiB,       32 * KiB + 16, 64 * KiB,   100 * KiB,
+                                   256 * KiB - 1, MiB,           2 * MiB + 8};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         dirty_then_calloc(sizes[i], 40, 16);
 }
@@ -83,7 +84,8 @@ Test(calloc, after_shrink_zero)
         cr_assert_not_null(p);
         unsigned char *c = calloc(1, big / 2);
         cr_assert_not_null(c);
-        cr_assert_eq(check_zero(c, big / 2), SIZE_MAX, "calloc(1, %zu) not zero after a shrink", big / 2);
+        cr_assert_eq(check_zero(c, big / 2), SIZE_MAX, "calloc(1, %zu) not zero after a shrink",
+                     big / 2);
         free(c);
         free(p);
     }

@@ -8,10 +8,10 @@
 /* Under -DTL_BASELINE_GLIBC (the check of the tests against glibc 2.36)
  * functions glibc does not export are skipped instead of failed. */
 #ifdef TL_BASELINE_GLIBC
-#define REQUIRE_FN(fn)                                                        \
-    do {                                                                      \
-        if (!(fn))                                                            \
-            cr_skip_test(#fn " is not exported by the system C library");    \
+#define REQUIRE_FN(fn)                                                                             \
+    do {                                                                                           \
+        if (!(fn))                                                                                 \
+            cr_skip_test(#fn " is not exported by the system C library");                          \
     } while (0)
 #else
 #define REQUIRE_FN(fn) cr_assert_not_null((void *)(fn), #fn " is not exported")
@@ -169,7 +169,8 @@ Test(compat, malloc_trim_returns_0_or_1)
         /* The surviving blocks are intact and the heap keeps working. */
         for (int i = 1; i < N; i += 2) {
             unsigned char *b = p[i];
-            cr_assert(b[0] == 1 && b[(size_t)(i % 50 + 1) * 100 - 1] == 1, "block damaged by malloc_trim");
+            cr_assert(b[0] == 1 && b[(size_t)(i % 50 + 1) * 100 - 1] == 1,
+                      "block damaged by malloc_trim");
             free(b);
         }
         rc = malloc_trim(opq(64 * KiB));
@@ -200,20 +201,12 @@ static char *capture_stderr(void (*fn)(void), size_t *len)
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
-    off_t end = lseek(fd, 0, SEEK_END);
-    cr_assert_geq(end, 0);
-    char *buf = calloc(1, (size_t)end + 1);
-    cr_assert_not_null(buf);
-    cr_assert_eq(pread(fd, buf, (size_t)end, 0), end);
-    close(fd);
-    *len = (size_t)end;
+    char *buf = read_back(fd, len);
+    cr_assert_not_null(buf, "cannot read back the captured stderr");
     return buf;
 }
 
-static void call_malloc_stats(void)
-{
-    malloc_stats();
-}
+static void call_malloc_stats(void) { malloc_stats(); }
 
 Test(compat, malloc_stats_prints_to_stderr)
 {
@@ -241,7 +234,8 @@ Test(compat, mallinfo2_plausible, .timeout = 60)
     struct mallinfo2 mi = mallinfo2();
     cr_assert_geq(mi.uordblks, held, "mallinfo2().uordblks = %zu while %zu bytes are live",
                   mi.uordblks, held);
-    cr_assert_lt(mi.uordblks, 8 * held + 256 * MiB, "mallinfo2().uordblks = %zu is absurd", mi.uordblks);
+    cr_assert_lt(mi.uordblks, 8 * held + 256 * MiB, "mallinfo2().uordblks = %zu is absurd",
+                 mi.uordblks);
     cr_assert_geq(mi.uordblks, before.uordblks + held / 2,
                   "mallinfo2().uordblks grew by %zd only after allocating %zu bytes",
                   (ssize_t)(mi.uordblks - before.uordblks), held);
@@ -256,8 +250,10 @@ Test(compat, mallinfo2_plausible, .timeout = 60)
 
 Test(compat, mallopt_known_and_unknown)
 {
-    cr_assert_eq(mallopt(M_MMAP_THRESHOLD, 256 * 1024), 1, "mallopt(M_MMAP_THRESHOLD) did not return 1");
-    cr_assert_eq(mallopt(M_TRIM_THRESHOLD, 1024 * 1024), 1, "mallopt(M_TRIM_THRESHOLD) did not return 1");
+    cr_assert_eq(mallopt(M_MMAP_THRESHOLD, 256 * 1024), 1,
+                 "mallopt(M_MMAP_THRESHOLD) did not return 1");
+    cr_assert_eq(mallopt(M_TRIM_THRESHOLD, 1024 * 1024), 1,
+                 "mallopt(M_TRIM_THRESHOLD) did not return 1");
     cr_assert_eq(mallopt(M_ARENA_MAX, 4), 1, "mallopt(M_ARENA_MAX) did not return 1");
     cr_assert_eq(mallopt(opq(12345), 1), 1, "mallopt(12345) did not return 1");
     /* Allocation is unaffected. */

@@ -18,7 +18,7 @@
 enum { HUGE, BUDGET, TCMAX, DECAY, BACKGROUND, CHECK, ACTION, QUARANTINE, STATS, NOPT };
 static const char *const opt_names[NOPT] = {
     "huge_threshold", "thread_cache_budget", "thread_cache_max", "decay_ms", "background_thread",
-    "check", "error_action", "quarantine", "stats",
+    "check",          "error_action",        "quarantine",       "stats",
 };
 static const unsigned long long opt_defaults[NOPT] = {
     256ull << 20, 32ull << 20, 4ull << 20, 500, 0, 0, 3, 16ull << 20, 0,
@@ -45,8 +45,9 @@ static void check_conf(const char *conf, const char *other, const char *expect_e
         cr_expect(exited_ok(r.status), "%s%s%s (%s): %s\nstderr:\n%s", item, other ? " " : "",
                   other ? other : "", variant_name((enum child_variant)v),
                   describe_status(r.status, st, sizeof st), r.err);
-        cr_expect_str_eq(r.err, expect_err, "%s%s%s (%s): stderr is\n%s\nexpected\n%s", item, other ? " " : "",
-                         other ? other : "", variant_name((enum child_variant)v), r.err, expect_err);
+        cr_expect_str_eq(r.err, expect_err, "%s%s%s (%s): stderr is\n%s\nexpected\n%s", item,
+                         other ? " " : "", other ? other : "", variant_name((enum child_variant)v),
+                         r.err, expect_err);
         child_free(&r);
     }
 }
@@ -165,8 +166,9 @@ Test(config, bad_values_rejected, .timeout = 120)
     for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
         char conf[256], expect[2048];
         snprintf(conf, sizeof conf, "%s,verbose=1", bads[i]);
-        snprintf(expect, sizeof expect, "tlmalloc: TLMALLOC_CONF: bad value in '%s' ignored, default kept\n%s",
-                 bads[i], defaults);
+        snprintf(expect, sizeof expect,
+                 "tlmalloc: TLMALLOC_CONF: bad value in '%s' ignored, default kept\n%s", bads[i],
+                 defaults);
         check_conf(conf, NULL, expect);
     }
 }
@@ -183,12 +185,14 @@ Test(config, unknown_options_rejected, .timeout = 60)
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         char conf[256], expect[2048];
         snprintf(conf, sizeof conf, "%s,verbose=1", unknown[i]);
-        snprintf(expect, sizeof expect, "tlmalloc: TLMALLOC_CONF: unknown option '%s' ignored, default kept\n%s",
+        snprintf(expect, sizeof expect,
+                 "tlmalloc: TLMALLOC_CONF: unknown option '%s' ignored, default kept\n%s",
                  unknown[i], defaults);
         check_conf(conf, NULL, expect);
     }
     char expect[2048];
-    snprintf(expect, sizeof expect, "tlmalloc: TLMALLOC_CONF: item without '=' 'bogus' ignored, default kept\n%s",
+    snprintf(expect, sizeof expect,
+             "tlmalloc: TLMALLOC_CONF: item without '=' 'bogus' ignored, default kept\n%s",
              defaults);
     check_conf("bogus,verbose=1", NULL, expect);
 
@@ -231,7 +235,8 @@ Test(config, malloc_check_and_precedence, .timeout = 60)
     }
 
     options_line(opt_defaults, line, sizeof line);
-    snprintf(expect, sizeof expect, "tlmalloc: MALLOC_CHECK_ must be 0, 1, 2 or 3; ignored: 9\n%s\n", line);
+    snprintf(expect, sizeof expect,
+             "tlmalloc: MALLOC_CHECK_ must be 0, 1, 2 or 3; ignored: 9\n%s\n", line);
     check_conf("verbose=1", "MALLOC_CHECK_=9", expect);
 }
 
@@ -245,15 +250,17 @@ Test(config, huge_threshold_changes_behaviour, .timeout = 60)
         run_child((enum child_variant)v, with, "huge_count", NULL, 30, &r);
         cr_expect(exited_ok(r.status) && r.err_len == 0, "huge_count (%s): stderr:\n%s", vn, r.err);
         cr_expect_eq(out_value(r.out, "huge_count", 99), 1,
-                     "huge_threshold=1M (%s): a 2 MiB block is not counted as huge:\n%s", vn, r.out);
-        cr_expect_eq(out_value(r.out, "huge_bytes", 0), 2 * MiB, "huge_threshold=1M (%s):\n%s", vn, r.out);
-        cr_expect_eq(out_value(r.out, "huge_count_after_free", 99), 0, "huge_threshold=1M (%s):\n%s", vn,
+                     "huge_threshold=1M (%s): a 2 MiB block is not counted as huge:\n%s", vn,
                      r.out);
+        cr_expect_eq(out_value(r.out, "huge_bytes", 0), 2 * MiB, "huge_threshold=1M (%s):\n%s", vn,
+                     r.out);
+        cr_expect_eq(out_value(r.out, "huge_count_after_free", 99), 0,
+                     "huge_threshold=1M (%s):\n%s", vn, r.out);
         child_free(&r);
 
         run_child((enum child_variant)v, NULL, "huge_count", NULL, 30, &r);
-        cr_expect_eq(out_value(r.out, "huge_count", 99), 0, "default (%s): a 2 MiB block counted as huge:\n%s",
-                     vn, r.out);
+        cr_expect_eq(out_value(r.out, "huge_count", 99), 0,
+                     "default (%s): a 2 MiB block counted as huge:\n%s", vn, r.out);
         child_free(&r);
     }
 }
@@ -263,13 +270,15 @@ Test(config, stats_at_exit, .timeout = 60)
 {
     for (int v = 0; v < CHILD_VARIANTS; v++) {
         const char *vn = variant_name((enum child_variant)v);
-        static const char *const text_items[] = {"TLMALLOC_CONF=stats=1", "TLMALLOC_CONF=stats=true"};
+        static const char *const text_items[] = {"TLMALLOC_CONF=stats=1",
+                                                 "TLMALLOC_CONF=stats=true"};
         for (size_t i = 0; i < 2; i++) {
             const char *env[] = {text_items[i], NULL};
             struct child_result r;
             run_child((enum child_variant)v, env, "noop", NULL, 30, &r);
             cr_expect(exited_ok(r.status), "%s (%s)", text_items[i], vn);
-            cr_expect(!strncmp(r.err, "tlmalloc statistics\n", 20) && strstr(r.err, "in use by the program"),
+            cr_expect(!strncmp(r.err, "tlmalloc statistics\n", 20) &&
+                          strstr(r.err, "in use by the program"),
                       "%s (%s): stderr at exit:\n%s", text_items[i], vn, r.err);
             child_free(&r);
         }
@@ -296,18 +305,23 @@ Test(config, mallopt_mmap_threshold, .timeout = 60)
         const char *vn = variant_name((enum child_variant)v);
         struct child_result r;
         run_child((enum child_variant)v, NULL, "mallopt_huge", NULL, 30, &r);
-        cr_expect(exited_ok(r.status) && r.err_len == 0, "mallopt_huge (%s): stderr:\n%s", vn, r.err);
+        cr_expect(exited_ok(r.status) && r.err_len == 0, "mallopt_huge (%s): stderr:\n%s", vn,
+                  r.err);
         cr_expect_eq(out_value(r.out, "before huge_count", 99), 0, "mallopt (%s):\n%s", vn, r.out);
         cr_expect_eq(out_value(r.out, "mallopt_mmap_threshold", 99), 1,
                      "mallopt(M_MMAP_THRESHOLD, 1 MiB) did not return 1 (%s):\n%s", vn, r.out);
         cr_expect_eq(out_value(r.out, "after huge_count", 99), 1,
-                     "after mallopt(M_MMAP_THRESHOLD, 1 MiB) a 2 MiB block is not huge (%s):\n%s", vn, r.out);
-        cr_expect_eq(out_value(r.out, "after_free huge_count", 99), 0, "mallopt (%s):\n%s", vn, r.out);
-        cr_expect_eq(out_value(r.out, "small_block huge_count", 99), 0,
-                     "after mallopt(M_MMAP_THRESHOLD, 1 MiB) a 512 KiB block is huge (%s):\n%s", vn, r.out);
-        cr_expect_eq(out_value(r.out, "mallopt_unknown", 99), 1, "mallopt(12345, 1) (%s):\n%s", vn, r.out);
-        cr_expect_eq(out_value(r.out, "mallopt_trim_threshold", 99), 1, "mallopt(M_TRIM_THRESHOLD) (%s):\n%s",
+                     "after mallopt(M_MMAP_THRESHOLD, 1 MiB) a 2 MiB block is not huge (%s):\n%s",
                      vn, r.out);
+        cr_expect_eq(out_value(r.out, "after_free huge_count", 99), 0, "mallopt (%s):\n%s", vn,
+                     r.out);
+        cr_expect_eq(out_value(r.out, "small_block huge_count", 99), 0,
+                     "after mallopt(M_MMAP_THRESHOLD, 1 MiB) a 512 KiB block is huge (%s):\n%s", vn,
+                     r.out);
+        cr_expect_eq(out_value(r.out, "mallopt_unknown", 99), 1, "mallopt(12345, 1) (%s):\n%s", vn,
+                     r.out);
+        cr_expect_eq(out_value(r.out, "mallopt_trim_threshold", 99), 1,
+                     "mallopt(M_TRIM_THRESHOLD) (%s):\n%s", vn, r.out);
         child_free(&r);
     }
 }

@@ -27,9 +27,14 @@ struct level_cfg {
 
 static const struct level_cfg all_levels[] = {
     {NULL, -1},
-    {"MALLOC_CHECK_=0", 0},       {"MALLOC_CHECK_=1", 1},       {"MALLOC_CHECK_=2", 2},
-    {"MALLOC_CHECK_=3", 3},       {"TLMALLOC_CONF=check=0", 0}, {"TLMALLOC_CONF=check=1", 1},
-    {"TLMALLOC_CONF=check=2", 2}, {"TLMALLOC_CONF=check=3", 3},
+    {"MALLOC_CHECK_=0", 0},
+    {"MALLOC_CHECK_=1", 1},
+    {"MALLOC_CHECK_=2", 2},
+    {"MALLOC_CHECK_=3", 3},
+    {"TLMALLOC_CONF=check=0", 0},
+    {"TLMALLOC_CONF=check=1", 1},
+    {"TLMALLOC_CONF=check=2", 2},
+    {"TLMALLOC_CONF=check=3", 3},
 };
 #define NLEVELS (sizeof all_levels / sizeof all_levels[0])
 
@@ -75,14 +80,15 @@ static void check_case(const char *scenario, const char *arg, const char *env_it
                  ex->error, ex->func, ex->detail);
         regmatch_t m[2];
         cr_expect(matches(first, re, NULL, 0),
-                  "%s: first stderr line is\n    '%s'\n  expected the form\n    'tlmalloc: %s of 0x<ptr> in "
+                  "%s: first stderr line is\n    '%s'\n  expected the form\n    'tlmalloc: %s of "
+                  "0x<ptr> in "
                   "%s()%s'",
                   where, first, ex->error, ex->func, ex->detail);
         /* The pointer, taken from the first "0x" of the line whatever its form. */
         if (matches(first, "^tlmalloc: [a-z ]+ (0x[0-9a-f]+)", m, 2)) {
             unsigned long long reported = strtoull(first + m[1].rm_so, NULL, 16);
-            cr_expect_eq(reported, ptr, "%s: report names 0x%llx, the program misused 0x%llx", where,
-                         reported, ptr);
+            cr_expect_eq(reported, ptr, "%s: report names 0x%llx, the program misused 0x%llx",
+                         where, reported, ptr);
         } else {
             cr_expect_fail("%s: no pointer in the first stderr line '%s'", where, first);
         }
@@ -100,12 +106,14 @@ static void check_case(const char *scenario, const char *arg, const char *env_it
             cr_expect(!has_line(r.out, "continued"), "%s: the program went on after the bad call",
                       where);
     } else {
-        cr_expect(exited_ok(r.status), "%s: expected exit 0, got %s; stderr:\n%s", where, st, r.err);
+        cr_expect(exited_ok(r.status), "%s: expected exit 0, got %s; stderr:\n%s", where, st,
+                  r.err);
         cr_expect(has_line(r.out, "continued") && has_line(r.out, "heap ok"),
-                  "%s: the program did not go on and use the heap normally; stdout:\n%s", where, r.out);
+                  "%s: the program did not go on and use the heap normally; stdout:\n%s", where,
+                  r.out);
         if (ex->out_line_if_continues)
-            cr_expect(has_line(r.out, ex->out_line_if_continues), "%s: expected '%s' on stdout:\n%s",
-                      where, ex->out_line_if_continues, r.out);
+            cr_expect(has_line(r.out, ex->out_line_if_continues),
+                      "%s: expected '%s' on stdout:\n%s", where, ex->out_line_if_continues, r.out);
     }
     child_free(&r);
 }
@@ -127,7 +135,8 @@ static void check_check_levels(const char *scenario, const char *arg, const char
         for (int level = 1; level <= 3; level++) {
             char e1[128], e2[128];
             snprintf(e1, sizeof e1, "MALLOC_CHECK_=%d", level);
-            snprintf(e2, sizeof e2, "TLMALLOC_CONF=check=%d%s", level, conf_extra ? conf_extra : "");
+            snprintf(e2, sizeof e2, "TLMALLOC_CONF=check=%d%s", level,
+                     conf_extra ? conf_extra : "");
             if (!conf_extra)
                 check_case(scenario, arg, e1, level, (enum child_variant)v, ex);
             check_case(scenario, arg, e2, level, (enum child_variant)v, ex);
@@ -149,40 +158,46 @@ Test(diag, double_free_large, .timeout = 120)
 
 Test(diag, free_of_stack_pointer, .timeout = 120)
 {
-    struct expect ex = {"invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
+    struct expect ex = {
+        "invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
     check_all_levels("free_stack", NULL, &ex);
 }
 
 Test(diag, free_of_global, .timeout = 120)
 {
-    struct expect ex = {"invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
+    struct expect ex = {
+        "invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
     check_all_levels("free_global", NULL, &ex);
 }
 
 Test(diag, free_of_interior_pointer_small, .timeout = 120)
 {
-    struct expect ex = {"invalid pointer", "free", ": pointer into the middle of a block", 0, 0, NULL};
+    struct expect ex = {
+        "invalid pointer", "free", ": pointer into the middle of a block", 0, 0, NULL};
     check_all_levels("free_interior_small", NULL, &ex);
 }
 
 Test(diag, free_of_interior_pointer_large, .timeout = 120)
 {
-    struct expect ex = {"invalid pointer", "free", ": pointer into the middle of a block", 0, 0, NULL};
+    struct expect ex = {
+        "invalid pointer", "free", ": pointer into the middle of a block", 0, 0, NULL};
     check_all_levels("free_interior_large", NULL, &ex);
 }
 
 /* 80 MiB: a huge block (own mapping), unmapped by the first free. */
 Test(diag, free_of_unmapped_huge_block, .timeout = 120)
 {
-    struct expect ex = {"invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
+    struct expect ex = {
+        "invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
     check_all_levels("free_unmapped_huge", NULL, &ex);
 }
 
 /* At levels 0 and 1 realloc of a bad pointer returns NULL. */
 Test(diag, realloc_of_invalid_pointer, .timeout = 120)
 {
-    struct expect ex = {"invalid pointer", "realloc", ": pointer was not allocated by tlmalloc", 0, 0,
-                        "realloc NULL"};
+    struct expect ex = {
+        "invalid pointer", "realloc", ": pointer was not allocated by tlmalloc", 0, 0,
+        "realloc NULL"};
     check_all_levels("realloc_invalid", NULL, &ex);
 }
 
@@ -224,8 +239,9 @@ Test(diag, corrupted_span_free_list_link, .timeout = 120)
  * and handled as the level says. */
 Test(diag, corrupted_link_in_check_mode_is_write_after_free, .timeout = 120)
 {
-    struct expect ex = {"write after free", "free", ": byte 0 changed after the block was freed", 1, 1,
-                        "mallocs returned"};
+    struct expect ex = {
+        "write after free", "free", ": byte 0 changed after the block was freed", 1, 1,
+        "mallocs returned"};
     check_check_levels("corrupt_link", NULL, NULL, &ex);
 }
 
@@ -256,16 +272,16 @@ Test(diag_check, overrun_found_by_realloc, .timeout = 120)
  * more than the default 16 MiB quarantine, so it is verified and released. */
 Test(diag_check, write_after_free_default_quarantine, .timeout = 120)
 {
-    struct expect ex = {"write after free", "free", ": byte 3 changed after the block was freed", 0, 0,
-                        NULL};
+    struct expect ex = {
+        "write after free", "free", ": byte 3 changed after the block was freed", 0, 0, NULL};
     check_check_levels("write_after_free", NULL, NULL, &ex);
 }
 
 /* quarantine=64K: the first 1 MiB block freed after the victim pushes it out. */
 Test(diag_check, write_after_free_small_quarantine, .timeout = 120)
 {
-    struct expect ex = {"write after free", "free", ": byte 3 changed after the block was freed", 0, 0,
-                        NULL};
+    struct expect ex = {
+        "write after free", "free", ": byte 3 changed after the block was freed", 0, 0, NULL};
     check_check_levels("write_after_free", NULL, ",quarantine=64K", &ex);
 }
 
@@ -273,7 +289,8 @@ Test(diag_check, write_after_free_small_quarantine, .timeout = 120)
  * first use or reuse; and a program without errors prints nothing. */
 Test(diag_check, fill_patterns, .timeout = 60)
 {
-    static const char *const envs[] = {"MALLOC_CHECK_=1", "MALLOC_CHECK_=3", "TLMALLOC_CONF=check=1"};
+    static const char *const envs[] = {"MALLOC_CHECK_=1", "MALLOC_CHECK_=3",
+                                       "TLMALLOC_CONF=check=1"};
     static const char *const sizes[] = {"64", "1", "100", "5000", "100000"};
     for (int v = 0; v < CHILD_VARIANTS; v++)
         for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
@@ -281,7 +298,8 @@ Test(diag_check, fill_patterns, .timeout = 60)
             struct child_result r;
             run_child((enum child_variant)v, env, "fill", NULL, 30, &r);
             char st[64];
-            cr_expect(exited_ok(r.status), "fill (%s, %s): %s", envs[e], variant_name((enum child_variant)v),
+            cr_expect(exited_ok(r.status), "fill (%s, %s): %s", envs[e],
+                      variant_name((enum child_variant)v),
                       describe_status(r.status, st, sizeof st));
             cr_expect_eq(r.err_len, 0, "fill (%s, %s): stderr:\n%s", envs[e],
                          variant_name((enum child_variant)v), r.err);
@@ -293,8 +311,9 @@ Test(diag_check, fill_patterns, .timeout = 60)
                           "offset>'):\n%s",
                           envs[e], variant_name((enum child_variant)v), sizes[i], r.out);
                 snprintf(line, sizeof line, "calloc %s -1", sizes[i]);
-                cr_expect(has_line(r.out, line), "fill (%s, %s): calloc(%s, 1) is not all zero:\n%s",
-                          envs[e], variant_name((enum child_variant)v), sizes[i], r.out);
+                cr_expect(has_line(r.out, line),
+                          "fill (%s, %s): calloc(%s, 1) is not all zero:\n%s", envs[e],
+                          variant_name((enum child_variant)v), sizes[i], r.out);
             }
             child_free(&r);
         }
@@ -312,9 +331,10 @@ static int site_line(const char *line, unsigned long long *bytes, unsigned long 
  * mode off print no report. Leaks never change the exit status. */
 Test(diag_check, leak_report_at_exit, .timeout = 60)
 {
-    static const char *const reporting[] = {"MALLOC_CHECK_=1", "MALLOC_CHECK_=3", "TLMALLOC_CONF=check=1",
-                                            "TLMALLOC_CONF=check=3"};
-    static const char *const silent[] = {NULL, "MALLOC_CHECK_=0", "MALLOC_CHECK_=2", "TLMALLOC_CONF=check=2"};
+    static const char *const reporting[] = {"MALLOC_CHECK_=1", "MALLOC_CHECK_=3",
+                                            "TLMALLOC_CONF=check=1", "TLMALLOC_CONF=check=3"};
+    static const char *const silent[] = {NULL, "MALLOC_CHECK_=0", "MALLOC_CHECK_=2",
+                                         "TLMALLOC_CONF=check=2"};
     for (int v = 0; v < CHILD_VARIANTS; v++) {
         const char *vn = variant_name((enum child_variant)v);
         for (size_t e = 0; e < sizeof reporting / sizeof reporting[0]; e++) {
@@ -328,8 +348,10 @@ Test(diag_check, leak_report_at_exit, .timeout = 60)
             int header = 0, three_at = -1, one_at = -1, nsites = 0;
             for (unsigned k = 0; nth_line(r.err, k, line, sizeof line); k++) {
                 unsigned long long b, n;
-                if (sscanf(line, "tlmalloc: leak report: %llu bytes in %llu blocks still allocated at exit",
-                           &total, &nblocks) == 2) {
+                if (sscanf(
+                        line,
+                        "tlmalloc: leak report: %llu bytes in %llu blocks still allocated at exit",
+                        &total, &nblocks) == 2) {
                     header = 1;
                 } else if (header && site_line(line, &b, &n)) {
                     sum_bytes += b;
@@ -340,27 +362,30 @@ Test(diag_check, leak_report_at_exit, .timeout = 60)
                         three_at = nsites;
                     }
                     if (strstr(line, "(leak_one+")) {
-                        cr_expect(b == 700 && n == 1, "leak (%s, %s): leak_one's line: '%s'", reporting[e],
-                                  vn, line);
+                        cr_expect(b == 700 && n == 1, "leak (%s, %s): leak_one's line: '%s'",
+                                  reporting[e], vn, line);
                         one_at = nsites;
                     }
                     nsites++;
                 }
             }
-            cr_expect(header, "leak (%s, %s): no 'tlmalloc: leak report:' line; stderr:\n%s", reporting[e],
-                      vn, r.err);
-            cr_expect(three_at >= 0 && one_at >= 0,
-                      "leak (%s, %s): the report does not name both sites (leak_three, leak_one):\n%s",
+            cr_expect(header, "leak (%s, %s): no 'tlmalloc: leak report:' line; stderr:\n%s",
                       reporting[e], vn, r.err);
-            cr_expect(three_at < one_at, "leak (%s, %s): the larger site is not first:\n%s", reporting[e],
-                      vn, r.err);
-            cr_expect(total == sum_bytes && nblocks == sum_blocks,
-                      "leak (%s, %s): header says %llu bytes in %llu blocks, the sites add up to %llu in "
-                      "%llu:\n%s",
-                      reporting[e], vn, total, nblocks, sum_bytes, sum_blocks, r.err);
-            cr_expect(total == 3700 && nblocks == 4,
-                      "leak (%s, %s): 3700 bytes in 4 blocks were leaked, the report says %llu in %llu",
-                      reporting[e], vn, total, nblocks);
+            cr_expect(
+                three_at >= 0 && one_at >= 0,
+                "leak (%s, %s): the report does not name both sites (leak_three, leak_one):\n%s",
+                reporting[e], vn, r.err);
+            cr_expect(three_at < one_at, "leak (%s, %s): the larger site is not first:\n%s",
+                      reporting[e], vn, r.err);
+            cr_expect(
+                total == sum_bytes && nblocks == sum_blocks,
+                "leak (%s, %s): header says %llu bytes in %llu blocks, the sites add up to %llu in "
+                "%llu:\n%s",
+                reporting[e], vn, total, nblocks, sum_bytes, sum_blocks, r.err);
+            cr_expect(
+                total == 3700 && nblocks == 4,
+                "leak (%s, %s): 3700 bytes in 4 blocks were leaked, the report says %llu in %llu",
+                reporting[e], vn, total, nblocks);
             child_free(&r);
         }
         for (size_t e = 0; e < sizeof silent / sizeof silent[0]; e++) {
@@ -368,7 +393,8 @@ Test(diag_check, leak_report_at_exit, .timeout = 60)
             struct child_result r;
             run_child((enum child_variant)v, env, "leak", NULL, 30, &r);
             char st[64];
-            cr_expect(exited_ok(r.status), "leak (%s, %s): %s", silent[e] ? silent[e] : "no environment", vn,
+            cr_expect(exited_ok(r.status), "leak (%s, %s): %s",
+                      silent[e] ? silent[e] : "no environment", vn,
                       describe_status(r.status, st, sizeof st));
             cr_expect_eq(r.err_len, 0, "leak (%s, %s): expected no report, stderr:\n%s",
                          silent[e] ? silent[e] : "no environment", vn, r.err);

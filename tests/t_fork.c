@@ -28,7 +28,8 @@ Test(fork, parent_heap_intact_after_forks, .timeout = 180)
     long errs = w_fork_under_load(2, 20, 0);
     cr_assert_eq(errs, 0, "%ld errors, first: %s", errs, w_first_error);
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(check_pattern(p[i], (size_t)i + 1, (uint64_t)i), SIZE_MAX, "block %d changed across forks", i);
+        cr_assert_eq(check_pattern(p[i], (size_t)i + 1, (uint64_t)i), SIZE_MAX,
+                     "block %d changed across forks", i);
         free(p[i]);
     }
 }

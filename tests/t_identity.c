@@ -28,10 +28,10 @@ Test(a_identity, tlmalloc_is_the_allocator)
     void *malloc_base = library_base_of("malloc", &malloc_file);
     cr_assert_not_null(tl_base);
     cr_assert_not_null(malloc_base, "malloc cannot be resolved with dlsym");
-    cr_assert(strstr(malloc_file, "tlmalloc") != NULL,
-              "malloc resolves to %s, not to tlmalloc", malloc_file);
-    cr_assert_eq(malloc_base, tl_base, "malloc comes from %s but tl_malloc from %s",
-                 malloc_file, tl_file);
+    cr_assert(strstr(malloc_file, "tlmalloc") != NULL, "malloc resolves to %s, not to tlmalloc",
+              malloc_file);
+    cr_assert_eq(malloc_base, tl_base, "malloc comes from %s but tl_malloc from %s", malloc_file,
+                 tl_file);
 }
 
 /* Every function of the malloc family must come from tlmalloc: one left to
@@ -40,12 +40,32 @@ Test(a_identity, tlmalloc_is_the_allocator)
 Test(a_identity, whole_malloc_family_from_tlmalloc)
 {
     static const char *const names[] = {
-        "malloc", "free", "calloc", "realloc", "reallocarray", "memalign",
-        "aligned_alloc", "posix_memalign", "valloc", "pvalloc",
-        "malloc_usable_size", "malloc_trim", "malloc_stats", "mallinfo2",
-        "mallopt", "cfree", "free_sized", "free_aligned_sized",
-        "__libc_malloc", "__libc_free", "__libc_calloc", "__libc_realloc",
-        "__libc_memalign", "__libc_valloc", "__libc_pvalloc", "__posix_memalign",
+        "malloc",
+        "free",
+        "calloc",
+        "realloc",
+        "reallocarray",
+        "memalign",
+        "aligned_alloc",
+        "posix_memalign",
+        "valloc",
+        "pvalloc",
+        "malloc_usable_size",
+        "malloc_trim",
+        "malloc_stats",
+        "mallinfo2",
+        "mallopt",
+        "cfree",
+        "free_sized",
+        "free_aligned_sized",
+        "__libc_malloc",
+        "__libc_free",
+        "__libc_calloc",
+        "__libc_realloc",
+        "__libc_memalign",
+        "__libc_valloc",
+        "__libc_pvalloc",
+        "__posix_memalign",
     };
     const char *tl_file, *file;
     void *tl_base = library_base_of("tl_malloc", &tl_file);
@@ -66,7 +86,7 @@ Test(a_identity, whole_malloc_family_from_tlmalloc)
  * a block from malloc is known to tl_malloc_usable_size. */
 Test(a_identity, calls_reach_tlmalloc)
 {
-    size_t (*tl_usable)(void *) = (size_t (*)(void *))dlsym(RTLD_DEFAULT, "tl_malloc_usable_size");
+    size_t (*tl_usable)(void *) = (size_t(*)(void *))dlsym(RTLD_DEFAULT, "tl_malloc_usable_size");
     cr_assert_not_null(tl_usable, "tl_malloc_usable_size is not visible");
     void *p = malloc(opq(100));
     cr_assert_not_null(p);

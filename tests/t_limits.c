@@ -4,17 +4,34 @@
 
 #include "common.h"
 
-static const size_t huge_ks[] = {0, 1, 2, 7, 8, 15, 16, 17, 31, 32, 63, 64, 4095, 4096, 4097,
-                                 65535, 65536, (size_t)1 << 20, (size_t)1 << 30};
+static const size_t huge_ks[] = {0,
+                                 1,
+                                 2,
+                                 7,
+                                 8,
+                                 15,
+                                 16,
+                                 17,
+                                 31,
+                                 32,
+                                 63,
+                                 64,
+                                 4095,
+                                 4096,
+                                 4097,
+                                 65535,
+                                 65536,
+                                 (size_t)1 << 20,
+                                 (size_t)1 << 30};
 
-#define EXPECT_ENOMEM_NULL(expr, what, ...)                                             \
-    do {                                                                                \
-        errno = 0;                                                                      \
-        void *res_ = (expr);                                                            \
-        int err_ = errno;                                                               \
-        cr_assert_null(res_, what " returned %p, expected NULL", __VA_ARGS__, res_);   \
-        cr_assert_eq(err_, ENOMEM, what " set errno to %d (%s), expected ENOMEM",       \
-                     __VA_ARGS__, err_, strerror(err_));                               \
+#define EXPECT_ENOMEM_NULL(expr, what, ...)                                                        \
+    do {                                                                                           \
+        errno = 0;                                                                                 \
+        void *res_ = (expr);                                                                       \
+        int err_ = errno;                                                                          \
+        cr_assert_null(res_, what " returned %p, expected NULL", __VA_ARGS__, res_);               \
+        cr_assert_eq(err_, ENOMEM, what " set errno to %d (%s), expected ENOMEM", __VA_ARGS__,     \
+                     err_, strerror(err_));                                                        \
     } while (0)
 
 Test(limits, malloc_size_max)
@@ -30,7 +47,8 @@ Test(limits, malloc_above_ptrdiff_max)
 {
     size_t big = (size_t)PTRDIFF_MAX + 1;
     EXPECT_ENOMEM_NULL(malloc(opq(big)), "malloc(PTRDIFF_MAX+1 = %zu)", big);
-    EXPECT_ENOMEM_NULL(malloc(opq((size_t)PTRDIFF_MAX)), "malloc(PTRDIFF_MAX = %zu)", (size_t)PTRDIFF_MAX);
+    EXPECT_ENOMEM_NULL(malloc(opq((size_t)PTRDIFF_MAX)), "malloc(PTRDIFF_MAX = %zu)",
+                       (size_t)PTRDIFF_MAX);
     EXPECT_ENOMEM_NULL(malloc(opq(big + 4096)), "malloc(%zu)", big + 4096);
     /* Larger than the whole address space but far below PTRDIFF_MAX. */
     EXPECT_ENOMEM_NULL(malloc(opq((size_t)1 << 60)), "malloc(2^60 = %zu)", (size_t)1 << 60);
@@ -59,7 +77,8 @@ Test(limits, calloc_overflow)
     }
     /* Products that do not overflow but cannot be satisfied. */
     EXPECT_ENOMEM_NULL(calloc(opq(1), opq(SIZE_MAX)), "calloc(1, SIZE_MAX)%s", "");
-    EXPECT_ENOMEM_NULL(calloc(opq((size_t)1 << 31), opq((size_t)1 << 31)), "calloc(2^31, 2^31)%s", "");
+    EXPECT_ENOMEM_NULL(calloc(opq((size_t)1 << 31), opq((size_t)1 << 31)), "calloc(2^31, 2^31)%s",
+                       "");
 }
 
 Test(limits, reallocarray_overflow_keeps_block)
@@ -69,7 +88,10 @@ Test(limits, reallocarray_overflow_keeps_block)
     cr_assert_not_null(p);
     fill_pattern(p, n, 77);
     static const size_t pairs[][2] = {
-        {SIZE_MAX, 2}, {(size_t)1 << 32, (size_t)1 << 32}, {SIZE_MAX / 8 + 1, 8}, {3, SIZE_MAX / 2},
+        {SIZE_MAX, 2},
+        {(size_t)1 << 32, (size_t)1 << 32},
+        {SIZE_MAX / 8 + 1, 8},
+        {3, SIZE_MAX / 2},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         errno = 0;
@@ -124,7 +146,8 @@ Test(limits, aligned_functions_huge_size)
             EXPECT_ENOMEM_NULL(aligned_alloc(opq(al), opq(sz)), "aligned_alloc(%zu, %zu)", al, sz);
             void *mp = (void *)0x1234;
             int rc = posix_memalign(&mp, opq(al), opq(sz));
-            cr_assert_eq(rc, ENOMEM, "posix_memalign(%zu, %zu) returned %d, expected ENOMEM", al, sz, rc);
+            cr_assert_eq(rc, ENOMEM, "posix_memalign(%zu, %zu) returned %d, expected ENOMEM", al,
+                         sz, rc);
             cr_assert_eq(mp, (void *)0x1234, "posix_memalign changed *memptr on failure");
         }
     }

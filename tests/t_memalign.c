@@ -18,13 +18,35 @@ static int write_block(void *p, size_t n, uint64_t seed)
 
 Test(posix_memalign, einval_for_bad_alignment)
 {
-    static const size_t bad[] = {0, 1, 2, 3, 4, 5, 6, 7, 12, 24, 40, 48, 96, 100, 1000, 3000,
-                                 4097, 12288, (1 << 20) + 16, SIZE_MAX, SIZE_MAX / 2, 3 * MiB};
+    static const size_t bad[] = {0,
+                                 1,
+                                 2,
+                                 3,
+                                 4,
+                                 5,
+                                 6,
+                                 7,
+                                 12,
+                                 24,
+                                 40,
+                                 48,
+                                 96,
+                                 100,
+                                 1000,
+                                 3000,
+                                 4097,
+                                 12288,
+                                 (1 << 20) + 16,
+                                 SIZE_MAX,
+                                 SIZE_MAX / 2,
+                                 3 * MiB};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         void *mp = (void *)0xdeadbeef;
         int rc = posix_memalign(&mp, opq(bad[i]), opq(64));
-        cr_assert_eq(rc, EINVAL, "posix_memalign(alignment %zu) returned %d, expected EINVAL", bad[i], rc);
-        cr_assert_eq(mp, (void *)0xdeadbeef, "posix_memalign(alignment %zu) changed *memptr on failure", bad[i]);
+        cr_assert_eq(rc, EINVAL, "posix_memalign(alignment %zu) returned %d, expected EINVAL",
+                     bad[i], rc);
+        cr_assert_eq(mp, (void *)0xdeadbeef,
+                     "posix_memalign(alignment %zu) changed *memptr on failure", bad[i]);
     }
 }
 
@@ -51,7 +73,8 @@ Test(posix_memalign, every_power_of_two_alignment, .timeout = 120)
             cr_assert_not_null(p, "posix_memalign(%zu, %zu) gave NULL", a, s);
             cr_assert(is_aligned(p, a), "posix_memalign(%zu, %zu) = %p misaligned", a, s, p);
             cr_assert_geq(malloc_usable_size(p), s);
-            cr_assert_eq(write_block(p, s, a + k), 0, "posix_memalign(%zu, %zu) block not writable", a, s);
+            cr_assert_eq(write_block(p, s, a + k), 0, "posix_memalign(%zu, %zu) block not writable",
+                         a, s);
             free(p);
         }
     }
@@ -74,7 +97,8 @@ static void check_aligned_fn(align_fn fn, const char *name)
             cr_assert(is_aligned(p, 16), "%s(%zu, %zu) = %p is not 16-byte aligned", name, a, s, p);
             cr_assert_geq(malloc_usable_size(p), s, "%s(%zu, %zu): usable size %zu", name, a, s,
                           malloc_usable_size(p));
-            cr_assert_eq(write_block(p, s, a * 7 + k), 0, "%s(%zu, %zu) block not writable", name, a, s);
+            cr_assert_eq(write_block(p, s, a * 7 + k), 0, "%s(%zu, %zu) block not writable", name,
+                         a, s);
             held[k] = p;
         }
         for (size_t k = 0; k < 5; k++)
@@ -129,7 +153,8 @@ Test(aligned_alloc, einval_for_non_power_of_two)
         void *p = aligned_alloc(opq(bad[i]), opq(64));
         int err = errno;
         cr_assert_null(p, "aligned_alloc(%zu, 64) = %p, expected NULL", bad[i], p);
-        cr_assert_eq(err, EINVAL, "aligned_alloc(%zu, 64) set errno %d, expected EINVAL", bad[i], err);
+        cr_assert_eq(err, EINVAL, "aligned_alloc(%zu, 64) set errno %d, expected EINVAL", bad[i],
+                     err);
     }
     errno = 0;
     void *p = aligned_alloc(opq(0), opq(64));
@@ -142,14 +167,15 @@ Test(aligned_alloc, einval_for_non_power_of_two)
  * power of two (glibc behaviour); alignments below 16 give 16. */
 Test(memalign, rounds_non_power_of_two_up)
 {
-    static const size_t odd[] = {3, 5, 12, 17, 24, 33, 48, 100, 129, 1000, 3000, 4097,
-                                 5000, 12288, (1 << 20) + 1, 3 * MiB};
+    static const size_t odd[] = {
+        3, 5, 12, 17, 24, 33, 48, 100, 129, 1000, 3000, 4097, 5000, 12288, (1 << 20) + 1, 3 * MiB};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         size_t a = odd[i], want = next_pow2(a);
         for (size_t s = 1; s <= 2 * want + 1; s += want / 2 + 1) {
             void *p = memalign(opq(a), opq(s));
             cr_assert_not_null(p, "memalign(%zu, %zu) returned NULL", a, s);
-            cr_assert(is_aligned(p, want), "memalign(%zu, %zu) = %p is not %zu-aligned", a, s, p, want);
+            cr_assert(is_aligned(p, want), "memalign(%zu, %zu) = %p is not %zu-aligned", a, s, p,
+                      want);
             cr_assert(is_aligned(p, 16));
             cr_assert_eq(write_block(p, s, a + s), 0);
             free(p);
@@ -183,7 +209,8 @@ Test(valloc, page_aligned)
 Test(pvalloc, rounds_up_to_page)
 {
     size_t pg = page_size();
-    size_t sizes[] = {1, 100, pg - 1, pg, pg + 1, 5000, 3 * pg + 7, 100 * KiB + 1, MiB + 1, 10 * MiB + 3};
+    size_t sizes[] = {1,    100,        pg - 1,        pg,      pg + 1,
+                      5000, 3 * pg + 7, 100 * KiB + 1, MiB + 1, 10 * MiB + 3};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t s = sizes[i], rounded = (s + pg - 1) / pg * pg;
         void *p = pvalloc(opq(s));

@@ -14,11 +14,21 @@
 #include "tlmalloc.h"
 
 static const char *figure_names[] = {
-    "in_use_bytes", "small_in_use_bytes", "large_in_use_bytes", "huge_bytes",
-    "thread_cache_bytes", "central_free_bytes", "span_tail_bytes", "page_heap_free_bytes",
+    "in_use_bytes",
+    "small_in_use_bytes",
+    "large_in_use_bytes",
+    "huge_bytes",
+    "thread_cache_bytes",
+    "central_free_bytes",
+    "span_tail_bytes",
+    "page_heap_free_bytes",
     "returned_bytes",
-    "heap_mapped_bytes", "meta_bytes", "mapped_bytes", "resident_estimate_bytes",
-    "threads", "huge_count",
+    "heap_mapped_bytes",
+    "meta_bytes",
+    "mapped_bytes",
+    "resident_estimate_bytes",
+    "threads",
+    "huge_count",
 };
 #define NFIGURES (sizeof figure_names / sizeof figure_names[0])
 
@@ -40,14 +50,15 @@ Test(memory, rss_comes_back_after_trim, .timeout = 120)
                after = out_value(r.out, "rss_after", 0);
         cr_assert(base && peak && after, "rss_trim (%s): missing figures:\n%s", vn, r.out);
         cr_expect_geq(peak, base + 200 * MiB,
-                      "rss_trim (%s): the workload did not reach its peak: %.1f MiB -> %.1f MiB", vn,
-                      MiBf(base), MiBf(peak));
-        cr_expect(has_line(r.out, "trim 1"), "rss_trim (%s): malloc_trim(0) did not return 1:\n%s", vn,
-                  r.out);
-        cr_expect_leq(after, base + 16 * MiB,
-                      "rss_trim (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB after free and "
-                      "malloc_trim(0): more than 16 MiB did not come back",
-                      vn, MiBf(base), MiBf(peak), MiBf(after));
+                      "rss_trim (%s): the workload did not reach its peak: %.1f MiB -> %.1f MiB",
+                      vn, MiBf(base), MiBf(peak));
+        cr_expect(has_line(r.out, "trim 1"), "rss_trim (%s): malloc_trim(0) did not return 1:\n%s",
+                  vn, r.out);
+        cr_expect_leq(
+            after, base + 16 * MiB,
+            "rss_trim (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB after free and "
+            "malloc_trim(0): more than 16 MiB did not come back",
+            vn, MiBf(base), MiBf(peak), MiBf(after));
         child_free(&r);
     }
 }
@@ -68,11 +79,13 @@ Test(memory, rss_comes_back_by_decay, .timeout = 120)
         size_t base = out_value(r.out, "rss_base", 0), peak = out_value(r.out, "rss_peak", 0),
                after = out_value(r.out, "rss_after_1000ms", 0);
         cr_assert(base && peak && after, "rss_decay (%s): missing figures:\n%s", vn, r.out);
-        cr_expect_geq(peak, base + 200 * MiB, "rss_decay (%s): the workload did not reach its peak", vn);
-        cr_expect_leq(after, base + 16 * MiB,
-                      "rss_decay (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB 1 s after "
-                      "freeing everything with decay_ms=200:\n%s",
-                      vn, MiBf(base), MiBf(peak), MiBf(after), r.out);
+        cr_expect_geq(peak, base + 200 * MiB, "rss_decay (%s): the workload did not reach its peak",
+                      vn);
+        cr_expect_leq(
+            after, base + 16 * MiB,
+            "rss_decay (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB 1 s after "
+            "freeing everything with decay_ms=200:\n%s",
+            vn, MiBf(base), MiBf(peak), MiBf(after), r.out);
         child_free(&r);
     }
 }
@@ -113,23 +126,26 @@ static void check_identities(const struct figures *f, const char *tag, const cha
                    fig(f, "thread_cache_bytes") + fig(f, "central_free_bytes") +
                    fig(f, "span_tail_bytes") + fig(f, "page_heap_free_bytes") +
                    fig(f, "returned_bytes");
-    cr_expect_eq(fig(f, "heap_mapped_bytes"), parts,
-                 "stats_identity (%s, %s): heap_mapped_bytes %zu != small_in_use %zu + large_in_use %zu "
-                 "+ thread_cache %zu + central_free %zu + span_tail %zu + page_heap_free %zu "
-                 "+ returned %zu = %zu",
-                 vn, tag, fig(f, "heap_mapped_bytes"), fig(f, "small_in_use_bytes"),
-                 fig(f, "large_in_use_bytes"), fig(f, "thread_cache_bytes"), fig(f, "central_free_bytes"),
-                 fig(f, "span_tail_bytes"), fig(f, "page_heap_free_bytes"), fig(f, "returned_bytes"),
-                 parts);
+    cr_expect_eq(
+        fig(f, "heap_mapped_bytes"), parts,
+        "stats_identity (%s, %s): heap_mapped_bytes %zu != small_in_use %zu + large_in_use %zu "
+        "+ thread_cache %zu + central_free %zu + span_tail %zu + page_heap_free %zu "
+        "+ returned %zu = %zu",
+        vn, tag, fig(f, "heap_mapped_bytes"), fig(f, "small_in_use_bytes"),
+        fig(f, "large_in_use_bytes"), fig(f, "thread_cache_bytes"), fig(f, "central_free_bytes"),
+        fig(f, "span_tail_bytes"), fig(f, "page_heap_free_bytes"), fig(f, "returned_bytes"), parts);
     cr_expect_eq(fig(f, "in_use_bytes"),
                  fig(f, "small_in_use_bytes") + fig(f, "large_in_use_bytes") + fig(f, "huge_bytes"),
                  "stats_identity (%s, %s): in_use_bytes is not small + large + huge", vn, tag);
-    cr_expect_eq(fig(f, "mapped_bytes"), fig(f, "heap_mapped_bytes") + fig(f, "huge_bytes") + fig(f, "meta_bytes"),
+    cr_expect_eq(fig(f, "mapped_bytes"),
+                 fig(f, "heap_mapped_bytes") + fig(f, "huge_bytes") + fig(f, "meta_bytes"),
                  "stats_identity (%s, %s): mapped_bytes is not heap_mapped + huge + meta", vn, tag);
-    cr_expect_eq(fig(f, "resident_estimate_bytes"), fig(f, "mapped_bytes") - fig(f, "returned_bytes"),
-                 "stats_identity (%s, %s): resident_estimate_bytes is not mapped - returned", vn, tag);
-    cr_expect_eq(fig(f, "threads"), 1, "stats_identity (%s, %s): %zu threads with a cache, expected 1", vn,
-                 tag, fig(f, "threads"));
+    cr_expect_eq(
+        fig(f, "resident_estimate_bytes"), fig(f, "mapped_bytes") - fig(f, "returned_bytes"),
+        "stats_identity (%s, %s): resident_estimate_bytes is not mapped - returned", vn, tag);
+    cr_expect_eq(fig(f, "threads"), 1,
+                 "stats_identity (%s, %s): %zu threads with a cache, expected 1", vn, tag,
+                 fig(f, "threads"));
 }
 
 /* After a mixed workload (small, large, aligned, calloc, realloc growing
@@ -154,24 +170,30 @@ Test(memory, stats_add_up, .timeout = 60)
         check_identities(&trimmed, "trimmed", vn);
 
         size_t held = out_value(r.out, "held", 0), held_small = out_value(r.out, "held_small", 0),
-               held_large = out_value(r.out, "held_large", 0), held_huge = out_value(r.out, "held_huge", 0);
-        cr_assert(held && held_small && held_large && held_huge, "stats_identity (%s): missing figures", vn);
-        cr_expect_geq(fig(&live, "in_use_bytes"), held, "stats_identity (%s): in_use_bytes %zu < %zu held",
-                      vn, fig(&live, "in_use_bytes"), held);
+               held_large = out_value(r.out, "held_large", 0),
+               held_huge = out_value(r.out, "held_huge", 0);
+        cr_assert(held && held_small && held_large && held_huge,
+                  "stats_identity (%s): missing figures", vn);
+        cr_expect_geq(fig(&live, "in_use_bytes"), held,
+                      "stats_identity (%s): in_use_bytes %zu < %zu held", vn,
+                      fig(&live, "in_use_bytes"), held);
         cr_expect_geq(fig(&live, "small_in_use_bytes"), held_small,
                       "stats_identity (%s): small_in_use_bytes %zu < %zu held in small blocks", vn,
                       fig(&live, "small_in_use_bytes"), held_small);
         cr_expect_geq(fig(&live, "large_in_use_bytes"), held_large,
                       "stats_identity (%s): large_in_use_bytes %zu < %zu held in large blocks", vn,
                       fig(&live, "large_in_use_bytes"), held_large);
-        cr_expect_eq(fig(&live, "huge_bytes"), held_huge, "stats_identity (%s): huge_bytes %zu, held %zu", vn,
-                     fig(&live, "huge_bytes"), held_huge);
+        cr_expect_eq(fig(&live, "huge_bytes"), held_huge,
+                     "stats_identity (%s): huge_bytes %zu, held %zu", vn, fig(&live, "huge_bytes"),
+                     held_huge);
         cr_expect_eq(fig(&live, "huge_count"), 1, "stats_identity (%s): huge_count %zu, 1 held", vn,
                      fig(&live, "huge_count"));
 
         /* The program holds nothing now. */
-        cr_expect_eq(fig(&freed, "huge_count"), 0, "stats_identity (%s): huge_count after freeing all", vn);
-        cr_expect_eq(fig(&freed, "huge_bytes"), 0, "stats_identity (%s): huge_bytes after freeing all", vn);
+        cr_expect_eq(fig(&freed, "huge_count"), 0,
+                     "stats_identity (%s): huge_count after freeing all", vn);
+        cr_expect_eq(fig(&freed, "huge_bytes"), 0,
+                     "stats_identity (%s): huge_bytes after freeing all", vn);
         cr_expect_eq(fig(&freed, "large_in_use_bytes"), 0,
                      "stats_identity (%s): large_in_use_bytes after freeing all", vn);
         cr_expect_eq(fig(&freed, "in_use_bytes"), 0,
@@ -179,7 +201,8 @@ Test(memory, stats_add_up, .timeout = 60)
                      "(small_in_use_bytes = %zu) before malloc_trim and %zu after it",
                      vn, fig(&freed, "in_use_bytes"), fig(&freed, "small_in_use_bytes"),
                      fig(&trimmed, "in_use_bytes"));
-        cr_expect_eq(fig(&trimmed, "in_use_bytes"), 0, "stats_identity (%s): in_use_bytes after trim", vn);
+        cr_expect_eq(fig(&trimmed, "in_use_bytes"), 0,
+                     "stats_identity (%s): in_use_bytes after trim", vn);
         cr_expect_eq(fig(&trimmed, "page_heap_free_bytes"), 0,
                      "stats_identity (%s): page_heap_free_bytes after malloc_trim(0)", vn);
         cr_expect_eq(fig(&trimmed, "thread_cache_bytes") + fig(&trimmed, "central_free_bytes"), 0,
@@ -206,24 +229,24 @@ static void check_tc_budget(const char *mode)
                later = out_value(r.out, "idle_later thread_cache_bytes", ~0ull),
                joined = out_value(r.out, "joined thread_cache_bytes", ~0ull),
                threads = out_value(r.out, "idle threads", 0);
-        cr_assert(idle != ~0ull && later != ~0ull && joined != ~0ull, "tc_budget (%s): missing figures:\n%s",
-                  vn, r.out);
-        cr_expect_geq(threads, 16, "tc_budget %s (%s): %zu threads with a cache", mode, vn, threads);
+        cr_assert(idle != ~0ull && later != ~0ull && joined != ~0ull,
+                  "tc_budget (%s): missing figures:\n%s", vn, r.out);
+        cr_expect_geq(threads, 16, "tc_budget %s (%s): %zu threads with a cache", mode, vn,
+                      threads);
         cr_expect_leq(idle, 8 * MiB,
-                      "tc_budget %s (%s): 16 idle threads' caches hold %.1f MiB, budget 8 MiB", mode, vn,
-                      MiBf(idle));
-        cr_expect_leq(later, 8 * MiB,
-                      "tc_budget %s (%s): 200 ms later the caches still hold %.1f MiB, budget 8 MiB", mode,
-                      vn, MiBf(later));
-        cr_expect_leq(joined, 8 * MiB, "tc_budget %s (%s): after join %.1f MiB", mode, vn, MiBf(joined));
+                      "tc_budget %s (%s): 16 idle threads' caches hold %.1f MiB, budget 8 MiB",
+                      mode, vn, MiBf(idle));
+        cr_expect_leq(
+            later, 8 * MiB,
+            "tc_budget %s (%s): 200 ms later the caches still hold %.1f MiB, budget 8 MiB", mode,
+            vn, MiBf(later));
+        cr_expect_leq(joined, 8 * MiB, "tc_budget %s (%s): after join %.1f MiB", mode, vn,
+                      MiBf(joined));
         child_free(&r);
     }
 }
 
-Test(memory, thread_cache_budget_threads_at_once, .timeout = 120)
-{
-    check_tc_budget("conc");
-}
+Test(memory, thread_cache_budget_threads_at_once, .timeout = 120) { check_tc_budget("conc"); }
 
 Test(memory, thread_cache_budget_threads_one_after_another, .timeout = 120)
 {
@@ -239,13 +262,8 @@ static char *output_of(void (*fn)(int fd), size_t *len)
     cr_assert_geq(fd, 0);
     unlink(path);
     fn(fd);
-    off_t end = lseek(fd, 0, SEEK_END);
-    cr_assert_geq(end, 0);
-    char *buf = calloc(1, (size_t)end + 1);
-    cr_assert_not_null(buf);
-    cr_assert_eq(pread(fd, buf, (size_t)end, 0), end);
-    close(fd);
-    *len = (size_t)end;
+    char *buf = read_back(fd, len);
+    cr_assert_not_null(buf, "cannot read back the output");
     return buf;
 }
 
@@ -272,8 +290,8 @@ Test(memory, stats_json_is_valid)
     char *json = output_of(print_json, &len);
     cr_assert_gt(len, 2, "tl_stats_print(fd, 1) wrote nothing");
     cr_expect_eq(json[0], '{', "JSON report starts with '%c'", json[0]);
-    cr_expect(len >= 2 && !strcmp(json + len - 2, "}\n"), "JSON report does not end with \"}\\n\": '%s'",
-              json + (len > 20 ? len - 20 : 0));
+    cr_expect(len >= 2 && !strcmp(json + len - 2, "}\n"),
+              "JSON report does not end with \"}\\n\": '%s'", json + (len > 20 ? len - 20 : 0));
     cr_expect_eq(strchr(json, '\n'), json + len - 1, "JSON report is more than one line");
     for (size_t i = 0; i < NFIGURES; i++) {
         char key[128];
@@ -281,8 +299,8 @@ Test(memory, stats_json_is_valid)
         const char *at = strstr(json, key);
         cr_expect_not_null(at, "JSON report lacks %s:\n%s", key, json);
         if (at)
-            cr_expect(at[strlen(key)] >= '0' && at[strlen(key)] <= '9', "JSON: %s is not followed by a number",
-                      key);
+            cr_expect(at[strlen(key)] >= '0' && at[strlen(key)] <= '9',
+                      "JSON: %s is not followed by a number", key);
     }
     cr_expect_not_null(strstr(json, "\"classes\": ["), "JSON report lacks the classes array");
     /* Brackets balance and no string is left open. */

@@ -21,9 +21,36 @@ static unsigned char *resize_checked(unsigned char *p, size_t old, size_t n, uin
 Test(realloc, contents_across_every_band, .timeout = 120)
 {
     static const size_t chain[] = {
-        1, 8, 24, 100, 1000, 4000, 16 * KiB, 100 * KiB, 256 * KiB, MiB, 3 * MiB,
-        80 * MiB, 200 * MiB, 300 * MiB, 400 * MiB, 270 * MiB, 150 * MiB, 70 * MiB, 8 * MiB,
-        100 * KiB, 20000, 1500, 100, 17, 1, 300, 100 * KiB + 1, 80 * MiB + 1, 300 * MiB + 1, 13,
+        1,
+        8,
+        24,
+        100,
+        1000,
+        4000,
+        16 * KiB,
+        100 * KiB,
+        256 * KiB,
+        MiB,
+        3 * MiB,
+        80 * MiB,
+        200 * MiB,
+        300 * MiB,
+        400 * MiB,
+        270 * MiB,
+        150 * MiB,
+        70 * MiB,
+        8 * MiB,
+        100 * KiB,
+        20000,
+        1500,
+        100,
+        17,
+        1,
+        300,
+        100 * KiB + 1,
+        80 * MiB + 1,
+        300 * MiB + 1,
+        13,
     };
     unsigned char *p = malloc(chain[0]);
     cr_assert_not_null(p);
@@ -81,7 +108,8 @@ Test(realloc, random_growth_chains, .timeout = 180)
             cr_assert_not_null(p[i]);
             fill_pattern(p[i], n, seed);
         } else if (pick % 50 == 0) {
-            cr_assert_eq(check_pattern(p[i], len[i], seed), SIZE_MAX, "block corrupted before free");
+            cr_assert_eq(check_pattern(p[i], len[i], seed), SIZE_MAX,
+                         "block corrupted before free");
             free(p[i]);
             p[i] = NULL;
             n = 0;

@@ -111,12 +111,6 @@ static void run_stress(uint64_t seed, long ops)
     }
 }
 
-Test(stress, random_ops_100k, .timeout = 180)
-{
-    run_stress(1, 100000);
-}
+Test(stress, random_ops_100k, .timeout = 180) { run_stress(1, 100000); }
 
-Test(stress, random_ops_100k_other_seed, .timeout = 180)
-{
-    run_stress(2, 100000);
-}
+Test(stress, random_ops_100k_other_seed, .timeout = 180) { run_stress(2, 100000); }

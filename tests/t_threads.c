@@ -4,12 +4,12 @@
 
 #include "workloads.h"
 
-#define RING_TEST(n)                                                              \
-    Test(threads, ring_cross_free_##n##_threads, .timeout = 180)                  \
-    {                                                                             \
-        w_reset();                                                                \
-        long errs = w_ring(n, 200000);                                            \
-        cr_assert_eq(errs, 0, "%ld errors, first: %s", errs, w_first_error);      \
+#define RING_TEST(n)                                                                               \
+    Test(threads, ring_cross_free_##n##_threads, .timeout = 180)                                   \
+    {                                                                                              \
+        w_reset();                                                                                 \
+        long errs = w_ring(n, 200000);                                                             \
+        cr_assert_eq(errs, 0, "%ld errors, first: %s", errs, w_first_error);                       \
     }
 
 RING_TEST(8)
@@ -87,6 +87,7 @@ Test(threads, exiting_threads_release_caches, .timeout = 180)
     }
     size_t rss_end = rss_bytes();
     cr_assert_eq(atomic_load(&w_errors), 0, "%s", w_first_error);
-    cr_assert_leq(rss_end, rss_warm + 64 * MiB, "RSS grew from %zu KiB to %zu KiB over 2800 threads",
-                  rss_warm / 1024, rss_end / 1024);
+    cr_assert_leq(rss_end, rss_warm + 64 * MiB,
+                  "RSS grew from %zu KiB to %zu KiB over 2800 threads", rss_warm / 1024,
+                  rss_end / 1024);
 }

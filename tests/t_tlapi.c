@@ -29,7 +29,8 @@ Test(tlapi, tl_functions_like_malloc_family)
     void *z = tl_malloc(opq(0));
     cr_assert_not_null(z);
     tl_free(z);
-    cr_assert_null(tl_realloc(tl_malloc(10), opq(0)), "tl_realloc(p, 0) should free and return NULL");
+    cr_assert_null(tl_realloc(tl_malloc(10), opq(0)),
+                   "tl_realloc(p, 0) should free and return NULL");
 }
 
 Test(tlapi, tl_impossible_sizes)
@@ -232,7 +233,8 @@ Test(tlapi, tl_stats_print_text_and_json)
     cr_assert_gt(len, 0, "tl_stats_print(fd, 1) wrote nothing");
     cr_assert_eq(json[0], '{', "JSON report starts with '%c', not '{'", json[0]);
     size_t end = len;
-    while (end > 0 && (json[end - 1] == '\n' || json[end - 1] == ' ' || json[end - 1] == '\r' || json[end - 1] == '\t'))
+    while (end > 0 && (json[end - 1] == '\n' || json[end - 1] == ' ' || json[end - 1] == '\r' ||
+                       json[end - 1] == '\t'))
         end--;
     cr_assert(end > 0 && json[end - 1] == '}', "JSON report does not end with '}'");
     /* Brackets balance outside strings. */

@@ -547,7 +547,8 @@ W_FN long w_churn(int threads, int wave, int warmup, int with_cancel, struct chu
     while (atomic_load(&churn_detached_done) < detached && time(NULL) - start < 120)
         sched_yield();
     if (atomic_load(&churn_detached_done) != detached)
-        w_fail("only %ld of %ld detached threads finished", atomic_load(&churn_detached_done), detached);
+        w_fail("only %ld of %ld detached threads finished", atomic_load(&churn_detached_done),
+               detached);
     res->rss_after_all = rss_bytes();
     free(args);
     free(th);
@@ -662,7 +663,6 @@ W_FN long w_fork_under_load(int workers, int forks, int child_threads)
     return atomic_load(&w_errors);
 }
 
-
 /* ---- fork from a signal handler ----------------------------------------
  * A timer signal arrives every 100 us while the calling thread allocates
  * and frees in a loop; the handler forks. The child allocates and frees a
@@ -712,10 +712,11 @@ static void sf_check_status(int st, long *bad_children)
     if (WIFSIGNALED(st) || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         if ((*bad_children)++ == 0) {
             if (WIFSIGNALED(st))
-                w_fail("a child forked in the signal handler was killed by signal %d%s", WTERMSIG(st),
-                       WTERMSIG(st) == SIGALRM ? " (deadlock: alarm fired)" : "");
+                w_fail("a child forked in the signal handler was killed by signal %d%s",
+                       WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (deadlock: alarm fired)" : "");
             else
-                w_fail("a child forked in the signal handler exited with status %d", WEXITSTATUS(st));
+                w_fail("a child forked in the signal handler exited with status %d",
+                       WEXITSTATUS(st));
         } else {
             atomic_fetch_add(&w_errors, 1);
         }
@@ -744,7 +745,8 @@ W_FN long w_sigfork(int forks, long interval_us)
         for (int i = 0; i < 200; i++) {
             unsigned k = (unsigned)(rng_next(&r) % 32);
             W_FREE(held[k]);
-            size_t n = rng_next(&r) % 8 == 0 ? rng_range(&r, 1025, 300 * KiB) : rng_range(&r, 1, 1024);
+            size_t n =
+                rng_next(&r) % 8 == 0 ? rng_range(&r, 1025, 300 * KiB) : rng_range(&r, 1, 1024);
             held[k] = (rng_next(&r) & 1) ? W_MALLOC(n) : W_CALLOC(1, n);
             if (!held[k])
                 w_fail("allocation in the interrupted loop failed");

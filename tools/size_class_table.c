@@ -21,7 +21,8 @@ void tl_fatal(const char *msg)
 int main(void)
 {
     tl_size_classes_init();
-    printf("| class | size (B) | span (pages) | objects/span | batch | rounding waste | span tail | worst total |\n");
+    printf("| class | size (B) | span (pages) | objects/span | batch | rounding waste | span tail "
+           "| worst total |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     double worst_above_128 = 0;
     for (unsigned c = 1; c < tl_num_classes; c++) {
