@@ -7,8 +7,8 @@
  * within a byte budget, and returning the whole cache when the thread ends.
  *
  * Limits. A class's list may hold max_len objects; max_len starts at 0 and
- * grows at each refill (slow start: 4, doubling to a batch, then a batch
- * more each time), up to 1 MiB worth or 8192 objects. limit_bytes = sum(max_len * size) <= cap_bytes, and a thread
+ * grows at each refill (slow start: 2 KiB worth, doubling to a batch, then
+ * a batch more each time), up to 1 MiB worth or 8192 objects. limit_bytes = sum(max_len * size) <= cap_bytes, and a thread
  * never holds more than its limit. A thread's cap grows in 256 KiB steps
  * taken from the global pool tl_tc_unclaimed (the thread cache budget,
  * 32 MiB by default) up to tc_max (4 MiB), and shrinks back into the pool
@@ -400,14 +400,23 @@ static bool ready(struct thread_cache *tc)
     return tc->state == TC_ACTIVE;
 }
 
-/* Lets a class's list hold more, if the limits allow: 4 objects first, then
- * doubling up to a batch, then one batch more each time. A thread that
- * needs a class once (thread churn) then moves a handful of objects, not a
- * batch of 64, in and out of the central list. */
+/* Lets a class's list hold more, if the limits allow: 2 KiB worth first (at
+ * least 4 objects), then doubling up to a batch, then one batch more each
+ * time. A thread that needs a class once (thread churn) then moves a few
+ * objects, not a batch of 64, in and out of the central list; and what two
+ * threads carve from one span comes in runs of 2 KiB or more, so their
+ * blocks rarely share a cache line (with runs of 4 objects, two threads
+ * writing their own blocks ran 1.4x, not 1.9x, as fast as one). */
+static uint32_t first_len(unsigned cls)
+{
+    uint32_t n = 2048 / class_size(cls);
+    return n < 4 ? 4 : n;
+}
+
 static void grow(struct tc_state *st, unsigned cls)
 {
     uint32_t batch = tl_classes[cls].batch, len = st->max_len[cls];
-    uint32_t next = len >= batch ? len + batch : len < 2 ? 4 : 2 * len;
+    uint32_t next = len >= batch ? len + batch : len == 0 ? first_len(cls) : 2 * len;
     if (len < batch && next > batch)
         next = batch;
     if (next <= max_len_cap(cls) && reserve(st, (size_t)(next - len) * class_size(cls)))
