@@ -32,10 +32,10 @@ struct tl_lock tl_central_locks[TL_MAX_CLASSES];
 struct central_list {
     struct __cds_lfs_stack transfer;
     _Atomic uint32_t transfer_batches;
-    _Atomic uint64_t touched_ms; /* last push or pop of the transfer stack */
-    struct span *partial;        /* spans with free or uncarved objects */
-    size_t span_objects;         /* capacity of all spans of this class */
-    size_t allocated;            /* objects out of spans (transfer, caches, users) */
+    uint32_t low_batches; /* fewest batches on the stack since the last decay */
+    struct span *partial; /* spans with free or uncarved objects */
+    size_t span_objects;  /* capacity of all spans of this class */
+    size_t allocated;     /* objects out of spans (transfer, caches, users) */
 } __attribute__((aligned(64)));
 
 static struct central_list central[TL_MAX_CLASSES];
@@ -169,8 +169,10 @@ static void *pop_batch(unsigned cls)
     if (!node)
         return NULL;
     tl_tsan_acquire(&central[cls].transfer);
-    atomic_fetch_sub_explicit(&central[cls].transfer_batches, 1, memory_order_relaxed);
-    atomic_store_explicit(&central[cls].touched_ms, tl_os_now_ms(), memory_order_relaxed);
+    uint32_t left =
+        atomic_fetch_sub_explicit(&central[cls].transfer_batches, 1, memory_order_relaxed) - 1;
+    if (left < central[cls].low_batches)
+        central[cls].low_batches = left;
     void *obj = obj_of(node);
     struct pagemap_leaf *leaf = tl_pagemap_leaf((uintptr_t)obj);
     if (TL_UNLIKELY(((uintptr_t)obj & 15) || !leaf ||
@@ -213,7 +215,6 @@ void tl_central_give(unsigned cls, void *head, unsigned n)
             cds_lfs_node_init(node_of(head));
             tl_tsan_release(&cl->transfer);
             cds_lfs_push(&cl->transfer, node_of(head));
-            atomic_store_explicit(&cl->touched_ms, tl_os_now_ms(), memory_order_relaxed);
             return;
         }
         atomic_fetch_sub_explicit(&cl->transfer_batches, 1, memory_order_relaxed);
@@ -223,31 +224,44 @@ void tl_central_give(unsigned cls, void *head, unsigned n)
     tl_lock_release(&tl_central_locks[cls]);
 }
 
-static void drain(unsigned cls)
-{
-    tl_lock_acquire(&tl_central_locks[cls]);
-    void *batch;
-    while ((batch = pop_batch(cls)))
-        give_to_spans(cls, batch, tl_classes[cls].batch);
-    tl_lock_release(&tl_central_locks[cls]);
-}
-
 /* Empties every transfer stack into the spans (malloc_trim). */
 void tl_central_drain_all(void)
 {
-    for (unsigned cls = 1; cls < tl_num_classes; cls++)
-        drain(cls);
+    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        tl_lock_acquire(&tl_central_locks[cls]);
+        void *batch;
+        while ((batch = pop_batch(cls)))
+            give_to_spans(cls, batch, tl_classes[cls].batch);
+        central[cls].low_batches = 0;
+        tl_lock_release(&tl_central_locks[cls]);
+    }
 }
 
-/* Empties the transfer stacks nobody pushed to or popped from for decay_ms,
- * so their objects' spans can go back to the page heap. No lock held. */
+/* Once every decay_ms/4 (whichever thread comes first): the batches that sat
+ * on a transfer stack through the whole interval - as many as its low-water
+ * mark - go back into their spans, so that the spans they pin can go back
+ * to the page heap. Batches in use come and go above the mark. */
 void tl_central_decay(uint64_t now)
 {
+    static _Atomic uint64_t next_ms;
+    uint64_t due = atomic_load_explicit(&next_ms, memory_order_relaxed);
+    if (now < due ||
+        !atomic_compare_exchange_strong_explicit(&next_ms, &due, now + tl_conf.decay_ms / 4,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
         struct central_list *cl = &central[cls];
-        if (atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed) &&
-            now - atomic_load_explicit(&cl->touched_ms, memory_order_relaxed) >= tl_conf.decay_ms)
-            drain(cls);
+        if (!atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed))
+            continue;
+        tl_lock_acquire(&tl_central_locks[cls]);
+        for (uint32_t n = cl->low_batches; n > 0; n--) {
+            void *batch = pop_batch(cls);
+            if (!batch)
+                break;
+            give_to_spans(cls, batch, tl_classes[cls].batch);
+        }
+        cl->low_batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
+        tl_lock_release(&tl_central_locks[cls]);
     }
 }
 

@@ -198,33 +198,41 @@ static void link_free(struct span *s)
     }
 }
 
+/* Joins free span high onto low (adjacent, both unlinked); high's struct
+ * goes. The joined span's age is the page-weighted mean of the two: a large
+ * span free for long that gains a few fresh pages still decays on time
+ * (keeping the newer age let a trickle of small frees postpone the return
+ * of a large neighbour indefinitely). */
+static struct span *join(struct span *low, struct span *high)
+{
+    tl_pagemap_set_range(low->start + bytes_of(low) - TL_PAGE_SIZE, 1, NULL, 0);
+    tl_pagemap_set_range(high->start, 1, NULL, 0);
+    int64_t age_gap = (int64_t)(high->freed_ms - low->freed_ms);
+    low->freed_ms +=
+        (uint64_t)(age_gap * (int64_t)high->npages / (int64_t)(low->npages + high->npages));
+    low->npages += high->npages;
+    low->clean &= high->clean;
+    tl_span_delete(high);
+    return low;
+}
+
+static bool joinable(const struct span *n, const struct span *s)
+{
+    return n && n->state == SPAN_FREE && n->in_bin && n->returned == s->returned;
+}
+
 /* Merges free span s (not linked) with free neighbours of the same kind. */
 static struct span *coalesce(struct span *s)
 {
     struct span *prev = tl_pagemap_span(s->start - TL_PAGE_SIZE);
-    if (prev && prev->state == SPAN_FREE && prev->in_bin && prev->returned == s->returned &&
-        prev->start + bytes_of(prev) == s->start) {
+    if (joinable(prev, s) && prev->start + bytes_of(prev) == s->start) {
         unlink_free(prev);
-        tl_pagemap_set_range(prev->start + bytes_of(prev) - TL_PAGE_SIZE, 1, NULL, 0);
-        tl_pagemap_set_range(s->start, 1, NULL, 0);
-        prev->npages += s->npages;
-        prev->clean &= s->clean;
-        if (s->freed_ms > prev->freed_ms)
-            prev->freed_ms = s->freed_ms;
-        tl_span_delete(s);
-        s = prev;
+        s = join(prev, s);
     }
     struct span *next = tl_pagemap_span(s->start + bytes_of(s));
-    if (next && next->state == SPAN_FREE && next->in_bin && next->returned == s->returned &&
-        next->start == s->start + bytes_of(s)) {
+    if (joinable(next, s) && next->start == s->start + bytes_of(s)) {
         unlink_free(next);
-        tl_pagemap_set_range(next->start, 1, NULL, 0);
-        tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
-        s->npages += next->npages;
-        s->clean &= next->clean;
-        if (next->freed_ms > s->freed_ms)
-            s->freed_ms = next->freed_ms;
-        tl_span_delete(next);
+        s = join(s, next);
     }
     return s;
 }
@@ -415,17 +423,22 @@ static void give_back(struct span *s)
 }
 
 /* Gives back dirty spans, oldest first: all of them, or those free for at
- * least decay_ms, up to max_bytes. Page heap lock held. */
+ * least decay_ms, up to max_bytes. The LRU is in order of freeing, and a
+ * joined span's age can be older than its place says, so the whole list is
+ * looked at (it holds a few spans: neighbours are always joined). Page heap
+ * lock held. */
 static size_t release_locked(size_t max_bytes, bool all)
 {
     uint64_t now = tl_os_now_ms();
     size_t done = 0;
-    while (lru_oldest && done < max_bytes) {
-        struct span *s = lru_oldest;
-        if (!all && now - s->freed_ms < tl_conf.decay_ms)
-            break;
-        done += bytes_of(s);
-        give_back(s);
+    struct span *s = lru_oldest;
+    while (s && done < max_bytes) {
+        struct span *newer = s->lru_prev;
+        if (all || now - s->freed_ms >= tl_conf.decay_ms) {
+            done += bytes_of(s);
+            give_back(s); /* may join s with returned neighbours, never with newer */
+        }
+        s = newer;
     }
     return done;
 }

@@ -179,20 +179,24 @@ static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
     st->tc->bins[cls].room += delta;
 }
 
+/* Lowers a class's limit to len, flushing what is above it. */
+static void lower_limit(struct tc_state *st, unsigned cls, uint32_t len)
+{
+    uint32_t h = held(st, cls);
+    if (h > len)
+        flush(st, cls, h - len);
+    set_max_len(st, cls, len);
+}
+
 /* Halves the lists until their limits fit in target bytes. */
 static void shrink_to(struct tc_state *st, size_t target)
 {
     while (st->limit_bytes > target) {
         bool changed = false;
         for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-            uint32_t len = st->max_len[cls];
-            if (len == 0)
+            if (st->max_len[cls] == 0)
                 continue;
-            uint32_t target = len / 2;
-            uint32_t h = held(st, cls);
-            if (h > target)
-                flush(st, cls, h - target);
-            set_max_len(st, cls, target);
+            lower_limit(st, cls, st->max_len[cls] / 2);
             changed = true;
         }
         if (!changed)
@@ -222,20 +226,27 @@ static void empty_class(struct tc_state *st, unsigned cls)
     set_max_len(st, cls, 0);
 }
 
-/* Every decay_ms, lists of classes that needed no refill or flush since the
- * last look are emptied (their memory was idle), and so are idle central
- * transfer stacks: memory comes back while the thread keeps running. */
+/* Every decay_ms/4 (so that what they hold is free in the page heap, and
+ * decaying, well within decay_ms), lists of classes that needed no refill
+ * or flush since the last look are emptied (their memory was idle), lists longer than a batch
+ * drop back to one batch (a busy class grows back at the cost of a few refills), and
+ * batches that sat unused on central transfer stacks go back to their
+ * spans: memory comes back while the threads keep running. */
 static void maybe_scavenge(struct tc_state *st)
 {
     honour_request(st);
     if (++st->slow_calls % 16)
         return; /* the clock is read on every 16th slow path only */
     uint64_t now = tl_os_now_ms();
-    if (now - st->scavenged_ms < tl_conf.decay_ms)
+    if (now - st->scavenged_ms < tl_conf.decay_ms / 4)
         return;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++)
-        if (st->max_len[cls] && !was_used(st, cls))
+    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        uint32_t len = st->max_len[cls], batch = tl_classes[cls].batch;
+        if (len && !was_used(st, cls))
             empty_class(st, cls);
+        else if (len > batch)
+            lower_limit(st, cls, batch);
+    }
     st->used[0] = st->used[1] = 0;
     st->scavenged_ms = now;
     release_cap(st);
