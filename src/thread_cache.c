@@ -26,7 +26,7 @@
  * (other destructors) go straight to the central lists (state TC_DEAD).
  *
  * Lock: tl_registry_lock guards the list of live caches (for stats,
- * stealing and fork) and is held while reading another thread's cache, so
+ * requests for cap, fork) and is held while reading another thread's cache, so
  * the cache (in that thread's TLS) cannot vanish meanwhile. It nests outside
  * the central and page heap locks. Fork: taken first in prepare.
  */
@@ -41,7 +41,7 @@ _Atomic size_t tl_tc_unclaimed;
 
 /* Guarded by tl_registry_lock. */
 static struct tc_state *registry;
-static struct tc_state *steal_cursor;
+static struct tc_state *ask_cursor;
 static struct tc_state *spare_states; /* of exited threads, for reuse */
 static pthread_key_t exit_key;
 
@@ -75,8 +75,8 @@ static void registry_add_locked(struct tc_state *st)
 
 static void registry_remove_locked(struct tc_state *st)
 {
-    if (steal_cursor == st)
-        steal_cursor = st->reg_next;
+    if (ask_cursor == st)
+        ask_cursor = st->reg_next;
     if (st->reg_prev)
         st->reg_prev->reg_next = st->reg_next;
     else
@@ -102,8 +102,8 @@ static void ask_for_cap(struct tc_state *self, size_t want)
 {
     tl_lock_acquire(&tl_registry_lock);
     for (int tries = 0; registry && tries < 64; tries++) {
-        struct tc_state *v = steal_cursor ? steal_cursor : registry;
-        steal_cursor = v->reg_next;
+        struct tc_state *v = ask_cursor ? ask_cursor : registry;
+        ask_cursor = v->reg_next;
         if (v == self || atomic_load_explicit(&v->cap_bytes, memory_order_relaxed) < want)
             continue;
         atomic_fetch_add_explicit(&v->give_back, want, memory_order_relaxed);
