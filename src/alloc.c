@@ -41,8 +41,7 @@ void *tl_alloc_large(size_t size, size_t alignment)
     struct span *s = tl_page_heap_alloc(pages, align_pages, SPAN_LARGE, 0);
     if (!s)
         return no_memory();
-    s->user_size = s->npages << TL_PAGE_SHIFT;
-    tl_vg_alloc((void *)s->start, s->user_size);
+    tl_vg_alloc((void *)s->start, tl_span_bytes(s));
     return (void *)s->start;
 }
 
@@ -111,9 +110,9 @@ void *tl_alloc_zeroed(size_t size)
         return NULL;
     struct span *s = tl_pagemap_span((uintptr_t)p);
     if (s->state == SPAN_LARGE && !s->clean)
-        memset(p, 0, s->user_size);
+        memset(p, 0, tl_span_bytes(s));
     else
-        tl_vg_defined(p, s->user_size); /* zero already, as memcheck should know */
+        tl_vg_defined(p, tl_span_bytes(s)); /* zero already, as memcheck should know */
     s->clean = 0;
     return p;
 }
@@ -183,7 +182,7 @@ void tl_free_checked(void *p, const char *who)
 
 static size_t span_usable(struct span *s)
 {
-    return s->state == SPAN_SMALL ? tl_classes[s->size_class].size : s->user_size;
+    return s->state == SPAN_SMALL ? tl_classes[s->size_class].size : tl_span_bytes(s);
 }
 
 size_t tl_usable_size(void *p, const char *who)
@@ -232,15 +231,14 @@ static void *move_block(void *p, size_t old_usable, size_t size)
 static void *realloc_large(void *p, struct span *s, size_t size)
 {
     if (size <= TL_SMALL_MAX || size >= tl_conf.huge_threshold)
-        return move_block(p, s->user_size, size);
-    size_t pages = tl_pages_for(size), old_size = s->user_size;
+        return move_block(p, tl_span_bytes(s), size);
+    size_t pages = tl_pages_for(size), old_size = tl_span_bytes(s);
     if (pages < s->npages) {
         tl_page_heap_shrink(s, pages);
     } else if (pages > s->npages && !tl_page_heap_try_grow(s, pages)) {
-        return move_block(p, s->user_size, size);
+        return move_block(p, tl_span_bytes(s), size);
     }
-    s->user_size = s->npages << TL_PAGE_SHIFT;
-    tl_vg_resize(p, old_size, s->user_size);
+    tl_vg_resize(p, old_size, tl_span_bytes(s));
     return p;
 }
 
@@ -266,6 +264,6 @@ void *tl_realloc_impl(void *p, size_t size)
     default:
         if (size >= tl_conf.huge_threshold / 2)
             return tl_huge_realloc(s, size);
-        return move_block(p, s->user_size, size);
+        return move_block(p, tl_span_bytes(s), size);
     }
 }

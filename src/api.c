@@ -243,7 +243,6 @@ TL_EXPORT int tl_malloc_trim(size_t pad)
     tl_tc_flush_self();
     tl_central_drain_all();
     size_t released = tl_page_heap_release(SIZE_MAX, true);
-    tl_stat_add(&tl_stats.trims, 1);
     return released > 0;
 }
 

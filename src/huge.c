@@ -32,7 +32,6 @@ static struct span *register_block(uintptr_t start, size_t bytes)
         s->start = start;
         s->npages = bytes >> TL_PAGE_SHIFT;
         s->state = SPAN_HUGE;
-        s->user_size = bytes;
         tl_pagemap_set_range(start, 1, s, 0);
     }
     tl_lock_release(&tl_page_heap_lock);
@@ -121,7 +120,6 @@ void *tl_huge_realloc(struct span *s, size_t size)
     tl_pagemap_set_range(s->start, 1, NULL, 0);
     s->start = (uintptr_t)q;
     s->npages = new_bytes >> TL_PAGE_SHIFT;
-    s->user_size = new_bytes;
     tl_pagemap_set_range(s->start, 1, s, 0);
     tl_lock_release(&tl_page_heap_lock);
     tl_stat_add(&tl_stats.huge_mapped, new_bytes);

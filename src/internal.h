@@ -147,8 +147,10 @@ struct span {
     struct span *next, *prev;         /* bin list (free) or central partial list */
     struct span *lru_next, *lru_prev; /* free, not returned: decay order */
     uint64_t freed_ms;                /* free: when it last became free */
-    size_t user_size;                 /* large/huge: bytes usable by the user */
 };
+
+/* Bytes a span covers: for a large or huge block, what the user may use. */
+static inline size_t tl_span_bytes(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
 
 /* ---- pagemap (pagemap.c) ----------------------------------------------- *
  * A two-level radix tree over the 48-bit address space: 17 bits of root,
@@ -245,7 +247,6 @@ struct tc_state {
     _Atomic size_t cap_bytes;         /* what limit_bytes may reach */
     _Atomic size_t give_back;         /* cap other threads asked this one to return */
     struct tc_state *reg_next, *reg_prev;
-    uint64_t refills, flushes;
     uint64_t scavenged_ms; /* last look for idle lists */
     uint32_t slow_calls;   /* slow paths taken, to space out clock reads */
     uint64_t used[2];      /* classes refilled or flushed since then */
@@ -326,7 +327,6 @@ struct tl_counters {
     _Atomic size_t huge_mapped;  /* bytes of huge mappings */
     _Atomic size_t huge_count;
     _Atomic size_t meta; /* metadata arena bytes */
-    _Atomic size_t trims;
 };
 extern struct tl_counters tl_stats;
 static inline void tl_stat_add(_Atomic size_t *c, size_t v)

@@ -19,7 +19,7 @@ struct tl_counters tl_stats;
 struct snapshot {
     size_t heap_mapped, small_spans, large_in_use, page_heap_free, returned;
     size_t thread_cache, central_free, small_in_use, span_tail, huge, huge_count, meta, in_use;
-    size_t mapped, resident_estimate, threads, trims;
+    size_t mapped, resident_estimate, threads;
     size_t tc_class[TL_MAX_CLASSES], central_class[TL_MAX_CLASSES], span_class[TL_MAX_CLASSES];
 };
 
@@ -51,7 +51,6 @@ static void take_snapshot(struct snapshot *s)
     s->huge = load(&tl_stats.huge_mapped);
     s->huge_count = load(&tl_stats.huge_count);
     s->meta = load(&tl_stats.meta);
-    s->trims = load(&tl_stats.trims);
     s->small_in_use = out > s->thread_cache ? out - s->thread_cache : 0;
     s->span_tail = s->small_spans > span_object_bytes ? s->small_spans - span_object_bytes : 0;
     s->in_use = s->small_in_use + s->large_in_use + s->huge;

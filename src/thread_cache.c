@@ -167,7 +167,6 @@ static void flush(struct tc_state *st, unsigned cls, unsigned n)
     if (n == 0)
         return;
     tl_central_give(cls, detach(&st->tc->bins[cls], n), n);
-    st->flushes++;
     mark_used(st, cls);
 }
 
@@ -285,7 +284,6 @@ static void cache_init(struct thread_cache *tc)
     }
     st->tc = tc;
     st->limit_bytes = 0;
-    st->refills = st->flushes = 0;
     st->used[0] = st->used[1] = 0;
     st->scavenged_ms = tl_os_now_ms();
     atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
@@ -447,7 +445,6 @@ static void refill(struct tc_state *st, unsigned cls)
     if (got) {
         bin->head = head;
         bin->room -= (int32_t)got;
-        st->refills++;
         mark_used(st, cls);
     }
 }
