@@ -129,7 +129,7 @@ struct span *tl_lookup(void *p, const char *who)
     }
     switch (s->state) {
     case SPAN_SMALL:
-        if (TL_UNLIKELY(!tl_is_object_start(&tl_classes[s->size_class], a - s->start))) {
+        if (TL_UNLIKELY(!tl_is_object_start(s, a))) {
             tl_report_invalid_free(p, who, "pointer into the middle of a block");
             return NULL;
         }

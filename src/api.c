@@ -78,7 +78,7 @@ static inline void fast_free(void *p)
     unsigned cls = leaf->size_class[i];
     if (TL_UNLIKELY(!cls))
         goto slow;
-    if (TL_UNLIKELY(!tl_is_object_start(&tl_classes[cls], a - leaf->span[i]->start)))
+    if (TL_UNLIKELY(!tl_is_object_start(leaf->span[i], a)))
         goto slow;
     uint64_t key = tl_free_key(p);
     tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */

@@ -78,6 +78,10 @@ static struct span *new_span(unsigned cls)
 {
     struct span *s = tl_page_heap_alloc(tl_classes[cls].span_pages, 1, SPAN_SMALL, cls);
     if (s) {
+        const struct size_class_info *c = &tl_classes[cls];
+        s->div_inv = c->div_inv;
+        s->div_limit = c->div_limit;
+        s->div_shift = (uint8_t)c->div_shift;
         /* May have been a freed large block, which memcheck sees as no-access. */
         tl_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
         s->allocated = 0;
@@ -93,7 +97,7 @@ static bool link_in_span(const struct span *s, const struct size_class_info *c, 
 {
     void *next = tl_decode(link);
     uintptr_t off = (uintptr_t)next - s->start;
-    return !next || (off < (size_t)c->objects * c->size && tl_is_object_start(c, off));
+    return !next || (off < (size_t)c->objects * c->size && tl_is_object_start(s, (uintptr_t)next));
 }
 
 /* Cuts up to n objects out of spans into a chain. Class lock held. */

@@ -98,7 +98,7 @@ struct size_class_info { /* 32 bytes: one shift to index */
     uint16_t span_pages; /* pages in one span of this class */
     uint16_t batch;      /* objects moved at once between thread and central */
     uint32_t objects;    /* objects per span */
-    uint32_t div_shift;  /* exact-division test for size: see tl_is_object_start */
+    uint32_t div_shift;  /* exact-division test for size: see tl_divides */
     uint64_t div_inv;
     uint64_t div_limit;
 };
@@ -119,13 +119,13 @@ static inline unsigned tl_size_to_class(size_t size)
 }
 void tl_size_classes_init(void);
 
-/* offset (from the span start) is a multiple of the class size: the
+/* offset is a multiple of the size whose constants these are: the
  * divisibility test of Granlund and Montgomery (one multiply, one rotate). */
-static inline bool tl_is_object_start(const struct size_class_info *c, uint64_t offset)
+static inline bool tl_divides(uint64_t inv, uint64_t limit, unsigned shift, uint64_t offset)
 {
-    uint64_t x = offset * c->div_inv;
-    x = (x >> c->div_shift) | (x << ((64 - c->div_shift) & 63));
-    return x <= c->div_limit;
+    uint64_t x = offset * inv;
+    x = (x >> shift) | (x << ((64 - shift) & 63));
+    return x <= limit;
 }
 
 /* ---- spans --------------------------------------------------------------- */
@@ -133,6 +133,8 @@ enum span_state { SPAN_FREE = 0, SPAN_SMALL, SPAN_LARGE, SPAN_HUGE };
 
 struct span {
     uintptr_t start;    /* first byte; page aligned */
+    uint64_t div_inv;   /* small: the class's exact-division constants, here */
+    uint64_t div_limit; /* beside start so that free reads one cache line */
     size_t npages;      /* length in pages (huge: bytes mapped >> page shift) */
     uint8_t state;      /* enum span_state */
     uint8_t size_class; /* small spans only */
@@ -140,7 +142,8 @@ struct span {
     uint8_t returned;   /* free: pages were given back to the OS */
     uint8_t in_bin;     /* free: on a page heap bin list */
     uint8_t on_central; /* small: on its central list's partial list */
-    uint16_t pad;
+    uint8_t div_shift;
+    uint8_t pad;
     uint32_t allocated;               /* small: objects out of the span (caches or users) */
     uint32_t carved;                  /* small: objects taken from the never-used tail */
     uint64_t free_list;               /* small: encoded list of returned objects */
@@ -151,6 +154,12 @@ struct span {
 
 /* Bytes a span covers: for a large or huge block, what the user may use. */
 static inline size_t tl_span_bytes(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
+
+/* p is the start of an object of small span s. */
+static inline bool tl_is_object_start(const struct span *s, uintptr_t p)
+{
+    return tl_divides(s->div_inv, s->div_limit, s->div_shift, p - s->start);
+}
 
 /* ---- pagemap (pagemap.c) ----------------------------------------------- *
  * A two-level radix tree over the 48-bit address space: 17 bits of root,
