@@ -43,7 +43,7 @@ bench_memory_LDADD = $(BENCH_LDADD)
 bench_maxrss_SOURCES = bench/maxrss.c
 bench_maxrss_CFLAGS = $(BENCH_CFLAGS)
 
-EXTRA_DIST += bench/run.sh bench/main-job.sh bench/report.py bench/README.md
+EXTRA_DIST += bench/run.sh bench/main-job.sh bench/report.py bench/README.md bench/check-cost.sh
 
 # The results (latest.md, ratios.png) go to the source tree's bench/results,
 # unless BENCH_OUT says otherwise.  BENCH_ARGS passes more options to run.sh.
@@ -64,4 +64,8 @@ bench-main-job: libtlmalloc.la $(bench_programs)
 	--bin-dir $(abs_top_builddir)/bench \
 	--lib $(abs_top_builddir)/.libs/libtlmalloc.so $(BENCH_ARGS)
 
-.PHONY: bench bench-quick bench-main-job
+# What the always-on pointer checks cost on the fast path.
+bench-check-cost:
+	bash $(top_srcdir)/bench/check-cost.sh
+
+.PHONY: bench bench-quick bench-main-job bench-check-cost

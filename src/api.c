@@ -22,6 +22,13 @@
 
 #include <errno.h>
 
+/* TL_FREE_CHECKS=0 builds a variant without the fast paths' pointer checks
+ * (object start, double-free key, free-list link), only so that
+ * bench/check-cost.sh can measure what they cost. It is never installed. */
+#ifndef TL_FREE_CHECKS
+#define TL_FREE_CHECKS 1
+#endif
+
 /* The fast paths need no frame: they tail-call the slow paths, whose frames
  * then link straight to the caller's for backtraces. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -56,7 +63,7 @@ static inline void *fast_malloc(size_t size)
     if (TL_UNLIKELY(!p))
         return tl_alloc_slow(size);
     uint64_t next = *(uint64_t *)p ^ tl_secret;
-    if (TL_UNLIKELY(next & TL_LINK_BAD_MASK))
+    if (TL_FREE_CHECKS && TL_UNLIKELY(next & TL_LINK_BAD_MASK))
         return bad_link(p);
     bin->head = (void *)(uintptr_t)next;
     bin->room++;
@@ -78,11 +85,11 @@ static inline void fast_free(void *p)
     unsigned cls = leaf->size_class[i];
     if (TL_UNLIKELY(!cls))
         goto slow;
-    if (TL_UNLIKELY(!tl_is_object_start(leaf->span[i], a)))
+    if (TL_FREE_CHECKS && TL_UNLIKELY(!tl_is_object_start(leaf->span[i], a)))
         goto slow;
     uint64_t key = tl_free_key(p);
     tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */
-    if (TL_UNLIKELY(((uint64_t *)p)[1] == key))
+    if (TL_FREE_CHECKS && TL_UNLIKELY(((uint64_t *)p)[1] == key))
         goto slow;
     struct tc_bin *bin = &tl_tc.bins[cls];
     if (TL_UNLIKELY(bin->room <= 0))
