@@ -8,18 +8,12 @@
 #include <errno.h>
 #include <string.h>
 
-static void *no_memory(void)
-{
-    errno = ENOMEM;
-    return NULL;
-}
-
 /* ---- small objects without a thread cache ------------------------------- */
 void *tl_alloc_small_nocache(unsigned cls)
 {
     void *p;
     if (tl_central_take(cls, 1, &p) != 1)
-        return no_memory();
+        return tl_no_memory();
     ((uint64_t *)p)[1] = 0;
     tl_vg_alloc(p, tl_classes[cls].size);
     return p;
@@ -28,9 +22,7 @@ void *tl_alloc_small_nocache(unsigned cls)
 void tl_free_small_nocache(void *p, unsigned cls)
 {
     tl_vg_free_small(p);
-    ((uint64_t *)p)[0] = tl_encode(NULL);
-    ((uint64_t *)p)[1] = tl_free_key(p);
-    tl_central_give(cls, p, 1);
+    tl_central_give_one(p, cls);
 }
 
 /* ---- bands ----------------------------------------------------------------- */
@@ -40,7 +32,7 @@ void *tl_alloc_large(size_t size, size_t alignment)
     size_t pages = size ? tl_pages_for(size) : 1; /* memalign(a, 0) still gets a block */
     struct span *s = tl_page_heap_alloc(pages, align_pages, SPAN_LARGE, 0);
     if (!s)
-        return no_memory();
+        return tl_no_memory();
     tl_vg_alloc((void *)s->start, tl_span_bytes(s));
     return (void *)s->start;
 }
@@ -48,7 +40,7 @@ void *tl_alloc_large(size_t size, size_t alignment)
 static void *alloc_small(size_t size)
 {
     void *p = tl_tc_alloc(tl_size_to_class(size));
-    return p ? p : no_memory();
+    return p ? p : tl_no_memory();
 }
 
 /* Any size, no alignment beyond 16, no check mode. */
@@ -57,7 +49,7 @@ void *tl_alloc(size_t size)
     if (TL_LIKELY(size <= TL_SMALL_MAX))
         return alloc_small(size);
     if (size > TL_MAX_REQUEST)
-        return no_memory();
+        return tl_no_memory();
     if (size >= tl_conf.huge_threshold)
         return tl_huge_alloc(size, TL_PAGE_SIZE);
     return tl_alloc_large(size, 0);
@@ -82,12 +74,12 @@ void *tl_alloc_aligned(size_t alignment, size_t size)
     if (alignment <= TL_ALIGNMENT)
         return tl_alloc(size);
     if (size > TL_MAX_REQUEST || alignment > TL_MAX_REQUEST)
-        return no_memory();
+        return tl_no_memory();
     if (alignment <= TL_PAGE_SIZE) {
         unsigned cls = aligned_class(size, alignment);
         if (cls) {
             void *p = tl_tc_alloc(cls);
-            return p ? p : no_memory();
+            return p ? p : tl_no_memory();
         }
     }
     if (size >= tl_conf.huge_threshold || alignment >= tl_conf.huge_threshold)
@@ -246,7 +238,7 @@ static void *realloc_large(void *p, struct span *s, size_t size)
 void *tl_realloc_impl(void *p, size_t size)
 {
     if (size > TL_MAX_REQUEST)
-        return no_memory();
+        return tl_no_memory();
     struct span *s = tl_lookup(p, "realloc");
     if (!s)
         return NULL;

@@ -112,12 +112,6 @@ static void *einval(void)
     return NULL;
 }
 
-static void *enomem(void)
-{
-    errno = ENOMEM;
-    return NULL;
-}
-
 static bool mul_overflows(size_t n, size_t m, size_t *total)
 {
     return __builtin_mul_overflow(n, m, total);
@@ -134,7 +128,7 @@ TL_EXPORT void *tl_calloc(size_t n, size_t size)
 {
     size_t total;
     if (mul_overflows(n, size, &total))
-        return enomem();
+        return tl_no_memory();
     tl_ensure_init();
     if (TL_UNLIKELY(tl_conf.check))
         return tl_check_alloc(total, 0, true);
@@ -159,7 +153,7 @@ TL_EXPORT void *tl_reallocarray(void *p, size_t n, size_t size)
 {
     size_t total;
     if (mul_overflows(n, size, &total))
-        return enomem();
+        return tl_no_memory();
     return tl_realloc(p, total);
 }
 
@@ -210,7 +204,7 @@ TL_EXPORT void *tl_pvalloc(size_t size)
 {
     size_t page = tl_os_page_size();
     if (size > SIZE_MAX - page)
-        return enomem();
+        return tl_no_memory();
     return aligned(page, size ? tl_round_up(size, page) : page);
 }
 

@@ -228,6 +228,14 @@ void tl_central_give(unsigned cls, void *head, unsigned n)
     tl_lock_release(&tl_central_locks[cls]);
 }
 
+/* Gives back one freed object (I4: a free object carries its free key). */
+void tl_central_give_one(void *p, unsigned cls)
+{
+    ((uint64_t *)p)[0] = tl_encode(NULL);
+    ((uint64_t *)p)[1] = tl_free_key(p);
+    tl_central_give(cls, p, 1);
+}
+
 /* Empties every transfer stack into the spans (malloc_trim). */
 void tl_central_drain_all(void)
 {

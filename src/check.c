@@ -22,8 +22,6 @@
  */
 #include "internal.h"
 
-#include <dlfcn.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,11 +103,8 @@ static uintptr_t call_site(void)
 {
     uintptr_t pcs[6];
     unsigned n = tl_backtrace(pcs, 6, 0);
-    Dl_info self, info;
-    if (!dladdr((void *)&tl_check_init, &self))
-        return n ? pcs[n - 1] : 0;
     for (unsigned i = 0; i < n; i++)
-        if (!dladdr((void *)pcs[i], &info) || info.dli_fbase != self.dli_fbase)
+        if (!tl_in_self(pcs[i]))
             return pcs[i];
     return n ? pcs[n - 1] : 0;
 }
@@ -118,8 +113,7 @@ void *tl_check_alloc(size_t size, size_t alignment, bool zero)
 {
     size_t inner;
     if (__builtin_add_overflow(size, sizeof(struct trailer) + 1, &inner)) {
-        errno = ENOMEM;
-        return NULL;
+        return tl_no_memory();
     }
     void *p = alignment > TL_ALIGNMENT ? tl_alloc_aligned(alignment, inner) : tl_alloc(inner);
     if (!p)

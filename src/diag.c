@@ -134,7 +134,7 @@ unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
 }
 
 /* Is pc in the object that holds tlmalloc's own code? */
-static bool in_self(uintptr_t pc)
+bool tl_in_self(uintptr_t pc)
 {
     Dl_info self, info;
     return dladdr((void *)&tl_backtrace, &self) && dladdr((void *)pc, &info) &&
@@ -147,7 +147,7 @@ void tl_put_backtrace(struct tl_buf *b)
 {
     uintptr_t pcs[16];
     unsigned n = tl_backtrace(pcs, 16, 0), first = 0;
-    while (first < n && in_self(pcs[first]))
+    while (first < n && tl_in_self(pcs[first]))
         first++;
     if (first == n)
         first = 0;

@@ -14,12 +14,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-static void *no_memory(void)
-{
-    errno = ENOMEM;
-    return NULL;
-}
-
 static size_t huge_bytes(size_t size) { return tl_round_up(size, TL_PAGE_SIZE); }
 
 static struct span *register_block(uintptr_t start, size_t bytes)
@@ -55,16 +49,16 @@ static void unregister_block(struct span *s)
 void *tl_huge_alloc(size_t size, size_t alignment)
 {
     if (size > TL_MAX_REQUEST)
-        return no_memory();
+        return tl_no_memory();
     size_t bytes = huge_bytes(size ? size : 1);
     if (alignment < TL_PAGE_SIZE)
         alignment = TL_PAGE_SIZE;
     void *p = tl_os_map_aligned(bytes, alignment);
     if (!p)
-        return no_memory();
+        return tl_no_memory();
     if (!register_block((uintptr_t)p, bytes)) {
         tl_os_unmap(p, bytes);
-        return no_memory();
+        return tl_no_memory();
     }
     tl_vg_alloc(p, bytes);
     return p;
@@ -112,7 +106,7 @@ void *tl_huge_realloc(struct span *s, size_t size)
         q = remap_aligned(old, old_bytes, new_bytes);
     errno = saved;
     if (!q)
-        return no_memory();
+        return tl_no_memory();
     /* The block moved or changed size: update its span in place. */
     if (!tl_pagemap_ensure((uintptr_t)q, TL_PAGE_SIZE))
         tl_fatal("cannot map pagemap memory for a resized huge block");

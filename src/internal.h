@@ -38,6 +38,7 @@
 #include "config.h"
 #endif
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -85,6 +86,13 @@ static inline void tl_tsan_release(void *addr) { (void)addr; }
 #define TL_MAX_CLASSES 81 /* 80 classes and the unused class 0 */
 /* Requests above this cannot be satisfied (glibc's limit too). */
 #define TL_MAX_REQUEST ((size_t)PTRDIFF_MAX - ((size_t)1 << 26))
+
+/* The answer to a request that cannot be met: NULL with errno ENOMEM. */
+static inline void *tl_no_memory(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
 
 static inline size_t tl_round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 static inline size_t tl_pages_for(size_t bytes)
@@ -223,6 +231,7 @@ extern struct tl_lock tl_page_heap_lock;
 unsigned tl_central_take(unsigned cls, unsigned n, void **head);
 /* Gives back n objects chained from head (encoded links). */
 void tl_central_give(unsigned cls, void *head, unsigned n);
+void tl_central_give_one(void *p, unsigned cls);
 void tl_central_drain_all(void);
 void tl_central_decay(uint64_t now);
 void tl_central_init(void);
@@ -368,6 +377,7 @@ TL_COLD void tl_fatal(const char *msg);
 void tl_warn(const char *msg, const char *detail);
 unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip);
 void tl_put_backtrace(struct tl_buf *b);
+bool tl_in_self(uintptr_t pc); /* pc lies in the object holding tlmalloc's code */
 void tl_put_frame(struct tl_buf *b, uintptr_t pc); /* "0x.. lib(sym+0x..)" */
 
 /* ---- fork (fork.c) ------------------------------------------------------- */

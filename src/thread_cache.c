@@ -476,14 +476,6 @@ void *tl_tc_alloc(unsigned cls)
     return p;
 }
 
-/* Hands one freed object (already announced to memcheck) to the central list. */
-static void central_give_one(void *p, unsigned cls)
-{
-    ((uint64_t *)p)[0] = tl_encode(NULL);
-    ((uint64_t *)p)[1] = tl_free_key(p);
-    tl_central_give(cls, p, 1);
-}
-
 /* p is a small object of class cls, already validated by the caller. */
 void tl_tc_free(void *p, unsigned cls)
 {
@@ -505,7 +497,7 @@ void tl_tc_free(void *p, unsigned cls)
             grow(st, cls); /* a thread that only frees this class */
     }
     if (bin->room <= 0) { /* no budget for this class */
-        central_give_one(p, cls);
+        tl_central_give_one(p, cls);
         return;
     }
     ((uint64_t *)p)[0] = tl_encode(bin->head);
