@@ -1,17 +1,22 @@
 /* memory: peak RSS, and how much of a large peak goes back once freed.
  *
- *   memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] [-d LIGHTSECONDS] [-x] [-q]
+ *   memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] [-w WARMSECONDS]
+ *          [-d LIGHTSECONDS] [-x] [-q]
  *
- * THREADS threads (default 2) allocate TOTAL bytes between them (default
- * 1 GiB): SMALLPERCENT (default 50) of it in small blocks of 16..512 bytes,
- * the rest in large blocks of 64 KiB..4 MiB, each written to (every page of
- * the large ones).  Then each thread checks and frees its own blocks, and
- * the threads keep doing light work (a few small malloc/free pairs every
- * millisecond) for LIGHTSECONDS (default 1) before they exit.
+ * THREADS threads (default 2) first do light work (a few small malloc/free
+ * pairs every millisecond, 32 blocks live per thread) for WARMSECONDS
+ * (default 0.5): the program's steady state before its peak.  Then they
+ * allocate TOTAL bytes between them (default 1 GiB): SMALLPERCENT (default
+ * 50) of it in small blocks of 16..512 bytes, the rest in large blocks of
+ * 64 KiB..4 MiB, each written to (every page of the large ones).  Then each
+ * thread checks and frees its own blocks, and the threads go on with the
+ * same light work for LIGHTSECONDS (default 1) before they exit.
  *
  * It prints the resident set size (from /proc/self/statm) at each stage:
- * before, at the peak, right after the free, after malloc_trim(0), after the
- * light work, and after the threads have exited; and ru_maxrss.
+ * cold (threads started, nothing allocated), before the peak (after the
+ * warm-up: the pre-peak level), at the peak, right after the free, after
+ * malloc_trim(0), after the light work, and after the threads have exited;
+ * and ru_maxrss.
  * malloc_trim is looked up with dlsym, so it is the preloaded allocator's if
  * it has one and glibc's otherwise; the line says which.  With -x it is not
  * called (trimmed_kib then repeats freed_kib), to see what the allocator
@@ -48,16 +53,47 @@ struct worker {
 };
 
 static pthread_barrier_t bar;
-static atomic_int stop_light;
-static double light_seconds = 1.0;
+static atomic_int stop_warm, stop_light;
+static double warm_seconds = 0.5, light_seconds = 1.0;
+
+/* The light work: 32 live blocks of 16..256 bytes, 8 replaced every
+ * millisecond, each checked before it is freed. */
+struct light {
+    void *live[32];
+    size_t live_sz[32];
+    uint64_t n;
+};
+
+static void light_work(struct light *l, bench_rng *rng, atomic_int *stop)
+{
+    while (!atomic_load(stop)) {
+        for (int k = 0; k < 8; k++, l->n++) {
+            unsigned j = (unsigned)(l->n % 32);
+            if (l->live[j] != NULL) {
+                if (!bench_stamp_ok(l->live[j], l->live_sz[j], l->n - 32))
+                    bench_fail("light-work block damaged");
+                free(l->live[j]);
+            }
+            l->live_sz[j] = bench_rng_range(rng, 16, 256);
+            l->live[j] = bench_xmalloc(l->live_sz[j]);
+            bench_stamp(l->live[j], l->live_sz[j], l->n);
+        }
+        usleep(1000);
+    }
+}
 
 static uint64_t small_tag(int id, size_t i) { return ((uint64_t)id << 40) | i; }
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    bench_rng rng;
+    bench_rng rng, light_rng;
+    struct light light = {0};
 
+    bench_rng_seed(&light_rng, 5000u + (unsigned)w->id);
+    pthread_barrier_wait(&bar); /* main has measured the cold RSS */
+    light_work(&light, &light_rng, &stop_warm);
+    pthread_barrier_wait(&bar); /* warm-up done */
     pthread_barrier_wait(&bar); /* start */
 
     /* small blocks: the sizes come again from the same seed at free time */
@@ -114,27 +150,10 @@ static void *worker_main(void *arg)
     pthread_barrier_wait(&bar); /* freed */
     pthread_barrier_wait(&bar); /* main has measured and trimmed */
 
-    /* light work: a few small blocks every millisecond */
-    void *live[32] = {0};
-    size_t live_sz[32] = {0};
-    uint64_t n = 0;
-    while (!atomic_load(&stop_light)) {
-        for (int k = 0; k < 8; k++, n++) {
-            unsigned j = (unsigned)(n % 32);
-            if (live[j] != NULL) {
-                if (!bench_stamp_ok(live[j], live_sz[j], n - 32))
-                    bench_fail("light-work block damaged");
-                free(live[j]);
-            }
-            live_sz[j] = bench_rng_range(&rng, 16, 256);
-            live[j] = bench_xmalloc(live_sz[j]);
-            bench_stamp(live[j], live_sz[j], n);
-        }
-        usleep(1000);
-    }
+    light_work(&light, &light_rng, &stop_light);
     for (unsigned j = 0; j < 32; j++)
-        free(live[j]);
-    w->light_ops = n;
+        free(light.live[j]);
+    w->light_ops = light.n;
 
     pthread_barrier_wait(&bar); /* light work done */
     return NULL;
@@ -143,7 +162,7 @@ static void *worker_main(void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] "
-                    "[-d LIGHTSECONDS] [-x] [-q]\n");
+                    "[-w WARMSECONDS] [-d LIGHTSECONDS] [-x] [-q]\n");
     exit(1);
 }
 
@@ -152,7 +171,7 @@ int main(int argc, char **argv)
     int nthreads = 2, quiet = 0, no_trim = 0, c;
     unsigned long long total = 1ULL << 30, small_pct = 50;
 
-    while ((c = getopt(argc, argv, "t:T:f:d:xqh")) != -1) {
+    while ((c = getopt(argc, argv, "t:T:f:w:d:xqh")) != -1) {
         switch (c) {
         case 't':
             nthreads = (int)bench_parse_num("t", optarg);
@@ -162,6 +181,9 @@ int main(int argc, char **argv)
             break;
         case 'f':
             small_pct = bench_parse_num("f", optarg);
+            break;
+        case 'w':
+            warm_seconds = atof(optarg);
             break;
         case 'd':
             light_seconds = atof(optarg);
@@ -176,7 +198,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (nthreads < 1 || small_pct > 100 || light_seconds < 0)
+    if (nthreads < 1 || small_pct > 100 || light_seconds < 0 || warm_seconds < 0)
         usage();
 
     int (*trim)(size_t) = NULL;
@@ -199,6 +221,11 @@ int main(int argc, char **argv)
         if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
             bench_fail("pthread_create failed");
     }
+    long cold = bench_rss_kib();
+    pthread_barrier_wait(&bar); /* cold measured: warm up */
+    usleep((useconds_t)(warm_seconds * 1e6));
+    atomic_store(&stop_warm, 1);
+    pthread_barrier_wait(&bar); /* warm-up done */
     long before = bench_rss_kib();
     double t0 = bench_now();
     pthread_barrier_wait(&bar); /* start */
@@ -229,14 +256,16 @@ int main(int argc, char **argv)
     pthread_barrier_destroy(&bar);
     free(ws);
 
-    printf("memory: threads=%d total_mib=%llu small_pct=%llu before_kib=%ld "
+    printf("memory: threads=%d total_mib=%llu small_pct=%llu cold_kib=%ld before_kib=%ld "
            "peak_kib=%ld freed_kib=%ld trimmed_kib=%ld light_kib=%ld "
            "exited_kib=%ld maxrss_kib=%ld alloc_s=%.3f free_s=%.3f "
            "light_ops=%llu trim_from=%s\n",
-           nthreads, total >> 20, small_pct, before, peak, freed, trimmed, light, exited,
+           nthreads, total >> 20, small_pct, cold, before, peak, freed, trimmed, light, exited,
            ru.ru_maxrss, t_alloc, t_free, light_ops, no_trim ? "not-called" : trim_from);
     if (!quiet) {
-        printf("  RSS before          %8.1f MiB\n", before / 1024.0);
+        printf("  RSS cold            %8.1f MiB\n", cold / 1024.0);
+        printf("  RSS before the peak %8.1f MiB   (after %.1fs light)\n", before / 1024.0,
+               warm_seconds);
         printf("  RSS at peak         %8.1f MiB\n", peak / 1024.0);
         printf("  RSS after free      %8.1f MiB\n", freed / 1024.0);
         printf("  RSS after trim      %8.1f MiB   (malloc_trim %s%s)\n", trimmed / 1024.0,

@@ -25,8 +25,15 @@
  *     free_key(p) while it sits in any free list and 0 once handed out.
  *     So a free of a block whose second word is free_key(p) is a double
  *     free. Every object is at least 16 bytes, so both words exist.
- *  I5 A span's metadata (struct span) never lives inside the span; spans
- *     are allocated from the metadata arena and recycled, never unmapped.
+ *  I5 A span's metadata (struct span) never lives inside the span. A page
+ *     heap span's struct is the pagemap slot of its first page: a slot is
+ *     in use exactly while a span starts on that page, so splitting needs
+ *     no allocation and joining frees nothing, and the slots of pages deep
+ *     inside a returned free span are given back to the OS with its pages
+ *     (a 1 GiB peak otherwise leaves ~9 MiB of span structs resident).
+ *     Huge spans' structs come from a pool in the metadata arena. Slots and
+ *     pool structs are never unmapped, so a stale pointer reads a zeroed or
+ *     reused struct, never a fault.
  *  I6 Only the page heap lock's holder changes a span's page range or state
  *     free<->in use; only the central list lock's holder of a small span's
  *     class changes that span's object lists and counts.
@@ -140,10 +147,12 @@ static inline bool tl_divides(uint64_t inv, uint64_t limit, unsigned shift, uint
 enum span_state { SPAN_FREE = 0, SPAN_SMALL, SPAN_LARGE, SPAN_HUGE };
 
 struct span {
+    /* The first 32 bytes are all that the free fast path reads; a page
+     * heap span's struct sits in a 96-byte pagemap slot (I5), at offset 0
+     * or 32 of a cache line, so they never straddle two lines. */
     uintptr_t start;    /* first byte; page aligned */
     uint64_t div_inv;   /* small: the class's exact-division constants, here */
     uint64_t div_limit; /* beside start so that free reads one cache line */
-    size_t npages;      /* length in pages (huge: bytes mapped >> page shift) */
     uint8_t state;      /* enum span_state */
     uint8_t size_class; /* small spans only */
     uint8_t clean;      /* free or large: every byte is known to be zero */
@@ -152,6 +161,7 @@ struct span {
     uint8_t on_central; /* small: on its central list's partial list */
     uint8_t div_shift;
     uint8_t pad;
+    size_t npages;                    /* length in pages (huge: bytes mapped >> page shift) */
     uint32_t allocated;               /* small: objects out of the span (caches or users) */
     uint32_t carved;                  /* small: objects taken from the never-used tail */
     uint64_t free_list;               /* small: encoded list of returned objects */
@@ -178,6 +188,7 @@ static inline bool tl_is_object_start(const struct span *s, uintptr_t p)
 struct pagemap_leaf {
     uint8_t size_class[TL_PM_LEAF_SIZE]; /* I3 */
     struct span *span[TL_PM_LEAF_SIZE];  /* I2 */
+    struct span slot[TL_PM_LEAF_SIZE];   /* I5: the struct of a span starting at the page */
 };
 extern struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
 
@@ -198,6 +209,16 @@ static inline struct span *tl_pagemap_span(uintptr_t a)
 }
 bool tl_pagemap_ensure(uintptr_t start, size_t bytes); /* maps leaves */
 void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls);
+/* The slot for the struct of a page heap span starting at page a (I5); the
+ * leaf must exist. */
+static inline struct span *tl_pagemap_slot(uintptr_t a)
+{
+    return &tl_pagemap_leaf(a)->slot[tl_pagemap_index(a)];
+}
+/* Gives back the pagemap memory that holds only entries and slots of the
+ * pages [start, end), which a returned free span covers without starting
+ * or ending on them. */
+void tl_pagemap_release(uintptr_t start, uintptr_t end);
 
 /* ---- safe-linking and the free key (I4) -------------------------------- */
 extern uint64_t tl_secret; /* per process, random */
@@ -210,6 +231,7 @@ static inline uint64_t tl_free_key(void *p) { return (uint64_t)(uintptr_t)p ^ tl
 #define TL_LINK_BAD_MASK 0xFFFF80000000000FULL
 
 /* ---- metadata arena (page_heap.c) -------------------------------------- */
+/* Structs for huge spans (page heap spans use pagemap slots, I5). */
 struct span *tl_span_new(void);      /* page heap lock held */
 void tl_span_delete(struct span *s); /* page heap lock held */
 void *tl_meta_alloc(size_t bytes);   /* zeroed, never freed; takes its own lock */

@@ -20,6 +20,15 @@ void *tl_os_map(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* Maps size bytes at hint if that range is free, elsewhere if not. */
+void *tl_os_map_hint(void *hint, size_t size)
+{
+    int saved = errno;
+    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
 /* Maps size bytes aligned to alignment (a power of two >= the kernel page)
  * by mapping more and unmapping the ends. */
 void *tl_os_map_aligned(size_t size, size_t alignment)

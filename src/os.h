@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-void *tl_os_map(size_t size); /* zeroed, page aligned, NULL on failure */
+void *tl_os_map(size_t size);                  /* zeroed, page aligned, NULL on failure */
+void *tl_os_map_hint(void *hint, size_t size); /* at hint if free, else anywhere */
 void *tl_os_map_aligned(size_t size, size_t alignment);
 void tl_os_unmap(void *p, size_t size);
 void tl_os_decommit(void *p, size_t size); /* give pages back; they read as zero later */

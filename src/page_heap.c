@@ -79,6 +79,24 @@ void tl_span_delete(struct span *s)
     spare_spans = s;
 }
 
+/* The struct of a new page heap span starting at start: its pagemap slot
+ * (I5), which no other span uses, since none starts there. */
+static struct span *span_at(uintptr_t start)
+{
+    struct span *s = tl_pagemap_slot(start);
+    memset(s, 0, sizeof *s);
+    s->start = start;
+    tl_stat_add(&tl_stats.meta, sizeof *s);
+    return s;
+}
+
+/* A span's slot is free again: it was joined into the span before it. */
+static void slot_done(struct span *s)
+{
+    (void)s;
+    tl_stat_sub(&tl_stats.meta, sizeof *s);
+}
+
 /* ---- bins ---------------------------------------------------------------- */
 static unsigned bin_of(size_t npages)
 {
@@ -125,16 +143,34 @@ static unsigned next_nonempty(const struct bin_set *set, unsigned from)
     return NBINS;
 }
 
+/* Best fit, and among equals the highest address, looking at no more than
+ * FIT_LOOK spans of an exact bin. Chunks are mapped downwards, so the
+ * highest addresses are the oldest memory: packing new spans there leaves
+ * the rest free in long runs, which give back their pages and pagemap
+ * memory whole (taking the newest span of a bin scattered small spans
+ * over a freed peak and kept a page of pagemap resident beside each). */
+#define FIT_LOOK 16
+
+static bool better_fit(const struct span *s, const struct span *best, size_t npages)
+{
+    if (s->npages < npages)
+        return false;
+    return !best || s->npages < best->npages ||
+           (s->npages == best->npages && s->start > best->start);
+}
+
 static struct span *bin_find(const struct bin_set *set, size_t npages)
 {
     for (unsigned b = next_nonempty(set, bin_of(npages)); b < NBINS;
          b = next_nonempty(set, b + 1)) {
-        if (b <= EXACT_BINS)
-            return set->head[b];
         struct span *best = NULL;
-        for (struct span *s = set->head[b]; s; s = s->next)
-            if (s->npages >= npages && (!best || s->npages < best->npages))
+        unsigned looked = 0;
+        for (struct span *s = set->head[b]; s; s = s->next) {
+            if (better_fit(s, best, npages))
                 best = s;
+            if (b <= EXACT_BINS && ++looked == FIT_LOOK)
+                break;
+        }
         if (best)
             return best;
     }
@@ -212,7 +248,7 @@ static struct span *join(struct span *low, struct span *high)
         (uint64_t)(age_gap * (int64_t)high->npages / (int64_t)(low->npages + high->npages));
     low->npages += high->npages;
     low->clean &= high->clean;
-    tl_span_delete(high);
+    slot_done(high);
     return low;
 }
 
@@ -243,10 +279,7 @@ static struct span *split_front(struct span *s, size_t npages)
 {
     if (s->npages == npages)
         return s;
-    struct span *rest = tl_span_new();
-    if (!rest)
-        return NULL;
-    rest->start = s->start + (npages << TL_PAGE_SHIFT);
+    struct span *rest = span_at(s->start + (npages << TL_PAGE_SHIFT));
     rest->npages = s->npages - npages;
     rest->returned = s->returned;
     rest->clean = s->clean;
@@ -257,24 +290,43 @@ static struct span *split_front(struct span *s, size_t npages)
 }
 
 /* ---- growing -------------------------------------------------------------- */
+/* A new chunk is asked for right below the last one (mappings grow down on
+ * Linux), so that the two join into one free span: after a peak is given
+ * back, the pagemap memory that stays resident is a few pages per free
+ * span (its first and last entries), so few long spans keep less than
+ * many chunk-sized ones (16 separate 64 MiB chunks kept ~400 KiB). */
+static uintptr_t last_chunk;
+
+static void *map_chunk(size_t bytes)
+{
+    void *m = NULL;
+    if (last_chunk > bytes) {
+        m = tl_os_map_hint((void *)(last_chunk - bytes), bytes);
+        if (m && ((uintptr_t)m & (TL_PAGE_SIZE - 1))) {
+            tl_os_unmap(m, bytes);
+            m = NULL;
+        }
+    }
+    if (!m)
+        m = tl_os_map_aligned(bytes, TL_PAGE_SIZE);
+    if (m)
+        last_chunk = (uintptr_t)m;
+    return m;
+}
+
 static bool grow(size_t npages)
 {
     size_t bytes = npages << TL_PAGE_SHIFT;
     if (bytes < GROW_BYTES)
         bytes = GROW_BYTES;
-    void *m = tl_os_map_aligned(bytes, TL_PAGE_SIZE);
+    void *m = map_chunk(bytes);
     if (!m)
         return false;
     if (!tl_pagemap_ensure((uintptr_t)m, bytes)) {
         tl_os_unmap(m, bytes);
         return false;
     }
-    struct span *s = tl_span_new();
-    if (!s) {
-        tl_os_unmap(m, bytes);
-        return false;
-    }
-    s->start = (uintptr_t)m;
+    struct span *s = span_at((uintptr_t)m);
     s->npages = bytes >> TL_PAGE_SHIFT;
     s->returned = 1; /* not resident yet */
     s->clean = 1;
@@ -305,12 +357,7 @@ static struct span *take(size_t npages, size_t align_pages)
         size_t lead = (tl_round_up(s->start, align) - s->start) >> TL_PAGE_SHIFT;
         if (lead) {
             struct span *front = s;
-            s = tl_span_new();
-            if (!s) {
-                link_free(front);
-                return NULL;
-            }
-            s->start = front->start + (lead << TL_PAGE_SHIFT);
+            s = span_at(front->start + (lead << TL_PAGE_SHIFT));
             s->npages = front->npages - lead;
             s->returned = front->returned;
             s->clean = front->clean;
@@ -318,11 +365,7 @@ static struct span *take(size_t npages, size_t align_pages)
             link_free(front);
         }
     }
-    if (!split_front(s, npages)) {
-        link_free(s);
-        return NULL;
-    }
-    return s;
+    return split_front(s, npages);
 }
 
 struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
@@ -380,16 +423,13 @@ bool tl_page_heap_try_grow(struct span *s, size_t new_npages)
         size_t extra = new_npages - s->npages;
         unlink_free(next);
         tl_pagemap_set_range(next->start + bytes_of(next) - TL_PAGE_SIZE, 1, NULL, 0);
-        if (split_front(next, extra)) {
-            s->clean = 0;
-            s->npages = new_npages;
-            tl_pagemap_set_range(next->start, extra, s, 0);
-            tl_stat_add(&tl_stats.large_in_use, extra << TL_PAGE_SHIFT);
-            tl_span_delete(next);
-            ok = true;
-        } else {
-            link_free(next);
-        }
+        split_front(next, extra);
+        s->clean = 0;
+        s->npages = new_npages;
+        tl_pagemap_set_range(next->start, extra, s, 0);
+        tl_stat_add(&tl_stats.large_in_use, extra << TL_PAGE_SHIFT);
+        slot_done(next);
+        ok = true;
     }
     tl_lock_release(&tl_page_heap_lock);
     return ok;
@@ -399,9 +439,8 @@ bool tl_page_heap_try_grow(struct span *s, size_t new_npages)
 void tl_page_heap_shrink(struct span *s, size_t new_npages)
 {
     tl_lock_acquire(&tl_page_heap_lock);
-    struct span *tail = new_npages < s->npages ? tl_span_new() : NULL;
-    if (tail) {
-        tail->start = s->start + (new_npages << TL_PAGE_SHIFT);
+    if (new_npages < s->npages) {
+        struct span *tail = span_at(s->start + (new_npages << TL_PAGE_SHIFT));
         tail->npages = s->npages - new_npages;
         tail->state = SPAN_LARGE;
         s->npages = new_npages;
@@ -411,15 +450,23 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages)
 }
 
 /* ---- giving memory back -------------------------------------------------- */
+/* Gives a dirty span's pages back, joins it with returned neighbours, and
+ * gives back the pagemap memory that only the joined span's interior used:
+ * the pages of s, and the boundary pages of s and its neighbours, which
+ * were first or last pages until the join. */
 static void give_back(struct span *s)
 {
     unlink_free(s);
+    uintptr_t lo = s->start - TL_PAGE_SIZE, hi = s->start + bytes_of(s) + TL_PAGE_SIZE;
     tl_os_decommit((void *)s->start, bytes_of(s));
     s->returned = 1;
     s->clean = 1;
     tl_pagemap_set_range(s->start, 1, NULL, 0);
     tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
-    link_free(coalesce(s));
+    s = coalesce(s);
+    link_free(s);
+    uintptr_t first = s->start + TL_PAGE_SIZE, last = s->start + bytes_of(s) - TL_PAGE_SIZE;
+    tl_pagemap_release(lo > first ? lo : first, hi < last ? hi : last);
 }
 
 /* Gives back dirty spans, oldest first: all of them, or those free for at

@@ -35,8 +35,9 @@ static const char *figure_names[] = {
 #define MiBf(x) ((double)(x) / (double)MiB)
 
 /* About 256 MiB in small (16..1024 B) and large (64 KiB..4 MiB) blocks,
- * all freed, then malloc_trim(0): RSS falls back to within 16 MiB of what
- * it was before at once. */
+ * all freed, then malloc_trim(0): RSS falls back to within 1 MiB of what
+ * it was before at once - metadata included: the span structs and pagemap
+ * entries of the peak (~2 MiB of them here) go back with its pages. */
 Test(memory, rss_comes_back_after_trim, .timeout = 120)
 {
     for (int v = 0; v < CHILD_VARIANTS; v++) {
@@ -55,9 +56,9 @@ Test(memory, rss_comes_back_after_trim, .timeout = 120)
         cr_expect(has_line(r.out, "trim 1"), "rss_trim (%s): malloc_trim(0) did not return 1:\n%s",
                   vn, r.out);
         cr_expect_leq(
-            after, base + 16 * MiB,
+            after, base + 1 * MiB,
             "rss_trim (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB after free and "
-            "malloc_trim(0): more than 16 MiB did not come back",
+            "malloc_trim(0): more than 1 MiB did not come back",
             vn, MiBf(base), MiBf(peak), MiBf(after));
         child_free(&r);
     }
@@ -65,7 +66,7 @@ Test(memory, rss_comes_back_after_trim, .timeout = 120)
 
 /* The same without malloc_trim but with decay_ms=200: after 1 s of light
  * allocator activity (64 small malloc/free pairs a millisecond) RSS is
- * within 16 MiB of its level before the peak. */
+ * within 1 MiB of its level before the peak. */
 Test(memory, rss_comes_back_by_decay, .timeout = 120)
 {
     const char *env[] = {"TLMALLOC_CONF=decay_ms=200", NULL};
@@ -82,7 +83,7 @@ Test(memory, rss_comes_back_by_decay, .timeout = 120)
         cr_expect_geq(peak, base + 200 * MiB, "rss_decay (%s): the workload did not reach its peak",
                       vn);
         cr_expect_leq(
-            after, base + 16 * MiB,
+            after, base + 1 * MiB,
             "rss_decay (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB 1 s after "
             "freeing everything with decay_ms=200:\n%s",
             vn, MiBf(base), MiBf(peak), MiBf(after), r.out);
