@@ -215,10 +215,11 @@ static inline struct span *tl_pagemap_slot(uintptr_t a)
 {
     return &tl_pagemap_leaf(a)->slot[tl_pagemap_index(a)];
 }
-/* Gives back the pagemap memory that holds only entries and slots of the
- * pages [start, end), which a returned free span covers without starting
- * or ending on them. */
-void tl_pagemap_release(uintptr_t start, uintptr_t end);
+/* Gives back the pagemap memory around the entries and slots of the pages
+ * [start, end) that holds nothing but entries and slots of pages in
+ * [lo, hi): the interior of a returned free span (not its first or last
+ * page), of which [start, end) has just become part. */
+void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi);
 
 /* ---- safe-linking and the free key (I4) -------------------------------- */
 extern uint64_t tl_secret; /* per process, random */

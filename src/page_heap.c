@@ -466,7 +466,7 @@ static void give_back(struct span *s)
     s = coalesce(s);
     link_free(s);
     uintptr_t first = s->start + TL_PAGE_SIZE, last = s->start + bytes_of(s) - TL_PAGE_SIZE;
-    tl_pagemap_release(lo > first ? lo : first, hi < last ? hi : last);
+    tl_pagemap_release(lo > first ? lo : first, hi < last ? hi : last, first, last);
 }
 
 /* Gives back dirty spans, oldest first: all of them, or those free for at

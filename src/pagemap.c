@@ -64,29 +64,45 @@ void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_
     }
 }
 
-/* Gives back the whole kernel pages of [from, to). */
-static void release_bytes(void *from, void *to)
+/* Gives back the kernel pages of array elements [i, j) (of size elem from
+ * base) widened to whole pages, but only pages that lie wholly inside
+ * elements [lo, hi). Widening matters: a span returned a few pages at a
+ * time adds only a few slots to a free run each time, never a whole page,
+ * and the pages must go when the run around them is long enough. */
+static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo, size_t hi)
 {
-    uintptr_t a = tl_round_up((uintptr_t)from, tl_os_page_size());
-    uintptr_t b = (uintptr_t)to & ~(tl_os_page_size() - 1);
+    const uintptr_t page = tl_os_page_size();
+    uintptr_t a = ((uintptr_t)base + i * elem) & ~(page - 1);
+    uintptr_t b = tl_round_up((uintptr_t)base + j * elem, page);
+    uintptr_t min = tl_round_up((uintptr_t)base + lo * elem, page);
+    uintptr_t max = ((uintptr_t)base + hi * elem) & ~(page - 1);
+    if (a < min)
+        a = min;
+    if (b > max)
+        b = max;
     if (b > a)
         tl_os_decommit((void *)a, b - a);
 }
 
-/* Page heap lock held. The entries of [start, end) are all zero (I2) and
- * their slots unused (I5); a reader racing with an invalid free may read
- * zeros, as it would a moment later anyway. */
-void tl_pagemap_release(uintptr_t start, uintptr_t end)
+/* Page heap lock held. The pages [start, end) have just become part of the
+ * interior [lo, hi) of a returned free span: their entries are all zero
+ * (I2) and their slots unused (I5), as are those of the whole interior. A
+ * reader racing with an invalid free may read zeros, as it would a moment
+ * later anyway. */
+void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
 {
     const unsigned shift = TL_PAGE_SHIFT + TL_PM_LEAF_BITS;
     while (start < end) {
-        uintptr_t leaf_end = ((start >> shift) + 1) << shift;
+        uintptr_t leaf_start = (start >> shift) << shift,
+                  leaf_end = leaf_start + ((uintptr_t)1 << shift);
         uintptr_t stop = end < leaf_end ? end : leaf_end;
         struct pagemap_leaf *leaf = tl_pagemap_leaf(start);
         size_t i = tl_pagemap_index(start), j = i + ((stop - start) >> TL_PAGE_SHIFT);
-        release_bytes(&leaf->size_class[i], &leaf->size_class[j]);
-        release_bytes(&leaf->span[i], &leaf->span[j]);
-        release_bytes(&leaf->slot[i], &leaf->slot[j]);
+        size_t l = lo > leaf_start ? tl_pagemap_index(lo) : 0;
+        size_t h = hi < leaf_end ? tl_pagemap_index(hi) : TL_PM_LEAF_SIZE;
+        release_elems((char *)leaf->size_class, 1, i, j, l, h);
+        release_elems((char *)leaf->span, sizeof(struct span *), i, j, l, h);
+        release_elems((char *)leaf->slot, sizeof(struct span), i, j, l, h);
         start = stop;
     }
 }
