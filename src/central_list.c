@@ -40,10 +40,22 @@ struct central_list {
 
 static struct central_list central[TL_MAX_CLASSES];
 
-/* Transfer stack bound per class: 1 MiB worth of batches, at least 4. */
+/* Transfer stack bound per class: 1 MiB worth of batches (at least 4) for
+ * objects up to 4 KiB; 128 KiB worth above, and none from 16 KiB (spans of
+ * one or two objects): such a batch sitting on the stack pins whole spans
+ * that the page heap could give to any other size, and moving them through
+ * the span lists costs little beside writing 16 KiB or more.
+ * (bench/reallocchain, 1 thread, passes through all large classes: 1 MiB
+ * per class kept 2-3 MiB on the stacks at its peak.) */
 static uint32_t transfer_cap(unsigned cls)
 {
     const struct size_class_info *c = &tl_classes[cls];
+    if (c->size >= (16u << 10))
+        return 0;
+    if (c->size > 4096) {
+        uint32_t cap = (uint32_t)(((size_t)128 << 10) / ((size_t)c->batch * c->size));
+        return cap < 1 ? 1 : cap;
+    }
     uint32_t cap = (uint32_t)(((size_t)1 << 20) / ((size_t)c->batch * c->size));
     return cap < 4 ? 4 : cap;
 }
