@@ -222,10 +222,15 @@ unsigned tl_central_take(unsigned cls, unsigned n, void **head)
     return got;
 }
 
-void tl_central_give(unsigned cls, void *head, unsigned n)
+/* Gives a chain of n objects back: a full batch onto the transfer stack
+ * (lock-free) while it has room, anything else into the spans. With
+ * to_spans, always into the spans: for objects a thread found idle, which
+ * another thread is not waiting for, and whose spans may then go back to
+ * the page heap for any size. */
+void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans)
 {
     struct central_list *cl = &central[cls];
-    if (n == tl_classes[cls].batch) {
+    if (n == tl_classes[cls].batch && !to_spans) {
         uint32_t had = atomic_fetch_add_explicit(&cl->transfer_batches, 1, memory_order_relaxed);
         if (had < transfer_cap(cls)) {
             cds_lfs_node_init(node_of(head));
@@ -245,7 +250,7 @@ void tl_central_give_one(void *p, unsigned cls)
 {
     ((uint64_t *)p)[0] = tl_encode(NULL);
     ((uint64_t *)p)[1] = tl_free_key(p);
-    tl_central_give(cls, p, 1);
+    tl_central_give(cls, p, 1, false);
 }
 
 /* Empties every transfer stack into the spans (malloc_trim). */

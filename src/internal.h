@@ -253,7 +253,7 @@ extern struct tl_lock tl_page_heap_lock;
  * (encoded links, last link NULL). */
 unsigned tl_central_take(unsigned cls, unsigned n, void **head);
 /* Gives back n objects chained from head (encoded links). */
-void tl_central_give(unsigned cls, void *head, unsigned n);
+void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans);
 void tl_central_give_one(void *p, unsigned cls);
 void tl_central_drain_all(void);
 void tl_central_decay(uint64_t now);
@@ -288,9 +288,13 @@ struct tc_state {
     _Atomic size_t cap_bytes;         /* what limit_bytes may reach */
     _Atomic size_t give_back;         /* cap other threads asked this one to return */
     struct tc_state *reg_next, *reg_prev;
-    uint64_t scavenged_ms; /* last look for idle lists */
-    uint32_t slow_calls;   /* slow paths taken, to space out clock reads */
-    uint64_t used[2];      /* classes refilled or flushed since then */
+    uint64_t scavenged_ms;           /* last look for idle lists */
+    uint32_t slow_calls;             /* slow paths taken, to space out clock reads */
+    uint64_t used[2];                /* classes refilled or flushed since then */
+    uint64_t gc_used[2];             /* classes refilled or flushed since gc_cursor passed */
+    uint32_t gc_cursor;              /* the class the next tick looks at */
+    void *gc_head[TL_MAX_CLASSES];   /* each list's head when gc_cursor passed */
+    int32_t gc_room[TL_MAX_CLASSES]; /* and its room */
 };
 enum tc_mode { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
 extern __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
