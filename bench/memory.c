@@ -156,6 +156,7 @@ static void *worker_main(void *arg)
     w->light_ops = light.n;
 
     pthread_barrier_wait(&bar); /* light work done */
+    pthread_barrier_wait(&bar); /* main has measured: exit */
     return NULL;
 }
 
@@ -244,7 +245,11 @@ int main(int argc, char **argv)
     usleep((useconds_t)(light_seconds * 1e6));
     atomic_store(&stop_light, 1);
     pthread_barrier_wait(&bar); /* light done */
+    /* measured while the threads wait: a thread's exit runs libc code
+     * (freeing its resolver and RPC state) not run before, whose pages
+     * would count here otherwise */
     long light = bench_rss_kib();
+    pthread_barrier_wait(&bar); /* measured: exit */
     unsigned long long light_ops = 0;
     for (int i = 0; i < nthreads; i++) {
         pthread_join(ws[i].tid, NULL);

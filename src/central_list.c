@@ -9,14 +9,14 @@
  *    poppers serialised to be safe from ABA, which the lock does). So the
  *    producer/consumer pattern - one thread frees what another allocated -
  *    costs the freeing side no lock at all.
- *  - spans: partial spans of the class (some objects free), from which
- *    batches are cut when the transfer stack is empty, and to which objects
- *    return when it is full; a span whose objects all came back goes back
- *    to the page heap.
+ *  - spans: partial spans of the class (some objects free), in a heap by
+ *    address; batches are cut from the highest when the transfer stack is
+ *    empty, and objects return to them when it is full. A span whose
+ *    objects all came back goes back to the page heap.
  * While a batch sits on the transfer stack, its first object's second word
  * holds the stack link instead of the free key (I4 is relaxed for it).
  *
- * Lock: tl_central_locks[c] guards the partial list of class c, the object
+ * Lock: tl_central_locks[c] guards the partial heap of class c, the object
  * lists and counts of its spans, and popping its transfer stack. Taken
  * before the page heap lock, never while another class's lock is held.
  * Fork: all taken in prepare, in class order, before the page heap lock.
@@ -33,7 +33,7 @@ struct central_list {
     struct __cds_lfs_stack transfer;
     _Atomic uint32_t transfer_batches;
     uint32_t low_batches; /* fewest batches on the stack since the last decay */
-    struct span *partial; /* spans with free or uncarved objects */
+    struct span *partial; /* heap of spans with free or uncarved objects */
     size_t span_objects;  /* capacity of all spans of this class */
     size_t allocated;     /* objects out of spans (transfer, caches, users) */
 } __attribute__((aligned(64)));
@@ -63,27 +63,84 @@ static uint32_t transfer_cap(unsigned cls)
 static struct cds_lfs_node *node_of(void *obj) { return (struct cds_lfs_node *)((char *)obj + 8); }
 static void *obj_of(struct cds_lfs_node *n) { return (char *)n - 8; }
 
-/* ---- spans --------------------------------------------------------------- */
-static void partial_push(struct central_list *cl, struct span *s)
+/* ---- partial spans -------------------------------------------------------- *
+ * A class's partial spans form a pairing heap ordered by address, highest
+ * on top, and objects are cut from the top span. Chunks are mapped
+ * downwards and small spans are cut from the top of free runs, so the
+ * highest spans are the oldest: a program that goes back to light work
+ * after a peak keeps using the spans it used before the peak, and the
+ * peak's spans drain and go back to the page heap. (Cutting from the span
+ * freed last, as a stack does, spread the light work over spans scattered
+ * through the freed peak: each kept a page and its pagemap pages resident.)
+ * Insertion is O(1), removal O(log n) amortised, so a freed peak of
+ * thousands of partial spans costs no more than a list. */
+static struct span *heap_meld(struct span *a, struct span *b)
 {
-    s->prev = NULL;
-    s->next = cl->partial;
-    if (cl->partial)
-        cl->partial->prev = s;
-    cl->partial = s;
-    s->on_central = 1;
+    if (!a)
+        return b;
+    if (!b)
+        return a;
+    if (a->start < b->start) {
+        struct span *t = a;
+        a = b;
+        b = t;
+    }
+    b->prev = a;
+    b->next = a->heap_child;
+    if (a->heap_child)
+        a->heap_child->prev = b;
+    a->heap_child = b;
+    return a;
+}
+
+/* Melds a list of siblings into one heap: pairs left to right, then the
+ * pairs right to left (the two-pass rule that gives the amortised bound). */
+static struct span *heap_combine(struct span *first)
+{
+    struct span *pairs = NULL;
+    while (first) {
+        struct span *a = first, *b = a->next;
+        first = b ? b->next : NULL;
+        a->next = a->prev = NULL;
+        if (b)
+            b->next = b->prev = NULL;
+        struct span *m = heap_meld(a, b);
+        m->next = pairs;
+        pairs = m;
+    }
+    struct span *root = NULL;
+    while (pairs) {
+        struct span *m = pairs;
+        pairs = m->next;
+        m->next = NULL;
+        root = heap_meld(root, m);
+    }
+    return root;
 }
 
 static void partial_remove(struct central_list *cl, struct span *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        cl->partial = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->next = s->prev = NULL;
+    struct span *sub = heap_combine(s->heap_child);
+    if (s == cl->partial) {
+        cl->partial = sub;
+    } else {
+        if (s->prev->heap_child == s)
+            s->prev->heap_child = s->next;
+        else
+            s->prev->next = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        cl->partial = heap_meld(cl->partial, sub);
+    }
+    s->next = s->prev = s->heap_child = NULL;
     s->on_central = 0;
+}
+
+static void partial_push(struct central_list *cl, struct span *s)
+{
+    s->next = s->prev = s->heap_child = NULL;
+    cl->partial = heap_meld(cl->partial, s);
+    s->on_central = 1;
 }
 
 static struct span *new_span(unsigned cls)
@@ -254,14 +311,20 @@ void tl_central_give_one(void *p, unsigned cls)
 }
 
 /* Empties every transfer stack into the spans (malloc_trim). */
+/* Empties a class's transfer stack into its spans. Class lock held. */
+static void drain(unsigned cls)
+{
+    void *batch;
+    while ((batch = pop_batch(cls)))
+        give_to_spans(cls, batch, tl_classes[cls].batch);
+    central[cls].low_batches = 0;
+}
+
 void tl_central_drain_all(void)
 {
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
         tl_lock_acquire(&tl_central_locks[cls]);
-        void *batch;
-        while ((batch = pop_batch(cls)))
-            give_to_spans(cls, batch, tl_classes[cls].batch);
-        central[cls].low_batches = 0;
+        drain(cls);
         tl_lock_release(&tl_central_locks[cls]);
     }
 }
@@ -269,20 +332,27 @@ void tl_central_drain_all(void)
 /* Once every decay_ms/4 (whichever thread comes first): the batches that sat
  * on a transfer stack through the whole interval - as many as its low-water
  * mark - go back into their spans, so that the spans they pin can go back
- * to the page heap. Batches in use come and go above the mark. */
+ * to the page heap. Batches in use come and go above the mark. After a
+ * peak (tl_peak_epoch), all of them go: those in use hold objects of the
+ * freed peak too, which would otherwise pass from thread to thread. */
 void tl_central_decay(uint64_t now)
 {
     static _Atomic uint64_t next_ms;
+    static _Atomic uint32_t seen_epoch;
     uint64_t due = atomic_load_explicit(&next_ms, memory_order_relaxed);
     if (now < due ||
         !atomic_compare_exchange_strong_explicit(&next_ms, &due, now + tl_conf.decay_ms / 4,
                                                  memory_order_relaxed, memory_order_relaxed))
         return;
+    uint32_t epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
+    bool after_peak = atomic_exchange_explicit(&seen_epoch, epoch, memory_order_relaxed) != epoch;
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
         struct central_list *cl = &central[cls];
         if (!atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed))
             continue;
         tl_lock_acquire(&tl_central_locks[cls]);
+        if (after_peak)
+            drain(cls);
         for (uint32_t n = cl->low_batches; n > 0; n--) {
             void *batch = pop_batch(cls);
             if (!batch)

@@ -158,16 +158,23 @@ struct span {
     uint8_t clean;      /* free or large: every byte is known to be zero */
     uint8_t returned;   /* free: pages were given back to the OS */
     uint8_t in_bin;     /* free: on a page heap bin list */
-    uint8_t on_central; /* small: on its central list's partial list */
+    uint8_t on_central; /* small: in its central list's partial heap */
     uint8_t div_shift;
     uint8_t pad;
-    size_t npages;                    /* length in pages (huge: bytes mapped >> page shift) */
-    uint32_t allocated;               /* small: objects out of the span (caches or users) */
-    uint32_t carved;                  /* small: objects taken from the never-used tail */
-    uint64_t free_list;               /* small: encoded list of returned objects */
-    struct span *next, *prev;         /* bin list (free) or central partial list */
-    struct span *lru_next, *lru_prev; /* free, not returned: decay order */
-    uint64_t freed_ms;                /* free: when it last became free */
+    size_t npages;      /* length in pages (huge: bytes mapped >> page shift) */
+    uint32_t allocated; /* small: objects out of the span (caches or users) */
+    uint32_t carved;    /* small: objects taken from the never-used tail */
+    uint64_t free_list; /* small: encoded list of returned objects */
+    /* Free: bin list. Small: the central list's heap of partial spans
+     * (pairing heap, highest address on top): next sibling, and prev, the
+     * left sibling or, for a first child, the parent. */
+    struct span *next, *prev;
+    union {
+        struct span *lru_next;   /* free, not returned: decay order */
+        struct span *heap_child; /* small, partial: first child in the heap */
+    };
+    struct span *lru_prev;
+    uint64_t freed_ms; /* free: when it last became free */
 };
 
 /* Bytes a span covers: for a large or huge block, what the user may use. */
@@ -246,6 +253,9 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages);
 size_t tl_page_heap_release(size_t max_bytes, bool all); /* give dirty pages back */
 void tl_page_heap_maybe_decay(void);
 void tl_page_heap_tick(void); /* decay if due; takes the lock only then */
+/* Bumped when the page heap gives back, in one pass, more than all thread
+ * caches may hold together: the program has just left a peak. */
+extern _Atomic uint32_t tl_peak_epoch;
 extern struct tl_lock tl_page_heap_lock;
 
 /* ---- central lists (central_list.c) ------------------------------------ */
@@ -293,6 +303,7 @@ struct tc_state {
     uint64_t used[2];                /* classes refilled or flushed since then */
     uint64_t gc_used[2];             /* classes refilled or flushed since gc_cursor passed */
     uint32_t gc_cursor;              /* the class the next tick looks at */
+    uint32_t peak_epoch;             /* tl_peak_epoch at the last scavenge */
     void *gc_head[TL_MAX_CLASSES];   /* each list's head when gc_cursor passed */
     int32_t gc_room[TL_MAX_CLASSES]; /* and its room */
 };

@@ -289,6 +289,26 @@ static struct span *split_front(struct span *s, size_t npages)
     return s;
 }
 
+/* Splits the last npages of free span s (unlinked) into a new span and
+ * links the front back as free. Returns the back part. Small spans are cut
+ * this way: from the top of a run, where the oldest memory is (see
+ * map_chunk), so that they pack together above the free space instead of
+ * spreading into it. Large spans are cut from the front, which leaves the
+ * rest of the run after them for realloc to grow into. */
+static struct span *split_back(struct span *s, size_t npages)
+{
+    if (s->npages == npages)
+        return s;
+    struct span *back = span_at(s->start + ((s->npages - npages) << TL_PAGE_SHIFT));
+    back->npages = npages;
+    back->returned = s->returned;
+    back->clean = s->clean;
+    back->freed_ms = s->freed_ms;
+    s->npages -= npages;
+    link_free(s);
+    return back;
+}
+
 /* ---- growing -------------------------------------------------------------- */
 /* A new chunk is asked for right below the last one (mappings grow down on
  * Linux), so that the two join into one free span: after a peak is given
@@ -341,14 +361,44 @@ static struct span *find(size_t npages)
     return s ? s : bin_find(&returned, npages);
 }
 
+/* For a small span: the free span with the highest address, dirty or
+ * returned, among the first HIGH_LOOK of each bin that fits. Small spans
+ * are cut from the top of it (split_back), so they stay packed at the top
+ * of the heap, next to the spans in use, where they share pagemap pages
+ * and leave the rest free in long runs. Best fit among dirty spans placed
+ * them in whatever page a freed peak had left resident, deep inside the
+ * returned range, each keeping its own pagemap pages resident. A dirty span
+ * still wins when it is the highest (a hole among spans in use). */
+#define HIGH_LOOK 4
+
+static void find_high_in(const struct bin_set *set, size_t npages, struct span **best)
+{
+    for (unsigned b = next_nonempty(set, bin_of(npages)); b < NBINS;
+         b = next_nonempty(set, b + 1)) {
+        unsigned looked = 0;
+        for (struct span *s = set->head[b]; s && looked < HIGH_LOOK; s = s->next, looked++)
+            if (s->npages >= npages && (!*best || s->start > (*best)->start))
+                *best = s;
+    }
+}
+
+static struct span *find_high(size_t npages)
+{
+    struct span *best = NULL;
+    find_high_in(&dirty, npages, &best);
+    find_high_in(&returned, npages, &best);
+    return best;
+}
+
 /* ---- allocation ------------------------------------------------------------ */
-static struct span *take(size_t npages, size_t align_pages)
+static struct span *take(size_t npages, size_t align_pages, bool small)
 {
     size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
     if (need < npages)
         return NULL;
-    struct span *s = find(need);
-    if (!s && (!grow(need) || !(s = find(need))))
+    bool high = small && align_pages <= 1;
+    struct span *s = high ? find_high(need) : find(need);
+    if (!s && (!grow(need) || !(s = high ? find_high(need) : find(need))))
         return NULL;
     unlink_free(s);
     tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
@@ -365,7 +415,7 @@ static struct span *take(size_t npages, size_t align_pages)
             link_free(front);
         }
     }
-    return split_front(s, npages);
+    return high ? split_back(s, npages) : split_front(s, npages);
 }
 
 struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
@@ -373,7 +423,7 @@ struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_sta
 {
     tl_lock_acquire(&tl_page_heap_lock);
     tl_page_heap_maybe_decay();
-    struct span *s = take(npages, align_pages);
+    struct span *s = take(npages, align_pages, state == SPAN_SMALL);
     if (s) {
         s->state = (uint8_t)state;
         s->size_class = (uint8_t)cls;
@@ -469,11 +519,33 @@ static void give_back(struct span *s)
     tl_pagemap_release(lo > first ? lo : first, hi < last ? hi : last, first, last);
 }
 
+/* A dirty span with no resident memory on either side: its neighbours are
+ * returned free spans or unmapped. New small spans are packed at the top,
+ * so such an island, left behind in a freed peak, is rarely taken again;
+ * and besides its own pages it keeps pages of pagemap resident that no
+ * other span uses. It goes back after decay_ms/4 instead of decay_ms
+ * (bench/memory: a dozen islands were left 1 s after a peak). Taken again
+ * within that time, it costs nothing; after it, a few page faults. */
+static bool island(const struct span *s)
+{
+    const struct span *prev = tl_pagemap_span(s->start - TL_PAGE_SIZE);
+    const struct span *next = tl_pagemap_span(s->start + bytes_of(s));
+    return (!prev || (prev->state == SPAN_FREE && prev->returned)) &&
+           (!next || (next->state == SPAN_FREE && next->returned));
+}
+
+static uint64_t decay_after(const struct span *s)
+{
+    return island(s) ? tl_conf.decay_ms / 4 : tl_conf.decay_ms;
+}
+
+_Atomic uint32_t tl_peak_epoch;
+
 /* Gives back dirty spans, oldest first: all of them, or those free for at
- * least decay_ms, up to max_bytes. The LRU is in order of freeing, and a
- * joined span's age can be older than its place says, so the whole list is
- * looked at (it holds a few spans: neighbours are always joined). Page heap
- * lock held. */
+ * least decay_ms (see island), up to max_bytes. The LRU is in order of
+ * freeing, and a joined span's age can be older than its place says, so the
+ * whole list is looked at (it holds a few spans: neighbours are always
+ * joined). Page heap lock held. */
 static size_t release_locked(size_t max_bytes, bool all)
 {
     uint64_t now = tl_os_now_ms();
@@ -481,12 +553,14 @@ static size_t release_locked(size_t max_bytes, bool all)
     struct span *s = lru_oldest;
     while (s && done < max_bytes) {
         struct span *newer = s->lru_prev;
-        if (all || now - s->freed_ms >= tl_conf.decay_ms) {
+        if (all || now - s->freed_ms >= decay_after(s)) {
             done += bytes_of(s);
             give_back(s); /* may join s with returned neighbours, never with newer */
         }
         s = newer;
     }
+    if (done > tl_conf.tc_budget)
+        atomic_fetch_add_explicit(&tl_peak_epoch, 1, memory_order_relaxed);
     return done;
 }
 

@@ -53,14 +53,21 @@ bool tl_pagemap_ensure(uintptr_t start, size_t bytes)
     return true;
 }
 
+/* An entry is written only if it changes: the entries of a returned free
+ * span's interior are zero on pages given back (tl_pagemap_release), and
+ * writing a zero there again (a free span's class byte at its new edge,
+ * say) would make a page resident for nothing; reading maps the shared
+ * zero page, which costs no memory. */
 void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls)
 {
     uintptr_t a = start;
     for (size_t i = 0; i < npages; i++, a += TL_PAGE_SIZE) {
         struct pagemap_leaf *leaf = tl_pagemap_root[a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)];
         size_t idx = tl_pagemap_index(a);
-        __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
-        __atomic_store_n(&leaf->size_class[idx], cls, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&leaf->span[idx], __ATOMIC_RELAXED) != v)
+            __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
+        if (__atomic_load_n(&leaf->size_class[idx], __ATOMIC_RELAXED) != cls)
+            __atomic_store_n(&leaf->size_class[idx], cls, __ATOMIC_RELAXED);
     }
 }
 

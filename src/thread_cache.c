@@ -168,6 +168,19 @@ static void *detach(struct tc_bin *bin, unsigned n)
     return first;
 }
 
+/* Cuts a list after its first keep objects (at least one) and returns the
+ * rest, n objects: those freed longest ago. */
+static void *detach_bottom(struct tc_bin *bin, unsigned keep, unsigned n)
+{
+    void *last = bin->head;
+    for (unsigned i = 1; i < keep; i++)
+        last = tl_decode(*(uint64_t *)last);
+    void *rest = tl_decode(*(uint64_t *)last);
+    *(uint64_t *)last = tl_encode(NULL);
+    bin->room += (int32_t)n;
+    return rest;
+}
+
 static void mark_used(struct tc_state *st, unsigned cls)
 {
     st->used[cls / 64] |= 1ull << (cls % 64);
@@ -178,12 +191,22 @@ static bool was_used(const struct tc_state *st, unsigned cls)
     return st->used[cls / 64] & (1ull << (cls % 64));
 }
 
+/* A full list's batch goes to the transfer stack, where another thread
+ * may be waiting for it. */
 static void flush(struct tc_state *st, unsigned cls, unsigned n)
 {
-    if (n == 0)
-        return;
     tl_central_give(cls, detach(&st->tc->bins[cls], n), n, false);
     mark_used(st, cls);
+}
+
+/* Objects a list does not need (a lowered limit, an idle class, an exiting
+ * thread) go into their spans, which may then go back to the page heap:
+ * parked on a transfer stack they would pin their spans for another
+ * decay interval. */
+static void return_to_spans(struct tc_state *st, unsigned cls, unsigned n)
+{
+    if (n)
+        tl_central_give(cls, detach(&st->tc->bins[cls], n), n, true);
 }
 
 static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
@@ -199,7 +222,7 @@ static void lower_limit(struct tc_state *st, unsigned cls, uint32_t len)
 {
     uint32_t h = held(st, cls);
     if (h > len)
-        flush(st, cls, h - len);
+        return_to_spans(st, cls, h - len);
     set_max_len(st, cls, len);
 }
 
@@ -232,21 +255,38 @@ static void honour_request(struct tc_state *st)
 
 static void empty_class(struct tc_state *st, unsigned cls)
 {
-    uint32_t h = held(st, cls);
-    while (h > 0) {
-        unsigned n = h > tl_classes[cls].batch ? tl_classes[cls].batch : h;
-        flush(st, cls, n);
-        h -= n;
-    }
+    return_to_spans(st, cls, held(st, cls));
     set_max_len(st, cls, 0);
+}
+
+/* The older half of a list in use (rounded up: a list of one is emptied)
+ * goes into its spans. After a peak, the objects a thread keeps cycling
+ * through its list are the last ones it freed, from spans all over the
+ * freed peak; each such span stays resident for one object. Halving from
+ * the bottom at every scavenge lets the list refill from the central
+ * list's highest spans instead, at the cost of a refill per class per
+ * decay_ms/4. */
+static void halve_from_bottom(struct tc_state *st, unsigned cls)
+{
+    uint32_t h = held(st, cls);
+    if (h == 0)
+        return;
+    unsigned keep = h / 2, n = h - keep;
+    struct tc_bin *bin = &st->tc->bins[cls];
+    void *old = keep ? detach_bottom(bin, keep, n) : detach(bin, n);
+    tl_central_give(cls, old, n, true);
 }
 
 /* Every decay_ms/4 (so that what they hold is free in the page heap, and
  * decaying, well within decay_ms), lists of classes that needed no refill
- * or flush since the last look are emptied (their memory was idle), lists longer than a batch
- * drop back to one batch (a busy class grows back at the cost of a few refills), and
- * batches that sat unused on central transfer stacks go back to their
- * spans: memory comes back while the threads keep running. */
+ * or flush since the last look are emptied (their memory was idle); lists
+ * longer than a batch drop back to one batch (a busy class grows back at
+ * the cost of a few refills), and then give their older half to their
+ * spans (halve_from_bottom); and batches that sat unused on central
+ * transfer stacks go back to their spans: memory comes back while the
+ * threads keep running. */
+static void flush_all(struct tc_state *st);
+
 static void maybe_scavenge(struct tc_state *st)
 {
     honour_request(st);
@@ -255,12 +295,24 @@ static void maybe_scavenge(struct tc_state *st)
     uint64_t now = tl_os_now_ms();
     if (now - st->scavenged_ms < tl_conf.decay_ms / 4)
         return;
+    uint32_t epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
+    if (epoch != st->peak_epoch) {
+        /* A peak has just been given back, and what this cache holds came
+         * from it, from spans all over the freed range: each keeps its
+         * pages resident for an object or two. Start afresh from the
+         * central lists' top spans. */
+        st->peak_epoch = epoch;
+        flush_all(st);
+    }
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
         uint32_t len = st->max_len[cls], batch = tl_classes[cls].batch;
-        if (len && !was_used(st, cls))
+        if (len && !was_used(st, cls)) {
             empty_class(st, cls);
-        else if (len > batch)
+            continue;
+        }
+        if (len > batch)
             lower_limit(st, cls, batch);
+        halve_from_bottom(st, cls);
     }
     st->used[0] = st->used[1] = 0;
     st->scavenged_ms = now;
@@ -304,6 +356,7 @@ static void cache_init(struct thread_cache *tc)
     st->gc_used[0] = st->gc_used[1] = 0;
     st->gc_cursor = 1;
     st->scavenged_ms = tl_os_now_ms();
+    st->peak_epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
     atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     atomic_store_explicit(&st->give_back, 0, memory_order_relaxed);
     tc->st = st;
