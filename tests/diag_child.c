@@ -148,7 +148,7 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint64_t rng_state = 12345;
+static _Thread_local uint64_t rng_state = 12345; /* each thread its own */
 static uint64_t rng_next(void)
 {
     uint64_t x = (rng_state += 0x9E3779B97F4A7C15ull);
@@ -412,9 +412,8 @@ static void peak_alloc(struct peak *pk)
     pk->max_small = max_small;
 }
 
-static void peak_fill(struct peak *pk)
+static void peak_fill_half(struct peak *pk, size_t budget)
 {
-    const size_t budget = 128 * MiB;
     size_t small_bytes = 0, large_bytes = 0;
     while (small_bytes < budget || large_bytes < budget) {
         int want_small = large_bytes >= budget || (small_bytes < budget && rng_next() % 64 != 0);
@@ -435,6 +434,8 @@ static void peak_fill(struct peak *pk)
         }
     }
 }
+
+static void peak_fill(struct peak *pk) { peak_fill_half(pk, 128 * MiB); }
 
 static void peak_free(struct peak *pk)
 {
@@ -503,6 +504,83 @@ static int rss_decay(void)
         light_activity(250);
         out("rss_after_%dms %zu", step * 250, rss_bytes());
     }
+    return 0;
+}
+
+/* The same with the peak made and freed by two threads, which go on with
+ * light activity afterwards (the main thread measures meanwhile): what
+ * their caches took from the peak must not keep it resident. */
+struct decay_worker {
+    pthread_t tid;
+    struct peak pk;
+};
+static pthread_barrier_t dw_bar;
+static volatile int dw_stop;
+static pthread_mutex_t dw_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int dw_stopped(void)
+{
+    pthread_mutex_lock(&dw_mu);
+    int s = dw_stop;
+    pthread_mutex_unlock(&dw_mu);
+    return s;
+}
+
+/* Light work that keeps blocks: 32 live blocks of 16..256 B, 8 of them
+ * replaced every millisecond, until told to stop or for ms. */
+static void light_live(void **live, uint64_t ms, int until_stopped)
+{
+    uint64_t end = now_ms() + ms;
+    struct timespec pause = {0, 1000000};
+    for (unsigned n = 0; until_stopped ? !dw_stopped() : now_ms() < end;) {
+        for (int k = 0; k < 8; k++, n++) {
+            free(live[n % 32]);
+            live[n % 32] = xmalloc(rng_range(16, 256));
+            ((volatile char *)live[n % 32])[0] = 1;
+        }
+        nanosleep(&pause, NULL);
+    }
+}
+
+static void *decay_worker_main(void *arg)
+{
+    struct decay_worker *w = arg;
+    void *live[32] = {0};
+    peak_alloc(&w->pk);
+    light_live(live, 200, 0);
+    pthread_barrier_wait(&dw_bar); /* warmed up: main measures */
+    pthread_barrier_wait(&dw_bar);
+    peak_fill_half(&w->pk, 64 * MiB);
+    pthread_barrier_wait(&dw_bar); /* peak: main measures */
+    pthread_barrier_wait(&dw_bar);
+    peak_free(&w->pk);
+    light_live(live, 0, 1);
+    for (int i = 0; i < 32; i++)
+        free(live[i]);
+    return NULL;
+}
+
+static int rss_decay_threads(void)
+{
+    struct decay_worker w[2];
+    pthread_barrier_init(&dw_bar, NULL, 3);
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&w[i].tid, NULL, decay_worker_main, &w[i]) != 0)
+            fail("pthread_create failed");
+    pthread_barrier_wait(&dw_bar);
+    out("rss_base %zu", rss_bytes());
+    pthread_barrier_wait(&dw_bar);
+    pthread_barrier_wait(&dw_bar);
+    out("rss_peak %zu", rss_bytes());
+    pthread_barrier_wait(&dw_bar);
+    struct timespec second = {1, 0};
+    nanosleep(&second, NULL);
+    out("rss_after_1000ms %zu", rss_bytes());
+    pthread_mutex_lock(&dw_mu);
+    dw_stop = 1;
+    pthread_mutex_unlock(&dw_mu);
+    for (int i = 0; i < 2; i++)
+        pthread_join(w[i].tid, NULL);
     return 0;
 }
 
@@ -782,6 +860,8 @@ int main(int argc, char **argv)
         return rss_trim();
     if (!strcmp(s, "rss_decay"))
         return rss_decay();
+    if (!strcmp(s, "rss_decay_threads"))
+        return rss_decay_threads();
     if (!strcmp(s, "stats_identity"))
         return stats_identity();
     if (!strcmp(s, "tc_budget"))
