@@ -253,8 +253,9 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages);
 size_t tl_page_heap_release(size_t max_bytes, bool all); /* give dirty pages back */
 void tl_page_heap_maybe_decay(void);
 void tl_page_heap_tick(void); /* decay if due; takes the lock only then */
-/* Bumped when the page heap gives back, in one pass, more than all thread
- * caches may hold together: the program has just left a peak. */
+/* Bumped when more than all thread caches may hold together
+ * (thread_cache_budget) is freed into the page heap between two decay
+ * looks, or given back in one: the program has just left a peak. */
 extern _Atomic uint32_t tl_peak_epoch;
 extern struct tl_lock tl_page_heap_lock;
 

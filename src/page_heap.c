@@ -582,7 +582,14 @@ void tl_page_heap_maybe_decay(void)
         return;
     uint64_t step = tl_conf.decay_ms / 8;
     atomic_store_explicit(&next_decay_ms, now + (step < 10 ? 10 : step), memory_order_relaxed);
+    /* More freed since the last look than all caches may hold: a peak is
+     * being given back now (see tl_peak_epoch), not decay_ms from now. */
+    static size_t dirty_before;
+    size_t dirty = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
+    if (dirty > dirty_before + tl_conf.tc_budget)
+        atomic_fetch_add_explicit(&tl_peak_epoch, 1, memory_order_relaxed);
     release_locked(SIZE_MAX, false);
+    dirty_before = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
 }
 
 void tl_page_heap_tick(void)

@@ -514,7 +514,7 @@ static bool ready(struct thread_cache *tc)
 /* Lets a class's list hold more, if the limits allow: 2 KiB worth first (at
  * least 4 objects), then doubling up to a batch, then one batch more each
  * time. A thread that needs a class once (thread churn) then moves a few
- * objects, not a batch of 64, in and out of the central list; and what two
+ * objects, not a batch of 32, in and out of the central list; and what two
  * threads carve from one span comes in runs of 2 KiB or more, so their
  * blocks rarely share a cache line (with runs of 4 objects, two threads
  * writing their own blocks ran 1.4x, not 1.9x, as fast as one). */
