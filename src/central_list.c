@@ -310,7 +310,6 @@ void tl_central_give_one(void *p, unsigned cls)
     tl_central_give(cls, p, 1, false);
 }
 
-/* Empties every transfer stack into the spans (malloc_trim). */
 /* Empties a class's transfer stack into its spans. Class lock held. */
 static void drain(unsigned cls)
 {
@@ -320,6 +319,7 @@ static void drain(unsigned cls)
     central[cls].low_batches = 0;
 }
 
+/* Empties every transfer stack into the spans (malloc_trim). */
 void tl_central_drain_all(void)
 {
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {

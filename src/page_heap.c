@@ -4,11 +4,13 @@
  *
  * Free spans sit in bins by length: one bin per length up to 128 pages
  * (1 MiB), then one per power of two. Two sets of bins: "dirty" spans (free
- * but resident, reused first) and "returned" spans (pages given back with
- * madvise, or never touched; they read as zero). Neighbouring free spans of
- * the same set are merged at once. Dirty spans also sit on an LRU list in
- * the order they became free; a span free for longer than decay_ms is given
- * back (tl_page_heap_maybe_decay, run from page heap operations).
+ * but resident) and "returned" spans (pages given back with madvise, or
+ * never touched; they read as zero). Neighbouring free spans of the same
+ * set are merged at once. Large spans take the best fit, dirty first, cut
+ * from its front; small spans take the highest free span, cut from its top
+ * (find_high). Dirty spans also sit on an LRU list in the order they became
+ * free; a span free for longer than decay_ms (decay_ms/4 for an island) is
+ * given back (tl_page_heap_maybe_decay, run from page heap operations).
  *
  * Lock: tl_page_heap_lock guards the bins, the LRU, the span struct free
  * list, the state/page range of every span, and the pagemap entries of
