@@ -34,6 +34,30 @@ static const char *figure_names[] = {
 
 #define MiBf(x) ((double)(x) / (double)MiB)
 
+/* One run of an RSS scenario in a child of variant v: its RSS before the
+ * peak, at the peak, and at after_key. The child must exit cleanly and
+ * print all three; r stays for the caller to read, then free. */
+struct rss_run {
+    const char *variant;
+    struct child_result r;
+    size_t base, peak, after;
+};
+
+static void rss_run(enum child_variant v, const char **env, const char *scenario,
+                    const char *after_key, struct rss_run *run)
+{
+    run->variant = variant_name(v);
+    run_child(v, env, scenario, NULL, 90, &run->r);
+    char st[64];
+    cr_assert(exited_ok(run->r.status), "%s (%s): %s\nstdout:\n%s\nstderr:\n%s", scenario,
+              run->variant, describe_status(run->r.status, st, sizeof st), run->r.out, run->r.err);
+    run->base = out_value(run->r.out, "rss_base", 0);
+    run->peak = out_value(run->r.out, "rss_peak", 0);
+    run->after = out_value(run->r.out, after_key, 0);
+    cr_assert(run->base && run->peak && run->after, "%s (%s): missing figures:\n%s", scenario,
+              run->variant, run->r.out);
+}
+
 /* About 256 MiB in small (16..1024 B) and large (64 KiB..4 MiB) blocks,
  * all freed, then malloc_trim(0): RSS falls back to within 1 MiB of what
  * it was before at once - metadata included: the span structs and pagemap
@@ -41,26 +65,19 @@ static const char *figure_names[] = {
 Test(memory, rss_comes_back_after_trim, .timeout = 120)
 {
     for (int v = 0; v < CHILD_VARIANTS; v++) {
-        const char *vn = variant_name((enum child_variant)v);
-        struct child_result r;
-        run_child((enum child_variant)v, NULL, "rss_trim", NULL, 90, &r);
-        char st[64];
-        cr_assert(exited_ok(r.status), "rss_trim (%s): %s\nstdout:\n%s\nstderr:\n%s", vn,
-                  describe_status(r.status, st, sizeof st), r.out, r.err);
-        size_t base = out_value(r.out, "rss_base", 0), peak = out_value(r.out, "rss_peak", 0),
-               after = out_value(r.out, "rss_after", 0);
-        cr_assert(base && peak && after, "rss_trim (%s): missing figures:\n%s", vn, r.out);
-        cr_expect_geq(peak, base + 200 * MiB,
+        struct rss_run x;
+        rss_run((enum child_variant)v, NULL, "rss_trim", "rss_after", &x);
+        cr_expect_geq(x.peak, x.base + 200 * MiB,
                       "rss_trim (%s): the workload did not reach its peak: %.1f MiB -> %.1f MiB",
-                      vn, MiBf(base), MiBf(peak));
-        cr_expect(has_line(r.out, "trim 1"), "rss_trim (%s): malloc_trim(0) did not return 1:\n%s",
-                  vn, r.out);
+                      x.variant, MiBf(x.base), MiBf(x.peak));
+        cr_expect(has_line(x.r.out, "trim 1"),
+                  "rss_trim (%s): malloc_trim(0) did not return 1:\n%s", x.variant, x.r.out);
         cr_expect_leq(
-            after, base + 1 * MiB,
+            x.after, x.base + 1 * MiB,
             "rss_trim (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB after free and "
             "malloc_trim(0): more than 1 MiB did not come back",
-            vn, MiBf(base), MiBf(peak), MiBf(after));
-        child_free(&r);
+            x.variant, MiBf(x.base), MiBf(x.peak), MiBf(x.after));
+        child_free(&x.r);
     }
 }
 
@@ -71,23 +88,16 @@ Test(memory, rss_comes_back_by_decay, .timeout = 120)
 {
     const char *env[] = {"TLMALLOC_CONF=decay_ms=200", NULL};
     for (int v = 0; v < CHILD_VARIANTS; v++) {
-        const char *vn = variant_name((enum child_variant)v);
-        struct child_result r;
-        run_child((enum child_variant)v, env, "rss_decay", NULL, 90, &r);
-        char st[64];
-        cr_assert(exited_ok(r.status), "rss_decay (%s): %s\nstdout:\n%s\nstderr:\n%s", vn,
-                  describe_status(r.status, st, sizeof st), r.out, r.err);
-        size_t base = out_value(r.out, "rss_base", 0), peak = out_value(r.out, "rss_peak", 0),
-               after = out_value(r.out, "rss_after_1000ms", 0);
-        cr_assert(base && peak && after, "rss_decay (%s): missing figures:\n%s", vn, r.out);
-        cr_expect_geq(peak, base + 200 * MiB, "rss_decay (%s): the workload did not reach its peak",
-                      vn);
+        struct rss_run x;
+        rss_run((enum child_variant)v, env, "rss_decay", "rss_after_1000ms", &x);
+        cr_expect_geq(x.peak, x.base + 200 * MiB,
+                      "rss_decay (%s): the workload did not reach its peak", x.variant);
         cr_expect_leq(
-            after, base + 1 * MiB,
+            x.after, x.base + 1 * MiB,
             "rss_decay (%s): RSS %.1f MiB before, %.1f MiB at the peak, %.1f MiB 1 s after "
             "freeing everything with decay_ms=200:\n%s",
-            vn, MiBf(base), MiBf(peak), MiBf(after), r.out);
-        child_free(&r);
+            x.variant, MiBf(x.base), MiBf(x.peak), MiBf(x.after), x.r.out);
+        child_free(&x.r);
     }
 }
 
@@ -101,22 +111,15 @@ Test(memory, rss_comes_back_by_decay, .timeout = 120)
 Test(memory, rss_comes_back_with_threads_at_work, .timeout = 120)
 {
     for (int v = 0; v < CHILD_VARIANTS; v++) {
-        const char *vn = variant_name((enum child_variant)v);
-        struct child_result r;
-        run_child((enum child_variant)v, NULL, "rss_decay_threads", NULL, 90, &r);
-        char st[64];
-        cr_assert(exited_ok(r.status), "rss_decay_threads (%s): %s\nstdout:\n%s\nstderr:\n%s", vn,
-                  describe_status(r.status, st, sizeof st), r.out, r.err);
-        size_t base = out_value(r.out, "rss_base", 0), peak = out_value(r.out, "rss_peak", 0),
-               after = out_value(r.out, "rss_after_1000ms", 0);
-        cr_assert(base && peak && after, "rss_decay_threads (%s): missing figures:\n%s", vn, r.out);
-        cr_expect_geq(peak, base + 100 * MiB,
-                      "rss_decay_threads (%s): the workload did not reach its peak", vn);
-        cr_expect_leq(after, base + 768 * KiB,
+        struct rss_run x;
+        rss_run((enum child_variant)v, NULL, "rss_decay_threads", "rss_after_1000ms", &x);
+        cr_expect_geq(x.peak, x.base + 100 * MiB,
+                      "rss_decay_threads (%s): the workload did not reach its peak", x.variant);
+        cr_expect_leq(x.after, x.base + 768 * KiB,
                       "rss_decay_threads (%s): RSS %.2f MiB before, %.1f MiB at the peak, %.2f "
                       "MiB 1 s after the threads freed it and went on working",
-                      vn, MiBf(base), MiBf(peak), MiBf(after));
-        child_free(&r);
+                      x.variant, MiBf(x.base), MiBf(x.peak), MiBf(x.after));
+        child_free(&x.r);
     }
 }
 
