@@ -2,25 +2,43 @@
  *
  * prepare (before fork): every allocator lock is taken, in the one order
  * all code follows: registry -> check mode -> central lists by class ->
- * page heap -> pagemap -> metadata arena. A lock already held by the
- * forking thread itself is skipped: that happens only when fork is called
- * from a signal handler that interrupted malloc in this thread, and taking
- * it would deadlock (glibc's tst-mallocfork2 does exactly this).
- * parent (after fork): the locks taken in prepare are released.
- * child (after fork): they are reset to free (their holder is gone or was
- * us); a lock skipped in prepare stays held, to be released by the
- * interrupted code when the handler returns. Then the caches of threads
- * that do not exist in the child are emptied into the central lists.
+ * page heap -> pagemap -> metadata arena.
+ *
+ * fork from a signal handler. When the handler interrupted this thread
+ * inside the allocator, some locks are held by the interrupted frame
+ * (the lock word names the owner, lock.h). Those are skipped: taking them
+ * would wait for a frame that cannot run until the handler returns. Every
+ * other lock is then taken without blocking on a cycle: if its holder is
+ * waiting, directly or through a chain of holders, for a lock the
+ * interrupted frame holds, it will not release it before the handler
+ * returns, and the lock is left alone (abandoned). Otherwise prepare waits
+ * for it as usual.
+ *
+ * parent (after fork): the locks taken in prepare are released; skipped
+ * and abandoned locks are left as they were.
+ * child (after fork): the locks taken in prepare are reset to free.
+ * Skipped locks stay held, to be released by the interrupted frame when
+ * the handler returns: until then the child may call only
+ * async-signal-safe functions, which POSIX asks anyway and glibc promises
+ * no more. An abandoned lock's holder does not exist in the child, so the
+ * lock is reset. Its holder was waiting to take a nested lock, and every
+ * nested lock is taken where the outer structure is consistent; what the
+ * holder had in hand (objects of a batch being moved) is lost to the
+ * child: a leak, never a block handed out twice.
+ * With no lock skipped, the caches of threads that do not exist in the
+ * child are emptied into the central lists.
  */
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 extern struct tl_lock tl_pagemap_lock, tl_meta_lock, tl_check_lock;
 
 #define MAX_LOCKS (TL_MAX_CLASSES + 8)
+enum fork_hold { HOLD_TAKEN, HOLD_MINE, HOLD_ABANDONED };
 static struct tl_lock *locks[MAX_LOCKS];
-static bool taken[MAX_LOCKS];
+static enum fork_hold hold[MAX_LOCKS];
 static unsigned nlocks;
 static bool skipped_any;
 
@@ -36,29 +54,84 @@ static void collect(void)
     locks[nlocks++] = &tl_meta_lock;
 }
 
+bool tl_lock_any_held_by_me(void)
+{
+    for (unsigned i = 0; i < nlocks; i++)
+        if (tl_lock_held_by_me(locks[i]))
+            return true;
+    return false;
+}
+
+static bool held_by_interrupted_frame(const struct tl_lock *l)
+{
+    for (unsigned i = 0; i < nlocks; i++)
+        if (locks[i] == l)
+            return hold[i] == HOLD_MINE;
+    return false;
+}
+
+/* Whether l's holder waits, directly or through other holders, for a lock
+ * the interrupted frame holds. A chain longer than the number of locks
+ * is a cycle among other threads, which is not ours to break. */
+static bool holder_blocked_on_me(struct tl_lock *l)
+{
+    for (unsigned hops = 0; hops < MAX_LOCKS; hops++) {
+        uint32_t owner = tl_lock_owner(l);
+        if (!owner)
+            return false;
+        struct tl_lock *awaited = tl_lock_waited_by(owner);
+        if (!awaited)
+            return false;
+        if (held_by_interrupted_frame(awaited))
+            return true;
+        l = awaited;
+    }
+    return false;
+}
+
+/* In a handler that interrupted this thread inside the allocator. */
+static enum fork_hold take_or_abandon(struct tl_lock *l)
+{
+    for (unsigned spins = 0;; spins++) {
+        if (tl_lock_try(l))
+            return HOLD_TAKEN;
+        if (holder_blocked_on_me(l))
+            return HOLD_ABANDONED;
+        if (spins < 100)
+            tl_cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
 static void prepare(void)
 {
     skipped_any = false;
     for (unsigned i = 0; i < nlocks; i++) {
-        taken[i] = !tl_lock_held_by_me(locks[i]);
-        if (taken[i])
-            tl_lock_acquire(locks[i]);
+        hold[i] = tl_lock_held_by_me(locks[i]) ? HOLD_MINE : HOLD_TAKEN;
+        skipped_any |= hold[i] == HOLD_MINE;
+    }
+    for (unsigned i = 0; i < nlocks; i++) {
+        if (hold[i] == HOLD_MINE)
+            continue;
+        if (skipped_any)
+            hold[i] = take_or_abandon(locks[i]);
         else
-            skipped_any = true;
+            tl_lock_acquire(locks[i]);
     }
 }
 
 static void parent(void)
 {
     for (unsigned i = nlocks; i-- > 0;)
-        if (taken[i])
+        if (hold[i] == HOLD_TAKEN)
             tl_lock_release(locks[i]);
 }
 
 static void child(void)
 {
     for (unsigned i = nlocks; i-- > 0;)
-        if (taken[i])
+        if (hold[i] != HOLD_MINE)
             tl_lock_reset(locks[i]);
     if (!skipped_any)
         tl_tc_child_after_fork();

@@ -421,6 +421,9 @@ void tl_put_frame(struct tl_buf *b, uintptr_t pc); /* "0x.. lib(sym+0x..)" */
 
 /* ---- fork (fork.c) ------------------------------------------------------- */
 void tl_fork_install(void);
+/* The calling thread holds an allocator lock (a signal handler that
+ * interrupted the allocator, or a report made under a lock). */
+bool tl_lock_any_held_by_me(void);
 
 #pragma GCC visibility pop
 #endif

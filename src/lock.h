@@ -1,33 +1,47 @@
-/* lock.h - the allocator's one lock type: a futex mutex that remembers its
- * owner thread.
+/* lock.h - the allocator's one lock type: a futex mutex whose word names
+ * its owner.
  *
- * Why not pthread_mutex_t: the fork handlers must tell a lock held by the
- * forking thread itself (fork called from a signal handler that interrupted
- * malloc) from one held by another thread, and pthread mutexes do not say.
- * The lock never allocates and works before libc is fully initialised.
+ * The word is 0 when free, else the owner's lock id (tl_self_id), with
+ * TL_LOCK_WAITERS set once a thread may be sleeping on it. Taking the lock
+ * and recording the owner are one compare-and-swap, and releasing both one
+ * exchange: there is no instant at which the lock is held and the word does
+ * not say by whom. That is what the fork handlers rely on: fork called from
+ * a signal handler that interrupted malloc must tell a lock its own
+ * interrupted frame holds (skip it) from one another thread holds (wait),
+ * and a signal may land between any two instructions.
  *
- * state: 0 free, 1 held, 2 held with waiters (Drepper, "Futexes are tricky").
+ * Why not pthread_mutex_t: it does not say who holds it, it may not be
+ * usable before libc is fully initialised, and the fork handlers need to
+ * see who waits for what (tl_lock_blocked_on_me).
  */
 #ifndef TL_LOCK_H
 #define TL_LOCK_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct tl_lock {
-    _Atomic int state;
-    _Atomic(uintptr_t) owner; /* tl_self() of the holder, 0 when free */
+    _Atomic uint32_t word; /* 0 free, else owner id | TL_LOCK_WAITERS */
 };
 
 #define TL_LOCK_INIT                                                                               \
     {                                                                                              \
-        0, 0                                                                                       \
+        0                                                                                          \
     }
+#define TL_LOCK_WAITERS 0x80000000u
 
-/* A per-thread identity that costs no system call: the address of a
- * thread-local byte. */
-extern __thread char tl_self_marker __attribute__((tls_model("initial-exec")));
-static inline uintptr_t tl_self(void) { return (uintptr_t)&tl_self_marker; }
+/* A per-thread lock id: small, never 0, never reused (a 31-bit counter;
+ * ids are handed out on a thread's first lock, so 2^31 threads would have
+ * to take a lock before one came round again). Kernel thread ids would
+ * be reused in a forked child while the parent's thread lives on. */
+extern __thread uint32_t tl_lock_id __attribute__((tls_model("initial-exec")));
+uint32_t tl_lock_id_assign(void);
+static inline uint32_t tl_self_id(void)
+{
+    uint32_t id = tl_lock_id;
+    return __builtin_expect(id != 0, 1) ? id : tl_lock_id_assign();
+}
 
 static inline void tl_cpu_relax(void)
 {
@@ -36,46 +50,50 @@ static inline void tl_cpu_relax(void)
 #endif
 }
 
-void tl_lock_wait(struct tl_lock *l);
+void tl_lock_wait(struct tl_lock *l, uint32_t me);
 void tl_lock_wake(struct tl_lock *l);
 
 static inline void tl_lock_acquire(struct tl_lock *l)
 {
-    int expected = 0;
-    if (!atomic_compare_exchange_strong_explicit(&l->state, &expected, 1, memory_order_acquire,
+    uint32_t me = tl_self_id(), expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(&l->word, &expected, me, memory_order_acquire,
                                                  memory_order_relaxed))
-        tl_lock_wait(l);
-    atomic_store_explicit(&l->owner, tl_self(), memory_order_relaxed);
+        tl_lock_wait(l, me);
 }
 
-static inline int tl_lock_try(struct tl_lock *l)
+static inline bool tl_lock_try(struct tl_lock *l)
 {
-    int expected = 0;
-    if (!atomic_compare_exchange_strong_explicit(&l->state, &expected, 1, memory_order_acquire,
-                                                 memory_order_relaxed))
-        return 0;
-    atomic_store_explicit(&l->owner, tl_self(), memory_order_relaxed);
-    return 1;
+    uint32_t expected = 0;
+    return atomic_compare_exchange_strong_explicit(&l->word, &expected, tl_self_id(),
+                                                   memory_order_acquire, memory_order_relaxed);
 }
 
 static inline void tl_lock_release(struct tl_lock *l)
 {
-    atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
-    if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
+    if (atomic_exchange_explicit(&l->word, 0, memory_order_release) & TL_LOCK_WAITERS)
         tl_lock_wake(l);
 }
 
-static inline int tl_lock_held_by_me(struct tl_lock *l)
+/* The id of the thread holding l, 0 if free. */
+static inline uint32_t tl_lock_owner(struct tl_lock *l)
 {
-    return atomic_load_explicit(&l->state, memory_order_relaxed) != 0 &&
-           atomic_load_explicit(&l->owner, memory_order_relaxed) == tl_self();
+    return atomic_load_explicit(&l->word, memory_order_relaxed) & ~TL_LOCK_WAITERS;
+}
+
+static inline bool tl_lock_held_by_me(struct tl_lock *l)
+{
+    return tl_lock_owner(l) == tl_self_id();
 }
 
 /* After fork, in the child: the lock is free (its holder does not exist). */
 static inline void tl_lock_reset(struct tl_lock *l)
 {
-    atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
-    atomic_store_explicit(&l->state, 0, memory_order_relaxed);
+    atomic_store_explicit(&l->word, 0, memory_order_relaxed);
 }
+
+/* The lock the thread with lock id `id` is waiting for in tl_lock_wait, or
+ * NULL; a hint (a slot shared by ids equal modulo its table's size says
+ * nothing about the others), exact for a thread that stays blocked. */
+struct tl_lock *tl_lock_waited_by(uint32_t id);
 
 #endif

@@ -10,8 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-__thread char tl_self_marker __attribute__((tls_model("initial-exec")));
-
 void *tl_os_map(size_t size)
 {
     int saved = errno;
@@ -121,27 +119,97 @@ long tl_os_read_file(const char *path, char *buf, size_t cap)
 
 int tl_os_getpid(void) { return (int)syscall(SYS_getpid); }
 
-void tl_lock_wait(struct tl_lock *l)
+/* ---- locks (lock.h) ------------------------------------------------------ */
+__thread uint32_t tl_lock_id __attribute__((tls_model("initial-exec")));
+static _Atomic uint32_t last_lock_id;
+
+/* A signal handler that runs between the counter and the store takes an id
+ * of its own and releases every lock it takes before it returns, so the
+ * id stored last is the thread's from then on. */
+uint32_t tl_lock_id_assign(void)
+{
+    uint32_t id;
+    do
+        id = (atomic_fetch_add_explicit(&last_lock_id, 1, memory_order_relaxed) + 1) &
+             ~TL_LOCK_WAITERS;
+    while (id == 0);
+    tl_lock_id = id;
+    return id;
+}
+
+/* What each waiting thread waits for, by lock id modulo the table's size,
+ * for the fork handlers (fork.c): a thread blocked on a lock that the
+ * forking thread's interrupted frame holds will never release what it
+ * holds itself. A waiter writes its record before it sleeps and clears it
+ * once it has the lock; it rewrites it every REPUBLISH_NS while it waits, so
+ * a record overwritten by another id in the same slot comes back. */
+#define WAIT_SLOTS 1024
+#define REPUBLISH_NS 50000000L
+struct wait_record {
+    _Atomic uint32_t id;
+    _Atomic(struct tl_lock *) lock;
+};
+static struct wait_record waits[WAIT_SLOTS];
+
+static void wait_publish(struct wait_record *r, uint32_t me, struct tl_lock *l)
+{
+    atomic_store_explicit(&r->lock, l, memory_order_relaxed);
+    atomic_store_explicit(&r->id, me, memory_order_release);
+}
+
+struct tl_lock *tl_lock_waited_by(uint32_t id)
+{
+    struct wait_record *r = &waits[id % WAIT_SLOTS];
+    if (atomic_load_explicit(&r->id, memory_order_acquire) != id)
+        return NULL;
+    struct tl_lock *l = atomic_load_explicit(&r->lock, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&r->id, memory_order_relaxed) == id ? l : NULL;
+}
+
+/* Takes l with the waiters bit set: this thread waited, so others may
+ * wait too, and the release must wake one. */
+static bool take_contended(struct tl_lock *l, uint32_t me)
+{
+    uint32_t cur = atomic_load_explicit(&l->word, memory_order_relaxed);
+    while (cur == 0)
+        if (atomic_compare_exchange_weak_explicit(&l->word, &cur, me | TL_LOCK_WAITERS,
+                                                  memory_order_acquire, memory_order_relaxed))
+            return true;
+    if (!(cur & TL_LOCK_WAITERS) &&
+        !atomic_compare_exchange_strong_explicit(&l->word, &cur, cur | TL_LOCK_WAITERS,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return false; /* changed meanwhile: look again */
+    struct timespec t = {0, REPUBLISH_NS};
+    syscall(SYS_futex, &l->word, FUTEX_WAIT_PRIVATE, cur | TL_LOCK_WAITERS, &t, NULL, 0);
+    return false;
+}
+
+void tl_lock_wait(struct tl_lock *l, uint32_t me)
 {
     int saved = errno;
+    struct wait_record *r = &waits[me % WAIT_SLOTS];
+    wait_publish(r, me, l);
     /* Spin briefly: critical sections are short. */
     for (int i = 0; i < 100; i++) {
-        int expected = 0;
-        if (atomic_compare_exchange_weak_explicit(&l->state, &expected, 1, memory_order_acquire,
-                                                  memory_order_relaxed)) {
-            errno = saved;
-            return;
-        }
+        uint32_t expected = 0;
+        if (atomic_load_explicit(&l->word, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->word, &expected, me, memory_order_acquire,
+                                                  memory_order_relaxed))
+            goto done;
         tl_cpu_relax();
     }
-    while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0)
-        syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+    while (!take_contended(l, me))
+        wait_publish(r, me, l);
+done:
+    if (atomic_load_explicit(&r->id, memory_order_relaxed) == me)
+        atomic_store_explicit(&r->id, 0, memory_order_relaxed);
     errno = saved;
 }
 
 void tl_lock_wake(struct tl_lock *l)
 {
     int saved = errno;
-    syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    syscall(SYS_futex, &l->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     errno = saved;
 }

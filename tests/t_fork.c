@@ -1,7 +1,9 @@
 /* t_fork.c - fork while other threads allocate, and fork from a signal
  * handler that interrupted malloc or free. Children use alarm(20), so a
  * deadlock in a child is a failure, not a hang; the parent is bounded by
- * the Criterion timeout. */
+ * the Criterion timeout. A child forked in a signal handler allocates only
+ * after the handler has returned: that is what POSIX and glibc promise
+ * (tests/t_defects.c has the forks whose children leave at once). */
 #include <criterion/criterion.h>
 
 #include "workloads.h"

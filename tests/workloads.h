@@ -664,47 +664,69 @@ W_FN long w_fork_under_load(int workers, int forks, int child_threads)
 }
 
 /* ---- fork from a signal handler ----------------------------------------
- * A timer signal arrives every 100 us while the calling thread allocates
- * and frees in a loop; the handler forks. The child allocates and frees a
- * little and exits. The parent reaps the children from its loop. */
-static atomic_int sf_forked, sf_fork_failed, sf_target;
+ * A sender thread signals the calling thread while it allocates and frees
+ * in a loop; the handler forks. What is promised is what POSIX and glibc
+ * promise: fork never deadlocks, and the child may allocate once the
+ * handler has returned (inside the handler, only async-signal-safe calls:
+ * the interrupted malloc may hold a lock until the handler returns). So
+ * the child's handler only raises a flag; the child's loop, back outside
+ * the handler, allocates and frees a little and exits. The sender waits
+ * for each handler to finish before the next signal, so a fork slower than
+ * the signal interval (a loaded machine) cannot keep the parent in its
+ * handler for good. */
+static atomic_int sf_forked, sf_fork_failed, sf_handled;
+static volatile sig_atomic_t sf_in_child;
+static atomic_int sf_stop;
+static pthread_t sf_target_thread;
 
 static void sf_handler(int sig)
 {
     int saved = errno;
     (void)sig;
-    if (atomic_load(&sf_forked) + atomic_load(&sf_fork_failed) >= atomic_load(&sf_target)) {
-        errno = saved;
-        return;
-    }
     pid_t pid = fork();
-    if (pid == 0) {
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigaction(SIGALRM, &dfl, NULL);
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGALRM);
-        sigprocmask(SIG_UNBLOCK, &set, NULL);
-        alarm(20);
-        for (int i = 0; i < 1000; i++) {
-            size_t n = (size_t)(i * 37 % 5000) + 1;
-            unsigned char *p = W_MALLOC(n);
-            if (!p)
-                _exit(2);
-            fill_pattern(p, n, (uint64_t)i);
-            if (check_pattern(p, n, (uint64_t)i) != SIZE_MAX)
-                _exit(3);
-            W_FREE(p);
-        }
-        _exit(0);
-    }
-    if (pid > 0)
+    if (pid == 0)
+        sf_in_child = 1;
+    else if (pid > 0)
         atomic_fetch_add(&sf_forked, 1);
     else
         atomic_fetch_add(&sf_fork_failed, 1);
+    atomic_fetch_add(&sf_handled, 1);
     errno = saved;
+}
+
+/* In the child, outside the handler. */
+static void sf_child_work(void)
+{
+    signal(SIGUSR2, SIG_IGN);
+    alarm(20);
+    for (int i = 0; i < 1000; i++) {
+        size_t n = (size_t)(i * 37 % 5000) + 1;
+        unsigned char *p = W_MALLOC(n);
+        if (!p)
+            _exit(2);
+        fill_pattern(p, n, (uint64_t)i);
+        if (check_pattern(p, n, (uint64_t)i) != SIZE_MAX)
+            _exit(3);
+        W_FREE(p);
+    }
+    _exit(0);
+}
+
+static void *sf_sender(void *arg)
+{
+    long interval_us = (long)(intptr_t)arg;
+    struct timespec gap = {0, interval_us * 1000};
+    while (!atomic_load(&sf_stop)) {
+        int before = atomic_load(&sf_handled);
+        pthread_kill(sf_target_thread, SIGUSR2);
+        /* Wait for the handler (bounded: the signal may be merged with a
+         * pending one). */
+        for (int i = 0; i < 100000 && atomic_load(&sf_handled) == before && !atomic_load(&sf_stop);
+             i++)
+            sched_yield();
+        nanosleep(&gap, NULL);
+    }
+    return NULL;
 }
 
 static void sf_check_status(int st, long *bad_children)
@@ -723,6 +745,18 @@ static void sf_check_status(int st, long *bad_children)
     }
 }
 
+static void sf_reap(long *reaped, long *bad_children, int options)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, options)) > 0) {
+        (*reaped)++;
+        sf_check_status(st, bad_children);
+        if (options == 0 && *reaped >= atomic_load(&sf_forked))
+            break;
+    }
+}
+
 W_FN long w_sigfork(int forks, long interval_us)
 {
     struct sigaction sa;
@@ -730,47 +764,40 @@ W_FN long w_sigfork(int forks, long interval_us)
     sa.sa_handler = sf_handler;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     atomic_store(&sf_forked, 0);
     atomic_store(&sf_fork_failed, 0);
-    atomic_store(&sf_target, forks);
-    struct itimerval it = {{0, interval_us}, {0, interval_us}};
-    setitimer(ITIMER_REAL, &it, NULL);
+    atomic_store(&sf_stop, 0);
+    sf_target_thread = pthread_self();
+    pthread_t sender;
+    if (pthread_create(&sender, NULL, sf_sender, (void *)(intptr_t)interval_us) != 0) {
+        w_fail("cannot start the signal sender");
+        return atomic_load(&w_errors);
+    }
 
     rng_t r = {1234};
     void *held[32] = {0};
     long reaped = 0, bad_children = 0;
     time_t start = time(NULL);
-    while (reaped < forks && time(NULL) - start < 300) {
+    while (atomic_load(&sf_forked) + atomic_load(&sf_fork_failed) < forks &&
+           time(NULL) - start < 300) {
         for (int i = 0; i < 200; i++) {
             unsigned k = (unsigned)(rng_next(&r) % 32);
             W_FREE(held[k]);
             size_t n =
                 rng_next(&r) % 8 == 0 ? rng_range(&r, 1025, 300 * KiB) : rng_range(&r, 1, 1024);
             held[k] = (rng_next(&r) & 1) ? W_MALLOC(n) : W_CALLOC(1, n);
+            if (sf_in_child)
+                sf_child_work();
             if (!held[k])
                 w_fail("allocation in the interrupted loop failed");
         }
-        int st;
-        pid_t pid;
-        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-            reaped++;
-            sf_check_status(st, &bad_children);
-        }
-        if (atomic_load(&sf_fork_failed) > 0 &&
-            atomic_load(&sf_forked) + atomic_load(&sf_fork_failed) >= forks)
-            break;
+        sf_reap(&reaped, &bad_children, WNOHANG);
     }
-    struct itimerval off;
-    memset(&off, 0, sizeof off);
-    setitimer(ITIMER_REAL, &off, NULL);
-    signal(SIGALRM, SIG_DFL);
-    int st;
-    pid_t pid;
-    while (reaped < atomic_load(&sf_forked) && (pid = waitpid(-1, &st, 0)) > 0) {
-        reaped++;
-        sf_check_status(st, &bad_children);
-    }
+    atomic_store(&sf_stop, 1);
+    pthread_join(sender, NULL);
+    signal(SIGUSR2, SIG_DFL);
+    sf_reap(&reaped, &bad_children, 0);
     for (int k = 0; k < 32; k++)
         W_FREE(held[k]);
     if (atomic_load(&sf_fork_failed))
