@@ -110,6 +110,18 @@ void *tl_alloc_zeroed(size_t size)
 }
 
 /* ---- validation -------------------------------------------------------------- */
+/* Why a pointer into small span s is not one of its objects. */
+static const char *not_an_object(const struct span *s, uintptr_t a)
+{
+    const struct size_class_info *c = &tl_classes[s->size_class];
+    size_t off = a - s->start;
+    if (off % c->size)
+        return "pointer into the middle of a block";
+    if (off / c->size >= c->objects)
+        return "pointer into the tail of a span, past its last block";
+    return "pointer to a block never handed out";
+}
+
 /* The span of a block handed out by tlmalloc, or a report naming p. */
 struct span *tl_lookup(void *p, const char *who)
 {
@@ -122,7 +134,7 @@ struct span *tl_lookup(void *p, const char *who)
     switch (s->state) {
     case SPAN_SMALL:
         if (TL_UNLIKELY(!tl_is_object_start(s, a))) {
-            tl_report_invalid_free(p, who, "pointer into the middle of a block");
+            tl_report_invalid_free(p, who, not_an_object(s, a));
             return NULL;
         }
         tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */

@@ -3,39 +3,38 @@
  *
  * Two stages per class:
  *  - transfer: a stack of full batches (batch = tl_classes[c].batch objects
- *    chained by their encoded links). Flushing threads push a batch without
- *    any lock (urcu's lock-free stack, cds_lfs_push, lock-free);
- *    refilling threads pop one under the class lock (the stack needs its
- *    poppers serialised to be safe from ABA, which the lock does). So the
+ *    chained by their encoded links), an array of their first objects in
+ *    the metadata arena. Flushing threads push and refilling threads pop a
+ *    whole batch under the class lock: one lock per batch, so the
  *    producer/consumer pattern - one thread frees what another allocated -
- *    costs the freeing side no lock at all.
+ *    costs the freeing side an uncontended lock every 32 frees. The array
+ *    is outside the objects so that every object of a batch keeps both its
+ *    words as I4 has them: a stack linked through the objects needs a third
+ *    word in the first one, and when that was its second word (the free
+ *    key's), a double free of a batch's first object went unseen and the
+ *    block was later handed out twice.
  *  - spans: partial spans of the class (some objects free), in a heap by
  *    address; batches are cut from the highest when the transfer stack is
  *    empty, and objects return to them when it is full. A span whose
  *    objects all came back goes back to the page heap.
- * While a batch sits on the transfer stack, its first object's second word
- * holds the stack link instead of the free key (I4 is relaxed for it).
  *
  * Lock: tl_central_locks[c] guards the partial heap of class c, the object
- * lists and counts of its spans, and popping its transfer stack. Taken
+ * lists and counts of its spans, and its transfer stack. Taken
  * before the page heap lock, never while another class's lock is held.
  * Fork: all taken in prepare, in class order, before the page heap lock.
  */
-#define _LGPL_SOURCE 1
 #include "internal.h"
 #include "memcheck.h"
-
-#include <urcu/lfstack.h>
 
 struct tl_lock tl_central_locks[TL_MAX_CLASSES];
 
 struct central_list {
-    struct __cds_lfs_stack transfer;
-    _Atomic uint32_t transfer_batches;
-    uint32_t low_batches; /* fewest batches on the stack since the last decay */
-    struct span *partial; /* heap of spans with free or uncarved objects */
-    size_t span_objects;  /* capacity of all spans of this class */
-    size_t allocated;     /* objects out of spans (transfer, caches, users) */
+    void **transfer;                   /* first objects of full batches; NULL until needed */
+    _Atomic uint32_t transfer_batches; /* on the stack (read without the lock by stats) */
+    uint32_t low_batches;              /* fewest batches on the stack since the last decay */
+    struct span *partial;              /* heap of spans with free or uncarved objects */
+    size_t span_objects;               /* capacity of all spans of this class */
+    size_t allocated;                  /* objects out of spans (transfer, caches, users) */
 } __attribute__((aligned(64)));
 
 static struct central_list central[TL_MAX_CLASSES];
@@ -59,9 +58,6 @@ static uint32_t transfer_cap(unsigned cls)
     uint32_t cap = (uint32_t)(((size_t)1 << 20) / ((size_t)c->batch * c->size));
     return cap < 4 ? 4 : cap;
 }
-
-static struct cds_lfs_node *node_of(void *obj) { return (struct cds_lfs_node *)((char *)obj + 8); }
-static void *obj_of(struct cds_lfs_node *n) { return (char *)n - 8; }
 
 /* ---- partial spans -------------------------------------------------------- *
  * A class's partial spans form a pairing heap ordered by address, highest
@@ -149,7 +145,7 @@ static struct span *new_span(unsigned cls)
     if (s) {
         const struct size_class_info *c = &tl_classes[cls];
         s->div_inv = c->div_inv;
-        s->div_limit = c->div_limit;
+        tl_span_set_carved(s, 0);
         s->div_shift = (uint8_t)c->div_shift;
         /* May have been a freed large block, which memcheck sees as no-access. */
         tl_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
@@ -201,6 +197,7 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
             s->allocated++;
             got++;
         }
+        tl_span_set_carved(s, s->carved);
         if (!tl_decode(s->free_list) && s->carved == c->objects)
             partial_remove(cl, s);
     }
@@ -236,23 +233,31 @@ static void give_to_spans(unsigned cls, void *head, unsigned n)
 }
 
 /* ---- transfer stage ------------------------------------------------------ */
+/* Class lock held. */
 static void *pop_batch(unsigned cls)
 {
-    struct cds_lfs_node *node = __cds_lfs_pop(&central[cls].transfer);
-    if (!node)
+    struct central_list *cl = &central[cls];
+    uint32_t n = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
+    if (!n)
         return NULL;
-    tl_tsan_acquire(&central[cls].transfer);
-    uint32_t left =
-        atomic_fetch_sub_explicit(&central[cls].transfer_batches, 1, memory_order_relaxed) - 1;
-    if (left < central[cls].low_batches)
-        central[cls].low_batches = left;
-    void *obj = obj_of(node);
-    struct pagemap_leaf *leaf = tl_pagemap_leaf((uintptr_t)obj);
-    if (TL_UNLIKELY(((uintptr_t)obj & 15) || !leaf ||
-                    leaf->size_class[tl_pagemap_index((uintptr_t)obj)] != cls))
-        tl_report_corruption(obj, "malloc", "transfer batch link corrupted");
-    ((uint64_t *)obj)[1] = tl_free_key(obj);
-    return obj;
+    atomic_store_explicit(&cl->transfer_batches, n - 1, memory_order_relaxed);
+    if (n - 1 < cl->low_batches)
+        cl->low_batches = n - 1;
+    return cl->transfer[n - 1];
+}
+
+/* Class lock held. The stack's array is made on the first push. */
+static bool push_batch(unsigned cls, void *head)
+{
+    struct central_list *cl = &central[cls];
+    uint32_t n = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
+    if (n >= transfer_cap(cls))
+        return false;
+    if (!cl->transfer && !(cl->transfer = tl_meta_alloc(transfer_cap(cls) * sizeof(void *))))
+        return false;
+    cl->transfer[n] = head;
+    atomic_store_explicit(&cl->transfer_batches, n + 1, memory_order_relaxed);
+    return true;
 }
 
 unsigned tl_central_take(unsigned cls, unsigned n, void **head)
@@ -280,25 +285,15 @@ unsigned tl_central_take(unsigned cls, unsigned n, void **head)
 }
 
 /* Gives a chain of n objects back: a full batch onto the transfer stack
- * (lock-free) while it has room, anything else into the spans. With
+ * while it has room, anything else into the spans. With
  * to_spans, always into the spans: for objects a thread found idle, which
  * another thread is not waiting for, and whose spans may then go back to
  * the page heap for any size. */
 void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans)
 {
-    struct central_list *cl = &central[cls];
-    if (n == tl_classes[cls].batch && !to_spans) {
-        uint32_t had = atomic_fetch_add_explicit(&cl->transfer_batches, 1, memory_order_relaxed);
-        if (had < transfer_cap(cls)) {
-            cds_lfs_node_init(node_of(head));
-            tl_tsan_release(&cl->transfer);
-            cds_lfs_push(&cl->transfer, node_of(head));
-            return;
-        }
-        atomic_fetch_sub_explicit(&cl->transfer_batches, 1, memory_order_relaxed);
-    }
     tl_lock_acquire(&tl_central_locks[cls]);
-    give_to_spans(cls, head, n);
+    if (to_spans || n != tl_classes[cls].batch || !push_batch(cls, head))
+        give_to_spans(cls, head, n);
     tl_lock_release(&tl_central_locks[cls]);
 }
 
@@ -362,12 +357,6 @@ void tl_central_decay(uint64_t now)
         cl->low_batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
         tl_lock_release(&tl_central_locks[cls]);
     }
-}
-
-void tl_central_init(void)
-{
-    for (unsigned cls = 0; cls < TL_MAX_CLASSES; cls++)
-        __cds_lfs_init(&central[cls].transfer);
 }
 
 /* Bytes of free objects held centrally: transfer batches plus the free and

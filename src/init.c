@@ -54,7 +54,6 @@ static void stage_one(void)
     tl_size_classes_init();
     make_secrets();
     tl_config_init();
-    tl_central_init();
     atomic_store_explicit(&tl_tc_unclaimed, tl_conf.tc_budget, memory_order_relaxed);
     tl_check_init();
 }

@@ -58,27 +58,6 @@
  * compiler may address it directly instead of through the GOT. */
 #pragma GCC visibility push(hidden)
 
-/* ThreadSanitizer cannot see the ordering that liburcu's lock-free stack
- * provides (its loads are volatile, not C11 atomics), so hand-offs through
- * it are announced explicitly in sanitizer builds; elsewhere these cost
- * nothing. */
-#if defined(__SANITIZE_THREAD__)
-#define TL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TL_TSAN 1
-#endif
-#endif
-#ifdef TL_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-static inline void tl_tsan_acquire(void *addr) { __tsan_acquire(addr); }
-static inline void tl_tsan_release(void *addr) { __tsan_release(addr); }
-#else
-static inline void tl_tsan_acquire(void *addr) { (void)addr; }
-static inline void tl_tsan_release(void *addr) { (void)addr; }
-#endif
-
 #define TL_EXPORT __attribute__((visibility("default")))
 #define TL_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TL_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -152,7 +131,8 @@ struct span {
      * or 32 of a cache line, so they never straddle two lines. */
     uintptr_t start;    /* first byte; page aligned */
     uint64_t div_inv;   /* small: the class's exact-division constants, here */
-    uint64_t div_limit; /* beside start so that free reads one cache line */
+    uint64_t div_limit; /* beside start so that free reads one cache line;
+                           the highest object index carved (tl_span_set_carved) */
     uint8_t state;      /* enum span_state */
     uint8_t size_class; /* small spans only */
     uint8_t clean;      /* free or large: every byte is known to be zero */
@@ -180,10 +160,23 @@ struct span {
 /* Bytes a span covers: for a large or huge block, what the user may use. */
 static inline size_t tl_span_bytes(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
 
-/* p is the start of an object of small span s. */
+/* p is the start of an object of small span s that has been carved, so
+ * never a pointer into the span's tail or to an object not yet handed out.
+ * For a multiple of the size, the divisibility test's value is the
+ * quotient (the object's index), so bounding the index costs nothing: the
+ * span's limit is the highest index carved, not the class's. Read without
+ * the class lock: it only grows while the span is in use. */
 static inline bool tl_is_object_start(const struct span *s, uintptr_t p)
 {
-    return tl_divides(s->div_inv, s->div_limit, s->div_shift, p - s->start);
+    return tl_divides(s->div_inv, __atomic_load_n(&s->div_limit, __ATOMIC_RELAXED), s->div_shift,
+                      p - s->start);
+}
+
+/* Class lock held: objects [0, carved) of s may be freed (carved 0 still
+ * admits object 0, carved next under the same lock hold). */
+static inline void tl_span_set_carved(struct span *s, uint32_t carved)
+{
+    __atomic_store_n(&s->div_limit, carved ? (uint64_t)carved - 1 : 0, __ATOMIC_RELAXED);
 }
 
 /* ---- pagemap (pagemap.c) ----------------------------------------------- *
@@ -268,7 +261,6 @@ void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans);
 void tl_central_give_one(void *p, unsigned cls);
 void tl_central_drain_all(void);
 void tl_central_decay(uint64_t now);
-void tl_central_init(void);
 size_t tl_central_free_bytes(unsigned cls);
 size_t tl_central_span_bytes(unsigned cls);
 size_t tl_central_out_bytes(unsigned cls);
