@@ -1,13 +1,19 @@
 /* init.c - one-time initialisation, from whichever call comes first: the
  * dynamic loader's, a constructor's, or a thread's inside pthread_create.
  *
- * Stage one (tables, secrets, options) calls nothing that can allocate and
- * then marks the allocator ready; stage two registers the thread-exit key
- * and the fork handlers, calls that may allocate themselves, which is fine
- * once the allocator is ready.
+ * Stage one (tables, secrets, options, the thread-exit key) calls nothing
+ * that can allocate and then marks the allocator ready; stage two
+ * registers the fork handlers (pthread_atfork may allocate itself, which is
+ * fine once the allocator is ready).
  *
- * Lock: init_lock guards stage one; a thread that finds it taken spins
- * until the state says ready. Not used after start, so fork ignores it.
+ * Lock: init_owner, a spin lock whose word is the holder's process id and
+ * lock id, guards stage one. It is not known to the fork handlers, which
+ * are not installed until stage two: a thread that forks while another
+ * runs stage one leaves its child with the lock held by a thread that does
+ * not exist there. So a waiter that finds the lock held by another process
+ * takes it over in one compare-and-swap and runs stage one again (nothing
+ * was allocated before ready). Holder and process are one word, so there
+ * is no instant at which the lock is held and the word does not say where.
  */
 #include "internal.h"
 
@@ -19,7 +25,7 @@
 _Atomic int tl_init_state;
 uint64_t tl_secret;
 uint64_t tl_key_secret;
-static struct tl_lock init_lock = TL_LOCK_INIT;
+static _Atomic uint64_t init_owner; /* 0, or pid << 32 | lock id of the holder */
 
 static uint64_t mix(uint64_t x)
 {
@@ -54,24 +60,41 @@ static void stage_one(void)
     tl_size_classes_init();
     make_secrets();
     tl_config_init();
+    tl_tc_init_key();
     atomic_store_explicit(&tl_tc_unclaimed, tl_conf.tc_budget, memory_order_relaxed);
     tl_check_init();
 }
 
+static uint64_t init_me(void) { return (uint64_t)(uint32_t)tl_os_getpid() << 32 | tl_self_id(); }
+
+/* Takes the init lock, or takes it over from a stage one that a fork cut
+ * off in another process. */
+static void take_init_lock(uint64_t me)
+{
+    uint64_t seen = 0;
+    while (!atomic_compare_exchange_weak_explicit(&init_owner, &seen, me, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+        if (seen && seen >> 32 != me >> 32)
+            continue; /* held in another process: seen is the expected value now */
+        seen = 0;
+        tl_cpu_relax();
+    }
+}
+
 void tl_init_slow(void)
 {
-    if (tl_lock_held_by_me(&init_lock))
+    uint64_t me = init_me();
+    if (atomic_load_explicit(&init_owner, memory_order_relaxed) == me)
         tl_fatal("allocation during initialisation");
-    tl_lock_acquire(&init_lock);
-    bool first = atomic_load_explicit(&tl_init_state, memory_order_acquire) == 0;
+    take_init_lock(me);
+    bool first = atomic_load_explicit(&tl_init_state, memory_order_acquire) != 2;
     if (first) {
         atomic_store_explicit(&tl_init_state, 1, memory_order_relaxed);
         stage_one();
         atomic_store_explicit(&tl_init_state, 2, memory_order_release);
     }
-    tl_lock_release(&init_lock);
+    atomic_store_explicit(&init_owner, 0, memory_order_release);
     if (first) {
-        tl_tc_init_key();
         tl_fork_install();
         if (tl_conf.verbose)
             tl_config_report();

@@ -47,6 +47,7 @@ static struct tc_state *registry;
 static struct tc_state *ask_cursor;
 static struct tc_state *spare_states; /* of exited threads, for reuse */
 static pthread_key_t exit_key;
+static bool exit_key_made; /* set once, before the allocator is ready */
 
 #define CAP_STEP ((size_t)256 << 10)
 
@@ -329,15 +330,20 @@ static void flush_all(struct tc_state *st)
 /* ---- life cycle ---------------------------------------------------------- */
 static void cache_exit(void *arg);
 
-void tl_tc_init_key(void) { pthread_key_create(&exit_key, cache_exit); }
+/* Stage one of init (init.c), so the key exists before any thread can
+ * cache: glibc's pthread_key_create does not allocate. With no key left
+ * (a late dlopen() into a program that used them all), threads run
+ * uncached: a cache whose thread's exit goes unseen would be lost, and
+ * any other key belongs to someone else. */
+void tl_tc_init_key(void) { exit_key_made = pthread_key_create(&exit_key, cache_exit) == 0; }
 
 static void cache_init(struct thread_cache *tc)
 {
     /* Calls below may re-enter malloc (pthread_setspecific allocates for
      * high key numbers); until the cache is ready, such calls bypass it. */
     tc->state = TC_DEAD;
-    if (tl_conf.check)
-        return; /* check mode sees every malloc and free: no caching */
+    if (tl_conf.check || !exit_key_made)
+        return; /* check mode sees every malloc and free; no key: see above */
     tl_lock_acquire(&tl_registry_lock);
     struct tc_state *st = spare_states;
     if (st)
@@ -359,12 +365,17 @@ static void cache_init(struct thread_cache *tc)
     st->peak_epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
     atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     atomic_store_explicit(&st->give_back, 0, memory_order_relaxed);
-    tc->st = st;
+    bool keyed = pthread_setspecific(exit_key, tc) == 0; /* fails with no memory */
     tl_lock_acquire(&tl_registry_lock);
-    registry_add_locked(st);
+    if (keyed) {
+        tc->st = st;
+        registry_add_locked(st);
+        tc->state = TC_ACTIVE;
+    } else { /* the exit would go unseen: run uncached */
+        st->reg_next = spare_states;
+        spare_states = st;
+    }
     tl_lock_release(&tl_registry_lock);
-    pthread_setspecific(exit_key, tc);
-    tc->state = TC_ACTIVE;
 }
 
 /* Empties a cache and gives its cap back. The caller has taken it out of

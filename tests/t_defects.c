@@ -223,3 +223,171 @@ Test(defects, free_of_never_allocated_object_is_reported, .timeout = 60)
     sscanf(at, "never %p", &never);
     assert_reported(&r, "invalid pointer", never);
 }
+
+/* ---- the prefixed library, dlopen()ed late --------------------------------
+ * libtlmalloc-prefixed is found in the build tree: $TL_BUILDDIR/.libs (as
+ * tests/run.sh sets it), else beside this program's own build directory. */
+#include <dlfcn.h>
+#include <limits.h>
+
+static void prefixed_path(char *path, size_t cap)
+{
+    const char *b = getenv("TL_BUILDDIR");
+    if (b && *b) {
+        snprintf(path, cap, "%s/.libs/libtlmalloc-prefixed.so", b);
+        if (access(path, R_OK) == 0)
+            return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert(n > 0);
+    exe[n] = 0;
+    *strrchr(exe, '/') = 0;
+    static const char *const ups[] = {"/..", "/../.."};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, cap, "%s%s/.libs/libtlmalloc-prefixed.so", exe, ups[i]);
+        if (access(path, R_OK) == 0)
+            return;
+    }
+    cr_assert_fail("cannot find libtlmalloc-prefixed.so: set TL_BUILDDIR");
+}
+
+struct prefixed {
+    void *handle;
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+};
+
+static int prefixed_open(struct prefixed *px, const char *path)
+{
+    px->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!px->handle)
+        return 0;
+    px->malloc = (void *(*)(size_t))dlsym(px->handle, "tl_malloc");
+    px->free = (void (*)(void *))dlsym(px->handle, "tl_free");
+    return px->malloc && px->free;
+}
+
+/* Runs fn in a forked child (so that exhausting keys or a crash stays
+ * there) and returns its wait status. */
+static int in_child(int (*fn)(const char *), const char *path)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        alarm(60);
+        _exit(fn(path));
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+/* Keys exhausted: tlmalloc must not use a key it does not own. */
+static pthread_key_t ke_keys[PTHREAD_KEYS_MAX];
+static atomic_int ke_foreign_values;
+
+static void ke_destructor(void *value)
+{
+    if (value && value != (void *)&ke_keys)
+        atomic_fetch_add(&ke_foreign_values, 1);
+}
+
+static void *ke_thread(void *arg)
+{
+    struct prefixed *px = arg;
+    for (unsigned k = 0; k < 4; k++) /* key 0..3: whoever owns them */
+        if (pthread_getspecific(k) != NULL)
+            return (void *)1;
+    for (int i = 0; i < 100; i++)
+        px->free(px->malloc((size_t)i * 8 + 1));
+    for (unsigned k = 0; k < 4; k++)
+        if (pthread_getspecific(k) != NULL)
+            return (void *)2; /* tlmalloc wrote into a key it does not own */
+    return NULL;
+}
+
+static int keys_exhausted(const char *path)
+{
+    int made = 0;
+    while (made < PTHREAD_KEYS_MAX && pthread_key_create(&ke_keys[made], ke_destructor) == 0)
+        made++;
+    struct prefixed px;
+    if (!prefixed_open(&px, path))
+        return 10;
+    pthread_t t;
+    void *res = (void *)9;
+    if (pthread_create(&t, NULL, ke_thread, &px) != 0 || pthread_join(t, &res) != 0)
+        return 11;
+    if (res)
+        return 20 + (int)(intptr_t)res;
+    return atomic_load(&ke_foreign_values) ? 30 : 0;
+}
+
+Test(defects, prefixed_library_with_no_thread_key_left, .timeout = 120)
+{
+    char path[PATH_MAX];
+    prefixed_path(path, sizeof path);
+    int st = in_child(keys_exhausted, path);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "child status 0x%x (exit 21/22: tlmalloc used a pthread key it did not create; "
+              "30: another component's destructor got tlmalloc's value)",
+              st);
+}
+
+/* dlclose while a thread that used the library still runs; the thread then
+ * exits. And open/close cycles must not each leave address space behind. */
+static atomic_int dc_go;
+
+static void *dc_thread(void *arg)
+{
+    struct prefixed *px = arg;
+    px->free(px->malloc(100));
+    while (!atomic_load(&dc_go))
+        sched_yield();
+    return NULL;
+}
+
+static size_t vm_size_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %zu kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+static int close_while_thread_lives(const char *path)
+{
+    size_t before = 0;
+    for (int cycle = 0; cycle < 8; cycle++) {
+        struct prefixed px;
+        if (!prefixed_open(&px, path))
+            return 10;
+        pthread_t t;
+        atomic_store(&dc_go, 0);
+        if (pthread_create(&t, NULL, dc_thread, &px) != 0)
+            return 11;
+        dlclose(px.handle);
+        atomic_store(&dc_go, 1);
+        pthread_join(t, NULL); /* the thread's exit runs tlmalloc's key destructor */
+        if (cycle == 1)
+            before = vm_size_kib();
+    }
+    /* Six more cycles: no more than 16 MiB of address space more. */
+    return vm_size_kib() - before > 16 * 1024 ? 20 : 0;
+}
+
+Test(defects, prefixed_library_dlclose_with_live_thread, .timeout = 120)
+{
+    char path[PATH_MAX];
+    prefixed_path(path, sizeof path);
+    int st = in_child(close_while_thread_lives, path);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "child status 0x%x (signal %d; exit 20: each open/close cycle leaks address space)",
+              st, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
