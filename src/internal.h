@@ -377,7 +377,7 @@ static inline void tl_ensure_init(void)
 /* ---- statistics (stats.c) ----------------------------------------------- */
 struct tl_counters {
     _Atomic size_t mapped;       /* bytes obtained from the OS for the page heap */
-    _Atomic size_t returned;     /* of those, given back (madvised) and not reused */
+    _Atomic size_t returned;     /* of those, given back (madvise worked) and not reused */
     _Atomic size_t page_free;    /* free in the page heap, not returned */
     _Atomic size_t large_in_use; /* bytes of in-use large spans */
     _Atomic size_t small_spans;  /* bytes of spans given to central lists */

@@ -20,7 +20,7 @@ bool tl_os_unmap(void *p, size_t size);
 bool tl_os_decommit(void *p, size_t size);
 void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move); /* NULL on failure */
 uint64_t tl_os_now_ms(void);                                                /* monotonic, coarse */
-size_t tl_os_page_size(void); /* the kernel's page (4 KiB here) */
+size_t tl_os_page_size(void);                      /* the kernel's page (4 KiB here) */
 bool tl_os_write(int fd, const char *s, size_t n); /* false if not all was written */
 long tl_os_read_file(const char *path, char *buf, size_t cap);
 int tl_os_getpid(void);

@@ -5,7 +5,8 @@
  * Free spans sit in bins by length: one bin per length up to 128 pages
  * (1 MiB), then one per power of two. Two sets of bins: "dirty" spans (free
  * but resident) and "returned" spans (pages given back with madvise, or
- * never touched; they read as zero). Neighbouring free spans of the same
+ * never touched; they read as zero). A span whose madvise failed (locked
+ * memory) stays dirty (see give_back). Neighbouring free spans of the same
  * set are merged at once. Large spans take the best fit, dirty first, cut
  * from its front; small spans take the highest free span, cut from its top
  * (find_high). Dirty spans also sit on an LRU list in the order they became
@@ -505,12 +506,19 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages)
 /* Gives a dirty span's pages back, joins it with returned neighbours, and
  * gives back the pagemap memory that only the joined span's interior used:
  * the pages of s, and the boundary pages of s and its neighbours, which
- * were first or last pages until the join. */
-static void give_back(struct span *s)
+ * were first or last pages until the join. Returns false if the kernel
+ * refused (locked memory): s stays dirty, with whatever its pages hold, so
+ * calloc clears it. Its age starts again, so it is tried once per decay
+ * period, not at every look: under mlockall every try fails. */
+static bool give_back(struct span *s)
 {
     unlink_free(s);
+    if (!tl_os_decommit((void *)s->start, bytes_of(s))) {
+        s->freed_ms = tl_os_now_ms();
+        link_free(s);
+        return false;
+    }
     uintptr_t lo = s->start - TL_PAGE_SIZE, hi = s->start + bytes_of(s) + TL_PAGE_SIZE;
-    tl_os_decommit((void *)s->start, bytes_of(s));
     s->returned = 1;
     s->clean = 1;
     tl_pagemap_set_range(s->start, 1, NULL, 0);
@@ -519,6 +527,7 @@ static void give_back(struct span *s)
     link_free(s);
     uintptr_t first = s->start + TL_PAGE_SIZE, last = s->start + bytes_of(s) - TL_PAGE_SIZE;
     tl_pagemap_release(lo > first ? lo : first, hi < last ? hi : last, first, last);
+    return true;
 }
 
 /* A dirty span with no resident memory on either side: its neighbours are
@@ -544,21 +553,23 @@ static uint64_t decay_after(const struct span *s)
 _Atomic uint32_t tl_peak_epoch;
 
 /* Gives back dirty spans, oldest first: all of them, or those free for at
- * least decay_ms (see island), up to max_bytes. The LRU is in order of
- * freeing, and a joined span's age can be older than its place says, so the
- * whole list is looked at (it holds a few spans: neighbours are always
- * joined). Page heap lock held. */
+ * least decay_ms (see island), up to max_bytes; returns the bytes the
+ * kernel took. The LRU is in order of freeing, and a joined span's age can
+ * be older than its place says, so the whole list is looked at (it holds a
+ * few spans: neighbours are always joined), once: a span the kernel refused
+ * goes to the newest end, after the last one looked at. Page heap lock
+ * held. */
 static size_t release_locked(size_t max_bytes, bool all)
 {
     uint64_t now = tl_os_now_ms();
     size_t done = 0;
-    struct span *s = lru_oldest;
+    struct span *s = lru_oldest, *last = lru_newest;
     while (s && done < max_bytes) {
-        struct span *newer = s->lru_prev;
-        if (all || now - s->freed_ms >= decay_after(s)) {
-            done += bytes_of(s);
-            give_back(s); /* may join s with returned neighbours, never with newer */
-        }
+        struct span *newer = s == last ? NULL : s->lru_prev;
+        size_t bytes = bytes_of(s);
+        /* give_back may join s with returned neighbours, never with newer */
+        if ((all || now - s->freed_ms >= decay_after(s)) && give_back(s))
+            done += bytes;
         s = newer;
     }
     if (done > tl_conf.tc_budget)

@@ -87,8 +87,12 @@ static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo
         a = min;
     if (b > max)
         b = max;
+    /* If the kernel refuses (locked memory), the pages stay resident and
+     * hold what they held: zero entries, written as the span became free
+     * (I2), and slots of spans joined away, whose state is SPAN_FREE, as a
+     * zeroed slot's is. No reader relies on more, so nothing is undone. */
     if (b > a)
-        tl_os_decommit((void *)a, b - a);
+        (void)tl_os_decommit((void *)a, b - a);
 }
 
 /* Page heap lock held. The pages [start, end) have just become part of the
