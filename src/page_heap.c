@@ -276,19 +276,28 @@ static struct span *coalesce(struct span *s)
     return s;
 }
 
+/* Cuts free span s (unlinked) in two at page `at`: s keeps the first `at`
+ * pages, and the rest becomes a new free span, unlinked, which it returns.
+ * The one place where a free span is carved: the rest is what s was, so
+ * every field that describes free memory is copied here (the rest of an
+ * aligned take once got the age 0 and went back at the next look). */
+static struct span *cut(struct span *s, size_t at)
+{
+    struct span *rest = span_at(s->start + (at << TL_PAGE_SHIFT));
+    rest->npages = s->npages - at;
+    rest->returned = s->returned;
+    rest->clean = s->clean;
+    rest->freed_ms = s->freed_ms;
+    s->npages = at;
+    return rest;
+}
+
 /* Splits the first npages of free span s (unlinked) into a new span and
  * links the rest back as free. Returns the front part. */
 static struct span *split_front(struct span *s, size_t npages)
 {
-    if (s->npages == npages)
-        return s;
-    struct span *rest = span_at(s->start + (npages << TL_PAGE_SHIFT));
-    rest->npages = s->npages - npages;
-    rest->returned = s->returned;
-    rest->clean = s->clean;
-    rest->freed_ms = s->freed_ms;
-    s->npages = npages;
-    link_free(rest);
+    if (s->npages > npages)
+        link_free(cut(s, npages));
     return s;
 }
 
@@ -302,12 +311,7 @@ static struct span *split_back(struct span *s, size_t npages)
 {
     if (s->npages == npages)
         return s;
-    struct span *back = span_at(s->start + ((s->npages - npages) << TL_PAGE_SHIFT));
-    back->npages = npages;
-    back->returned = s->returned;
-    back->clean = s->clean;
-    back->freed_ms = s->freed_ms;
-    s->npages -= npages;
+    struct span *back = cut(s, s->npages - npages);
     link_free(s);
     return back;
 }
@@ -410,11 +414,7 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
         size_t lead = (tl_round_up(s->start, align) - s->start) >> TL_PAGE_SHIFT;
         if (lead) {
             struct span *front = s;
-            s = span_at(front->start + (lead << TL_PAGE_SHIFT));
-            s->npages = front->npages - lead;
-            s->returned = front->returned;
-            s->clean = front->clean;
-            front->npages = lead;
+            s = cut(front, lead);
             link_free(front);
         }
     }
