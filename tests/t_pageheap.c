@@ -145,3 +145,81 @@ Test(pageheap, calloc_zero_after_freeing_a_locked_block)
     malloc_trim(0);
     expect_calloc_zero("freeing an mlock()ed block and malloc_trim(0)");
 }
+
+/* ---- pagemap store order (white box) ------------------------------------ *
+ * The order of the pagemap's stores is what a free racing with a span's
+ * change can see, and no black-box test makes such a race happen on
+ * demand. So pagemap.c is compiled into this program on its own, over a
+ * leaf whose class and span pages are read-only: each store then faults,
+ * and the handler logs which array it was and lets the store through. */
+#include <signal.h>
+
+#pragma GCC visibility push(hidden)
+#include "../src/pagemap.c"
+
+__thread char tl_self_marker __attribute__((tls_model("initial-exec")));
+struct tl_counters tl_stats;
+
+void *tl_os_map(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+bool tl_os_decommit(void *p, size_t size) { return madvise(p, size, MADV_DONTNEED) == 0; }
+
+size_t tl_os_page_size(void) { return 4096; }
+
+/* One thread: the pagemap's lock is never contended. */
+void tl_lock_wait(struct tl_lock *l) { (void)l; }
+
+void tl_lock_wake(struct tl_lock *l) { (void)l; }
+#pragma GCC visibility pop
+
+static uintptr_t order_pages[2]; /* [0] the class byte's page, [1] the span pointer's */
+static volatile sig_atomic_t order_log[4], order_len;
+
+static void order_fault(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    uintptr_t page = (uintptr_t)si->si_addr & ~(uintptr_t)4095;
+    int which = page == order_pages[0] ? 0 : page == order_pages[1] ? 1 : -1;
+    if (which < 0 || order_len == 4)
+        abort(); /* a fault this test did not set up */
+    order_log[order_len++] = which;
+    mprotect((void *)page, 4096, PROT_READ | PROT_WRITE);
+}
+
+/* Runs tl_pagemap_set_range(a, 1, v, cls) with both pages read-only and
+ * returns the stores' order as "class,span" or "span,class". */
+static const char *store_order(uintptr_t a, struct span *v, uint8_t cls)
+{
+    order_len = 0;
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(mprotect((void *)order_pages[i], 4096, PROT_READ), 0);
+    tl_pagemap_set_range(a, 1, v, cls);
+    cr_assert_eq(order_len, 2, "%d stores instead of 2", (int)order_len);
+    return order_log[0] == 0 ? "class,span" : "span,class";
+}
+
+/* Setting a small span: the span pointer, then the class byte, so that a
+ * reader who sees the class finds the span. Clearing: the class byte
+ * first, so that a reader who finds no span sees class 0 (I3). */
+Test(pageheap, pagemap_store_order)
+{
+    struct sigaction sa = {.sa_sigaction = order_fault, .sa_flags = SA_SIGINFO};
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGSEGV, &sa, NULL), 0);
+    uintptr_t a = ((uintptr_t)1 << 40) + 12345 * TL_PAGE_SIZE;
+    cr_assert(tl_pagemap_ensure(a, TL_PAGE_SIZE));
+    struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
+    size_t i = tl_pagemap_index(a);
+    order_pages[0] = (uintptr_t)&leaf->size_class[i] & ~(uintptr_t)4095;
+    order_pages[1] = (uintptr_t)&leaf->span[i] & ~(uintptr_t)4095;
+    struct span *s = tl_pagemap_slot(a);
+    const char *set = store_order(a, s, 7);
+    cr_expect_str_eq(set, "span,class", "setting a small span: the stores went %s", set);
+    const char *clear = store_order(a, NULL, 0);
+    cr_expect_str_eq(clear, "class,span", "clearing a small span: the stores went %s", clear);
+}
