@@ -126,7 +126,11 @@ static const char *not_an_object(const struct span *s, uintptr_t a)
 struct span *tl_lookup(void *p, const char *who)
 {
     uintptr_t a = (uintptr_t)p;
-    struct span *s = tl_pagemap_span(a);
+    struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
+    /* One load, tested before use: a racing free may clear the entry (I3).
+     * Acquire: the fields set before the span was published are seen. */
+    struct span *s =
+        leaf ? __atomic_load_n(&leaf->span[tl_pagemap_index(a)], __ATOMIC_ACQUIRE) : NULL;
     if (TL_UNLIKELY(!s)) {
         tl_report_invalid_free(p, who, "pointer was not allocated by tlmalloc");
         return NULL;

@@ -82,11 +82,17 @@ static inline void fast_free(void *p)
     if (TL_UNLIKELY(!leaf))
         goto slow;
     size_t i = tl_pagemap_index(a);
-    unsigned cls = leaf->size_class[i];
+    /* I3: acquire, so that the span below is this class's or newer; it is
+     * NULL if a racing free has just given the span back (the slow path
+     * reports that free). */
+    size_t cls = __atomic_load_n(&leaf->size_class[i], __ATOMIC_ACQUIRE);
     if (TL_UNLIKELY(!cls))
         goto slow;
-    if (TL_FREE_CHECKS && TL_UNLIKELY(!tl_is_object_start(leaf->span[i], a)))
-        goto slow;
+    if (TL_FREE_CHECKS) {
+        const struct span *s = leaf->span[i];
+        if (TL_UNLIKELY(!s || !tl_is_object_start(s, a)))
+            goto slow;
+    }
     uint64_t key = tl_free_key(p);
     tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */
     if (TL_FREE_CHECKS && TL_UNLIKELY(((uint64_t *)p)[1] == key))

@@ -19,7 +19,14 @@
  *     other pages map to NULL. A pointer whose page maps to NULL is not ours.
  *  I3 The pagemap's class byte of a page is the span's size class when the
  *     span is small and in use, else 0. Class 0 is never a real class, so
- *     the fast paths need no other test to leave for the slow path.
+ *     the fast paths need no other test to leave for the slow path. A page
+ *     never has a class without a span pointer: setting a small span
+ *     stores the pointer, then the class (release); clearing stores class
+ *     0, then the pointer. A reader who loads the class with acquire finds
+ *     the span it belongs to, or a newer value: NULL if the span was
+ *     cleared between the two loads, which only a free racing with the
+ *     span's last free can meet (a double free or a free of a block in
+ *     use elsewhere). So whoever reads the span pointer tests it for NULL.
  *  I4 A free object's first word is the encoded link to the next free
  *     object (safe-linking: link ^ tl_secret); its second word is
  *     free_key(p) while it sits in any free list and 0 once handed out.
@@ -369,7 +376,7 @@ static inline void tl_ensure_init(void)
 /* ---- statistics (stats.c) ----------------------------------------------- */
 struct tl_counters {
     _Atomic size_t mapped;       /* bytes obtained from the OS for the page heap */
-    _Atomic size_t returned;     /* of those, given back (madvised) and not reused */
+    _Atomic size_t returned;     /* of those, given back (madvise worked) and not reused */
     _Atomic size_t page_free;    /* free in the page heap, not returned */
     _Atomic size_t large_in_use; /* bytes of in-use large spans */
     _Atomic size_t small_spans;  /* bytes of spans given to central lists */

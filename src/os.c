@@ -28,7 +28,10 @@ void *tl_os_map_hint(void *hint, size_t size)
 }
 
 /* Maps size bytes aligned to alignment (a power of two >= the kernel page)
- * by mapping more and unmapping the ends. */
+ * by mapping more and unmapping the ends. An end that cannot be unmapped
+ * (splitting a mapping can hit the kernel's limit on their number) would
+ * stay mapped after the block is freed, unaccounted for: the whole mapping
+ * goes instead, which never needs a split. */
 void *tl_os_map_aligned(size_t size, size_t alignment)
 {
     if (alignment <= tl_os_page_size())
@@ -40,25 +43,36 @@ void *tl_os_map_aligned(size_t size, size_t alignment)
         return NULL;
     uintptr_t a = tl_round_up((uintptr_t)p, alignment);
     size_t head = a - (uintptr_t)p, tail = alignment - head;
-    if (head)
-        tl_os_unmap(p, head);
-    if (tail)
-        tl_os_unmap((char *)a + size, tail);
+    if (head && !tl_os_unmap(p, head)) {
+        tl_os_unmap(p, size + alignment);
+        return NULL;
+    }
+    if (tail && !tl_os_unmap((char *)a + size, tail)) {
+        tl_os_unmap((void *)a, size + tail);
+        return NULL;
+    }
     return (void *)a;
 }
 
-void tl_os_unmap(void *p, size_t size)
+bool tl_os_unmap(void *p, size_t size)
 {
     int saved = errno;
-    munmap(p, size);
+    int rc = munmap(p, size);
     errno = saved;
+    return rc == 0;
 }
 
-void tl_os_decommit(void *p, size_t size)
+/* MADV_DONTNEED fails with EINVAL on locked memory, and so does every
+ * other advice that drops pages (MADV_FREE too). Mapping fresh pages over
+ * the range with MAP_FIXED would zero it, but under mlockall they are
+ * locked and resident at once: no memory comes back, and a failed MAP_FIXED
+ * leaves a hole in the heap. So a refusal is reported, not worked around. */
+bool tl_os_decommit(void *p, size_t size)
 {
     int saved = errno;
-    madvise(p, size, MADV_DONTNEED);
+    int rc = madvise(p, size, MADV_DONTNEED);
     errno = saved;
+    return rc == 0;
 }
 
 void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move)
@@ -78,7 +92,7 @@ uint64_t tl_os_now_ms(void)
 
 size_t tl_os_page_size(void) { return 4096; }
 
-void tl_os_write(int fd, const char *s, size_t n)
+bool tl_os_write(int fd, const char *s, size_t n)
 {
     int saved = errno;
     while (n > 0) {
@@ -91,6 +105,7 @@ void tl_os_write(int fd, const char *s, size_t n)
         n -= (size_t)w;
     }
     errno = saved;
+    return n == 0;
 }
 
 /* Reads up to cap-1 bytes of a small file (in /proc) into buf; returns the

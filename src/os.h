@@ -1,20 +1,27 @@
 /* os.h - the platform primitives, behind one small interface (os.c).
- * Everything the allocator asks of the kernel goes through here. */
+ * Everything the allocator asks of the kernel goes through here, and each
+ * call that can fail says whether it worked: the metadata above must follow
+ * what the kernel really did (a failed madvise leaves the pages as they
+ * were, with their contents). */
 #ifndef TL_OS_H
 #define TL_OS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 void *tl_os_map(size_t size);                  /* zeroed, page aligned, NULL on failure */
 void *tl_os_map_hint(void *hint, size_t size); /* at hint if free, else anywhere */
 void *tl_os_map_aligned(size_t size, size_t alignment);
-void tl_os_unmap(void *p, size_t size);
-void tl_os_decommit(void *p, size_t size); /* give pages back; they read as zero later */
+bool tl_os_unmap(void *p, size_t size);
+/* Gives pages back; true if they now read as zero. False when the kernel
+ * refused (locked memory: mlock, mlockall), and then some, all or none of
+ * the pages kept their contents and stay resident. */
+bool tl_os_decommit(void *p, size_t size);
 void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move); /* NULL on failure */
 uint64_t tl_os_now_ms(void);                                                /* monotonic, coarse */
-size_t tl_os_page_size(void); /* the kernel's page (4 KiB here) */
-void tl_os_write(int fd, const char *s, size_t n);
+size_t tl_os_page_size(void);                      /* the kernel's page (4 KiB here) */
+bool tl_os_write(int fd, const char *s, size_t n); /* false if not all was written */
 long tl_os_read_file(const char *path, char *buf, size_t cap);
 int tl_os_getpid(void);
 

@@ -5,7 +5,8 @@
  * Free spans sit in bins by length: one bin per length up to 128 pages
  * (1 MiB), then one per power of two. Two sets of bins: "dirty" spans (free
  * but resident) and "returned" spans (pages given back with madvise, or
- * never touched; they read as zero). Neighbouring free spans of the same
+ * never touched; they read as zero). A span whose madvise failed (locked
+ * memory) stays dirty (see give_back). Neighbouring free spans of the same
  * set are merged at once. Large spans take the best fit, dirty first, cut
  * from its front; small spans take the highest free span, cut from its top
  * (find_high). Dirty spans also sit on an LRU list in the order they became
@@ -275,19 +276,28 @@ static struct span *coalesce(struct span *s)
     return s;
 }
 
+/* Cuts free span s (unlinked) in two at page `at`: s keeps the first `at`
+ * pages, and the rest becomes a new free span, unlinked, which it returns.
+ * The one place where a free span is carved: the rest is what s was, so
+ * every field that describes free memory is copied here (the rest of an
+ * aligned take once got the age 0 and went back at the next look). */
+static struct span *cut(struct span *s, size_t at)
+{
+    struct span *rest = span_at(s->start + (at << TL_PAGE_SHIFT));
+    rest->npages = s->npages - at;
+    rest->returned = s->returned;
+    rest->clean = s->clean;
+    rest->freed_ms = s->freed_ms;
+    s->npages = at;
+    return rest;
+}
+
 /* Splits the first npages of free span s (unlinked) into a new span and
  * links the rest back as free. Returns the front part. */
 static struct span *split_front(struct span *s, size_t npages)
 {
-    if (s->npages == npages)
-        return s;
-    struct span *rest = span_at(s->start + (npages << TL_PAGE_SHIFT));
-    rest->npages = s->npages - npages;
-    rest->returned = s->returned;
-    rest->clean = s->clean;
-    rest->freed_ms = s->freed_ms;
-    s->npages = npages;
-    link_free(rest);
+    if (s->npages > npages)
+        link_free(cut(s, npages));
     return s;
 }
 
@@ -301,12 +311,7 @@ static struct span *split_back(struct span *s, size_t npages)
 {
     if (s->npages == npages)
         return s;
-    struct span *back = span_at(s->start + ((s->npages - npages) << TL_PAGE_SHIFT));
-    back->npages = npages;
-    back->returned = s->returned;
-    back->clean = s->clean;
-    back->freed_ms = s->freed_ms;
-    s->npages -= npages;
+    struct span *back = cut(s, s->npages - npages);
     link_free(s);
     return back;
 }
@@ -409,11 +414,7 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
         size_t lead = (tl_round_up(s->start, align) - s->start) >> TL_PAGE_SHIFT;
         if (lead) {
             struct span *front = s;
-            s = span_at(front->start + (lead << TL_PAGE_SHIFT));
-            s->npages = front->npages - lead;
-            s->returned = front->returned;
-            s->clean = front->clean;
-            front->npages = lead;
+            s = cut(front, lead);
             link_free(front);
         }
     }
@@ -505,12 +506,19 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages)
 /* Gives a dirty span's pages back, joins it with returned neighbours, and
  * gives back the pagemap memory that only the joined span's interior used:
  * the pages of s, and the boundary pages of s and its neighbours, which
- * were first or last pages until the join. */
-static void give_back(struct span *s)
+ * were first or last pages until the join. Returns false if the kernel
+ * refused (locked memory): s stays dirty, with whatever its pages hold, so
+ * calloc clears it. Its age starts again, so it is tried once per decay
+ * period, not at every look: under mlockall every try fails. */
+static bool give_back(struct span *s)
 {
     unlink_free(s);
+    if (!tl_os_decommit((void *)s->start, bytes_of(s))) {
+        s->freed_ms = tl_os_now_ms();
+        link_free(s);
+        return false;
+    }
     uintptr_t lo = s->start - TL_PAGE_SIZE, hi = s->start + bytes_of(s) + TL_PAGE_SIZE;
-    tl_os_decommit((void *)s->start, bytes_of(s));
     s->returned = 1;
     s->clean = 1;
     tl_pagemap_set_range(s->start, 1, NULL, 0);
@@ -519,6 +527,7 @@ static void give_back(struct span *s)
     link_free(s);
     uintptr_t first = s->start + TL_PAGE_SIZE, last = s->start + bytes_of(s) - TL_PAGE_SIZE;
     tl_pagemap_release(lo > first ? lo : first, hi < last ? hi : last, first, last);
+    return true;
 }
 
 /* A dirty span with no resident memory on either side: its neighbours are
@@ -544,21 +553,23 @@ static uint64_t decay_after(const struct span *s)
 _Atomic uint32_t tl_peak_epoch;
 
 /* Gives back dirty spans, oldest first: all of them, or those free for at
- * least decay_ms (see island), up to max_bytes. The LRU is in order of
- * freeing, and a joined span's age can be older than its place says, so the
- * whole list is looked at (it holds a few spans: neighbours are always
- * joined). Page heap lock held. */
+ * least decay_ms (see island), up to max_bytes; returns the bytes the
+ * kernel took. The LRU is in order of freeing, and a joined span's age can
+ * be older than its place says, so the whole list is looked at (it holds a
+ * few spans: neighbours are always joined), once: a span the kernel refused
+ * goes to the newest end, after the last one looked at. Page heap lock
+ * held. */
 static size_t release_locked(size_t max_bytes, bool all)
 {
     uint64_t now = tl_os_now_ms();
     size_t done = 0;
-    struct span *s = lru_oldest;
+    struct span *s = lru_oldest, *last = lru_newest;
     while (s && done < max_bytes) {
-        struct span *newer = s->lru_prev;
-        if (all || now - s->freed_ms >= decay_after(s)) {
-            done += bytes_of(s);
-            give_back(s); /* may join s with returned neighbours, never with newer */
-        }
+        struct span *newer = s == last ? NULL : s->lru_prev;
+        size_t bytes = bytes_of(s);
+        /* give_back may join s with returned neighbours, never with newer */
+        if ((all || now - s->freed_ms >= decay_after(s)) && give_back(s))
+            done += bytes;
         s = newer;
     }
     if (done > tl_conf.tc_budget)

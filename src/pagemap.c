@@ -58,16 +58,34 @@ bool tl_pagemap_ensure(uintptr_t start, size_t bytes)
  * writing a zero there again (a free span's class byte at its new edge,
  * say) would make a page resident for nothing; reading maps the shared
  * zero page, which costs no memory. */
+static void set_span(struct pagemap_leaf *leaf, size_t idx, struct span *v)
+{
+    if (__atomic_load_n(&leaf->span[idx], __ATOMIC_RELAXED) != v)
+        __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
+}
+
+static void set_class(struct pagemap_leaf *leaf, size_t idx, uint8_t cls)
+{
+    if (__atomic_load_n(&leaf->size_class[idx], __ATOMIC_RELAXED) != cls)
+        __atomic_store_n(&leaf->size_class[idx], cls, __ATOMIC_RELEASE);
+}
+
+/* The order of the two stores is part of I3: a page never has a class
+ * without a span. A small span's pointer goes in before its class, and a
+ * class goes out before the span pointer. */
 void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls)
 {
     uintptr_t a = start;
     for (size_t i = 0; i < npages; i++, a += TL_PAGE_SIZE) {
         struct pagemap_leaf *leaf = tl_pagemap_root[a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)];
         size_t idx = tl_pagemap_index(a);
-        if (__atomic_load_n(&leaf->span[idx], __ATOMIC_RELAXED) != v)
-            __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
-        if (__atomic_load_n(&leaf->size_class[idx], __ATOMIC_RELAXED) != cls)
-            __atomic_store_n(&leaf->size_class[idx], cls, __ATOMIC_RELAXED);
+        if (cls) {
+            set_span(leaf, idx, v);
+            set_class(leaf, idx, cls);
+        } else {
+            set_class(leaf, idx, cls);
+            set_span(leaf, idx, v);
+        }
     }
 }
 
@@ -87,8 +105,12 @@ static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo
         a = min;
     if (b > max)
         b = max;
+    /* If the kernel refuses (locked memory), the pages stay resident and
+     * hold what they held: zero entries, written as the span became free
+     * (I2), and slots of spans joined away, whose state is SPAN_FREE, as a
+     * zeroed slot's is. No reader relies on more, so nothing is undone. */
     if (b > a)
-        tl_os_decommit((void *)a, b - a);
+        (void)tl_os_decommit((void *)a, b - a);
 }
 
 /* Page heap lock held. The pages [start, end) have just become part of the

@@ -819,6 +819,33 @@ static int noop(void)
     return 0;
 }
 
+/* An 8 MiB block is freed, then a 1 MiB block aligned to 1 MiB is taken out
+ * of its dirty span; 700 ms later a look at the page heap (from the thread
+ * cache's tick) decides what has aged past decay_ms. Prints the dirty bytes
+ * before and after that look. */
+static int aligned_remainder(void)
+{
+    find_tl();
+    warm_up();
+    char *p = xmalloc(8 * MiB);
+    memset(p, 1, 8 * MiB);
+    free(p);
+    void *q;
+    if (posix_memalign(&q, MiB, MiB) != 0)
+        fail("posix_memalign(1 MiB, 1 MiB) failed");
+    out("dirty_after_take %zu", stat_of("page_heap_free_bytes"));
+    struct timespec pause = {0, 700000000};
+    while (nanosleep(&pause, &pause) != 0)
+        ;
+    for (int i = 0; i < 3000; i++) { /* more than one tick: 1024 frees */
+        void *volatile s = xmalloc(16);
+        free(s);
+    }
+    out("dirty_after_look %zu", stat_of("page_heap_free_bytes"));
+    free(q);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -872,6 +899,8 @@ int main(int argc, char **argv)
         return mallopt_huge();
     if (!strcmp(s, "noop"))
         return noop();
+    if (!strcmp(s, "aligned_remainder"))
+        return aligned_remainder();
     out("error unknown scenario %s", s);
     return 2;
 }

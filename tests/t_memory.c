@@ -377,3 +377,30 @@ Test(memory, malloc_stats_text)
     free(text);
     free(p);
 }
+
+/* A large block is freed, then an aligned block is taken out of its dirty
+ * span: the rest of that span ages from the free, so with decay_ms=4000 a
+ * look 700 ms later keeps it (it went back at once when the alignment cut
+ * gave it the age 0). At most 2 MiB of the 8 (the block and the lead cut
+ * off for alignment) may be gone. */
+Test(memory, aligned_take_keeps_the_age_of_the_rest, .timeout = 60)
+{
+    const char *env[] = {"TLMALLOC_CONF=decay_ms=4000", NULL};
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        struct child_result r;
+        run_child((enum child_variant)v, env, "aligned_remainder", NULL, 30, &r);
+        char st[64];
+        const char *name = variant_name((enum child_variant)v);
+        cr_assert(exited_ok(r.status), "aligned_remainder (%s): %s\nstdout:\n%s\nstderr:\n%s", name,
+                  describe_status(r.status, st, sizeof st), r.out, r.err);
+        size_t taken = out_value(r.out, "dirty_after_take", 0),
+               after = out_value(r.out, "dirty_after_look", 0);
+        cr_assert_geq(taken, 6 * MiB, "aligned_remainder (%s): the freed block is not dirty:\n%s",
+                      name, r.out);
+        cr_expect_geq(after, 6 * MiB,
+                      "aligned_remainder (%s): %.1f MiB dirty after the aligned take, %.1f MiB "
+                      "700 ms later with decay_ms=4000: the rest went back early",
+                      name, MiBf(taken), MiBf(after));
+        child_free(&r);
+    }
+}
