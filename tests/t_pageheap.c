@@ -162,7 +162,8 @@ Test(pageheap, calloc_zero_after_freeing_a_locked_block)
 #pragma GCC visibility push(hidden)
 #include "../src/pagemap.c"
 
-__thread char tl_self_marker __attribute__((tls_model("initial-exec")));
+__thread uint32_t tl_lock_id __attribute__((tls_model("initial-exec")));
+uint32_t tl_lock_id_assign(void) { return tl_lock_id = 1; }
 struct tl_counters tl_stats;
 
 void *tl_os_map(size_t size)
@@ -176,7 +177,11 @@ bool tl_os_decommit(void *p, size_t size) { return madvise(p, size, MADV_DONTNEE
 size_t tl_os_page_size(void) { return 4096; }
 
 /* One thread: the pagemap's lock is never contended. */
-void tl_lock_wait(struct tl_lock *l) { (void)l; }
+void tl_lock_wait(struct tl_lock *l, uint32_t me)
+{
+    (void)l;
+    (void)me;
+}
 
 void tl_lock_wake(struct tl_lock *l) { (void)l; }
 #pragma GCC visibility pop
