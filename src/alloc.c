@@ -14,7 +14,7 @@ void *tl_alloc_small_nocache(unsigned cls)
     void *p;
     if (tl_central_take(cls, 1, &p) != 1)
         return tl_no_memory();
-    ((uint64_t *)p)[1] = 0;
+    tl_clear_free_words(p);
     tl_vg_alloc(p, tl_classes[cls].size);
     return p;
 }
@@ -126,11 +126,9 @@ static const char *not_an_object(const struct span *s, uintptr_t a)
 struct span *tl_lookup(void *p, const char *who)
 {
     uintptr_t a = (uintptr_t)p;
-    struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
     /* One load, tested before use: a racing free may clear the entry (I3).
      * Acquire: the fields set before the span was published are seen. */
-    struct span *s =
-        leaf ? __atomic_load_n(&leaf->span[tl_pagemap_index(a)], __ATOMIC_ACQUIRE) : NULL;
+    struct span *s = tl_pagemap_span(a);
     if (TL_UNLIKELY(!s)) {
         tl_report_invalid_free(p, who, "pointer was not allocated by tlmalloc");
         return NULL;

@@ -62,12 +62,12 @@ static inline void *fast_malloc(size_t size)
     void *p = bin->head;
     if (TL_UNLIKELY(!p))
         return tl_alloc_slow(size);
-    uint64_t next = *(uint64_t *)p ^ tl_secret;
-    if (TL_FREE_CHECKS && TL_UNLIKELY(next & TL_LINK_BAD_MASK))
+    void *next = tl_link_get(p);
+    if (TL_FREE_CHECKS && TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
         return bad_link(p);
-    bin->head = (void *)(uintptr_t)next;
+    bin->head = next;
     bin->room++;
-    ((uint64_t *)p)[1] = 0;
+    tl_clear_free_words(p);
     tl_vg_alloc(p, tl_classes[cls].size);
     return p;
 }
@@ -75,22 +75,23 @@ static inline void *fast_malloc(size_t size)
 static inline void fast_free(void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    size_t root = a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS);
-    if (TL_UNLIKELY(root >= ((size_t)1 << TL_PM_ROOT_BITS)))
-        goto slow;
+    /* An address above 48 bits lands, masked, in some leaf: its offset
+     * from that leaf's span is then 2^48 or more, never an object's, so
+     * the object-start test sends it to the slow path, which reports it. */
+    size_t root = (a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)) & (((size_t)1 << TL_PM_ROOT_BITS) - 1);
     struct pagemap_leaf *leaf = tl_pagemap_root[root];
     if (TL_UNLIKELY(!leaf))
         goto slow;
     size_t i = tl_pagemap_index(a);
     /* I3: acquire, so that the span below is this class's or newer; it is
-     * NULL if a racing free has just given the span back (the slow path
-     * reports that free). */
+     * tl_no_span if a racing free has just given the span back (the slow
+     * path reports that free). */
     size_t cls = __atomic_load_n(&leaf->size_class[i], __ATOMIC_ACQUIRE);
     if (TL_UNLIKELY(!cls))
         goto slow;
     if (TL_FREE_CHECKS) {
-        const struct span *s = leaf->span[i];
-        if (TL_UNLIKELY(!s || !tl_is_object_start(s, a)))
+        const struct span *s = leaf->span[i]; /* never NULL here (I3) */
+        if (TL_UNLIKELY(!tl_is_object_start(s, a)))
             goto slow;
     }
     uint64_t key = tl_free_key(p);
@@ -103,7 +104,7 @@ static inline void fast_free(void *p)
     if (TL_UNLIKELY(--tl_tc.tick < 0))
         goto slow;
     tl_vg_free_small(p);
-    ((uint64_t *)p)[0] = tl_encode(bin->head);
+    tl_link_set(p, bin->head);
     ((uint64_t *)p)[1] = key;
     bin->head = p;
     bin->room--;

@@ -151,18 +151,16 @@ static struct span *new_span(unsigned cls)
         tl_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
         s->allocated = 0;
         s->carved = 0;
-        s->free_list = tl_encode(NULL);
+        tl_link_set(&s->free_list, NULL);
         central[cls].span_objects += tl_classes[cls].objects;
     }
     return s;
 }
 
-/* An encoded span free-list link is NULL or an object of that span. */
-static bool link_in_span(const struct span *s, const struct size_class_info *c, uint64_t link)
+/* A span free-list link is NULL or an object of that span. */
+static bool link_in_span(const struct span *s, const void *next)
 {
-    void *next = tl_decode(link);
-    uintptr_t off = (uintptr_t)next - s->start;
-    return !next || (off < (size_t)c->objects * c->size && tl_is_object_start(s, (uintptr_t)next));
+    return !next || tl_is_object_start(s, (uintptr_t)next);
 }
 
 /* Cuts up to n objects out of spans into a chain. Class lock held. */
@@ -180,25 +178,26 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
             partial_push(cl, s);
         }
         while (got < n) {
-            void *obj = tl_decode(s->free_list);
+            void *obj = tl_link_get(&s->free_list);
             if (obj) {
-                s->free_list = *(uint64_t *)obj;
-                if (TL_UNLIKELY(!link_in_span(s, c, s->free_list)))
+                void *next = tl_link_get(obj);
+                if (TL_UNLIKELY(!link_in_span(s, next)))
                     tl_report_corruption(obj, "malloc",
                                          "free-list link overwritten (use after free?)");
+                tl_link_set(&s->free_list, next);
             } else if (s->carved < c->objects) {
                 obj = (void *)(s->start + (size_t)s->carved++ * c->size);
             } else {
                 break;
             }
-            ((uint64_t *)obj)[0] = tl_encode(chain);
+            tl_link_set(obj, chain);
             ((uint64_t *)obj)[1] = tl_free_key(obj);
             chain = obj;
             s->allocated++;
             got++;
         }
         tl_span_set_carved(s, s->carved);
-        if (!tl_decode(s->free_list) && s->carved == c->objects)
+        if (!tl_link_get(&s->free_list) && s->carved == c->objects)
             partial_remove(cl, s);
     }
     cl->allocated += got;
@@ -212,13 +211,13 @@ static void give_to_spans(unsigned cls, void *head, unsigned n)
     struct central_list *cl = &central[cls];
     for (unsigned i = 0; i < n && head; i++) {
         void *obj = head;
-        head = tl_decode(*(uint64_t *)obj);
+        head = tl_link_get(obj);
         struct span *s = tl_pagemap_span((uintptr_t)obj);
         if (TL_UNLIKELY(!s || s->state != SPAN_SMALL || s->size_class != cls))
             tl_report_corruption(obj, "free", "free-list link points outside its size class");
-        *(uint64_t *)obj = s->free_list;
+        tl_link_set(obj, tl_link_get(&s->free_list));
         ((uint64_t *)obj)[1] = tl_free_key(obj);
-        s->free_list = tl_encode(obj);
+        tl_link_set(&s->free_list, obj);
         s->allocated--;
         cl->allocated--;
         if (s->allocated == 0) {
@@ -273,9 +272,9 @@ unsigned tl_central_take(unsigned cls, unsigned n, void **head)
         if (n < batch_n) {
             void *last = batch;
             for (unsigned i = 1; i < n; i++)
-                last = tl_decode(*(uint64_t *)last);
-            give_to_spans(cls, tl_decode(*(uint64_t *)last), batch_n - n);
-            *(uint64_t *)last = tl_encode(NULL);
+                last = tl_link_get(last);
+            give_to_spans(cls, tl_link_get(last), batch_n - n);
+            tl_link_set(last, NULL);
         }
     } else {
         got = take_from_spans(cls, n, head);
@@ -300,7 +299,7 @@ void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans)
 /* Gives back one freed object (I4: a free object carries its free key). */
 void tl_central_give_one(void *p, unsigned cls)
 {
-    ((uint64_t *)p)[0] = tl_encode(NULL);
+    tl_link_set(p, NULL);
     ((uint64_t *)p)[1] = tl_free_key(p);
     tl_central_give(cls, p, 1, false);
 }

@@ -24,6 +24,7 @@
 
 _Atomic int tl_init_state;
 uint64_t tl_secret;
+uint64_t tl_link_mul;
 uint64_t tl_key_secret;
 static _Atomic uint64_t init_owner; /* 0, or pid << 32 | lock id of the holder */
 
@@ -38,7 +39,7 @@ static uint64_t mix(uint64_t x)
 
 static void make_secrets(void)
 {
-    uint64_t r[2] = {0, 0};
+    uint64_t r[3] = {0, 0, 0};
     if (syscall(SYS_getrandom, r, sizeof r, GRND_NONBLOCK) != (long)sizeof r) {
         /* The kernel's 16 random bytes for this process. */
         const uint64_t *at_random = (const uint64_t *)getauxval(AT_RANDOM);
@@ -48,11 +49,13 @@ static void make_secrets(void)
         }
         r[0] ^= mix((uint64_t)(uintptr_t)&r ^ tl_os_now_ms());
         r[1] ^= mix(r[0] + (uint64_t)(uintptr_t)&tl_secret);
+        r[2] = mix(r[1] ^ r[0] ^ (uint64_t)(uintptr_t)&tl_link_mul);
     }
     /* A secret with a low bit set never encodes NULL as 0, so a zeroed word
      * is never a valid link; keep the top bits random too. */
     tl_secret = r[0] | 1;
     tl_key_secret = r[1] | 1;
+    tl_link_mul = r[2] | 1;
 }
 
 static void stage_one(void)

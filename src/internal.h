@@ -16,20 +16,25 @@
  *     class size; object k of a small span starts at span->start + k*size.
  *  I2 pagemap: every page of an in-use span (small, large, huge) maps to its
  *     span; a free span maps only its first and last page (for coalescing);
- *     other pages map to NULL. A pointer whose page maps to NULL is not ours.
+ *     other pages map to no span: NULL, or tl_no_span where a span's
+ *     pointer was before (see I3). A pointer whose page maps to no span is
+ *     not ours; tl_pagemap_span() reads both as NULL.
  *  I3 The pagemap's class byte of a page is the span's size class when the
  *     span is small and in use, else 0. Class 0 is never a real class, so
  *     the fast paths need no other test to leave for the slow path. A page
  *     never has a class without a span pointer: setting a small span
  *     stores the pointer, then the class (release); clearing stores class
  *     0, then the pointer. A reader who loads the class with acquire finds
- *     the span it belongs to, or a newer value: NULL if the span was
- *     cleared between the two loads, which only a free racing with the
- *     span's last free can meet (a double free or a free of a block in
- *     use elsewhere). So whoever reads the span pointer tests it for NULL.
+ *     the span it belongs to, or a newer value: tl_no_span if the span
+ *     was cleared between the two loads, which only a free racing with
+ *     the span's last free can meet (a double free or a free of a block
+ *     in use elsewhere). tl_no_span fails every object-start test, so the
+ *     free fast path needs no NULL test; tl_pagemap_span() reads it as
+ *     NULL for everyone else.
  *  I4 A free object's first word is the encoded link to the next free
- *     object (safe-linking: link ^ tl_secret); its second word is
- *     free_key(p) while it sits in any free list and 0 once handed out.
+ *     object (tl_link_set: keyed by the word's own address); its second
+ *     word is free_key(p) while it sits in any free list. Both words are
+ *     zero once the block is handed out (tl_clear_free_words).
  *     So a free of a block whose second word is free_key(p) is a double
  *     free. Every object is at least 16 bytes, so both words exist.
  *  I5 A span's metadata (struct span) never lives inside the span. A page
@@ -209,10 +214,15 @@ static inline size_t tl_pagemap_index(uintptr_t a)
 {
     return (a >> TL_PAGE_SHIFT) & (TL_PM_LEAF_SIZE - 1);
 }
+/* Where a span's pages were mapped and no span is now, the entry is
+ * tl_no_span, not NULL (see I3); both read as "no span" here. */
+extern struct span tl_no_span;
 static inline struct span *tl_pagemap_span(uintptr_t a)
 {
     struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
-    return leaf ? leaf->span[tl_pagemap_index(a)] : NULL;
+    struct span *s =
+        leaf ? __atomic_load_n(&leaf->span[tl_pagemap_index(a)], __ATOMIC_ACQUIRE) : NULL;
+    return s == &tl_no_span ? NULL : s;
 }
 bool tl_pagemap_ensure(uintptr_t start, size_t bytes); /* maps leaves */
 void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls);
@@ -228,12 +238,38 @@ static inline struct span *tl_pagemap_slot(uintptr_t a)
  * page), of which [start, end) has just become part. */
 void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi);
 
-/* ---- safe-linking and the free key (I4) -------------------------------- */
-extern uint64_t tl_secret; /* per process, random */
-extern uint64_t tl_key_secret;
-static inline uint64_t tl_encode(void *next) { return (uint64_t)(uintptr_t)next ^ tl_secret; }
-static inline void *tl_decode(uint64_t v) { return (void *)(uintptr_t)(v ^ tl_secret); }
+/* ---- safe-linking and the free key (I4) -------------------------------- *
+ * The one codec of free-list links. A link is stored XORed with a key that
+ * depends on the word's own address (its slot): slot * tl_link_mul ^
+ * tl_secret, two secrets and a multiply. One leaked link word and the
+ * pointer it encodes give one equation in the two secrets, so they do not
+ * give the key of any other slot; a key that is the same for every slot
+ * (or linear in the slot, as glibc's pos >> 12) would. A slot is 16-byte
+ * aligned and tl_secret odd, so NULL never encodes as 0. */
+extern uint64_t tl_secret;     /* per process, random, odd */
+extern uint64_t tl_link_mul;   /* per process, random, odd */
+extern uint64_t tl_key_secret; /* the free key's */
+static inline uint64_t tl_link_key(const void *slot)
+{
+    return ((uint64_t)(uintptr_t)slot * tl_link_mul) ^ tl_secret;
+}
+/* Writes next, encoded, into the link word at slot. */
+static inline void tl_link_set(void *slot, const void *next)
+{
+    *(uint64_t *)slot = (uint64_t)(uintptr_t)next ^ tl_link_key(slot);
+}
+/* The link word at slot, decoded (not yet validated). */
+static inline void *tl_link_get(const void *slot)
+{
+    return (void *)(uintptr_t)(*(const uint64_t *)slot ^ tl_link_key(slot));
+}
 static inline uint64_t tl_free_key(void *p) { return (uint64_t)(uintptr_t)p ^ tl_key_secret; }
+
+/* Handing a block out: neither word of the free object (I4) reaches the
+ * user, so an uninitialised read learns no link and no key. One 16-byte
+ * store. */
+typedef uint64_t tl_two_words __attribute__((vector_size(16), may_alias));
+static inline void tl_clear_free_words(void *p) { *(tl_two_words *)p = (tl_two_words){0, 0}; }
 /* A decoded link that is not a 16-byte aligned user-space address was
  * written by someone else: the heap is corrupted. */
 #define TL_LINK_BAD_MASK 0xFFFF80000000000FULL

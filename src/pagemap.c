@@ -20,6 +20,8 @@
 #include <stddef.h>
 
 struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
+/* Odd start, limit 0: no pointer of a leaf is an object start of it. */
+struct span tl_no_span = {.start = 1, .div_inv = 1, .div_limit = 0, .state = SPAN_FREE};
 struct tl_lock tl_pagemap_lock = TL_LOCK_INIT;
 
 static bool ensure_leaf(size_t root_index)
@@ -60,7 +62,14 @@ bool tl_pagemap_ensure(uintptr_t start, size_t bytes)
  * zero page, which costs no memory. */
 static void set_span(struct pagemap_leaf *leaf, size_t idx, struct span *v)
 {
-    if (__atomic_load_n(&leaf->span[idx], __ATOMIC_RELAXED) != v)
+    struct span *old = __atomic_load_n(&leaf->span[idx], __ATOMIC_RELAXED);
+    if (!v && (!old || old == &tl_no_span))
+        return;
+    /* A real span's pointer leaves as tl_no_span, never NULL: a free that
+     * read the class before it went finds a span that fails every test. */
+    if (!v)
+        v = &tl_no_span;
+    if (old != v)
         __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
 }
 

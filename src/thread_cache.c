@@ -162,9 +162,9 @@ static void *detach(struct tc_bin *bin, unsigned n)
 {
     void *first = bin->head, *last = first;
     for (unsigned i = 1; i < n; i++)
-        last = tl_decode(*(uint64_t *)last);
-    bin->head = tl_decode(*(uint64_t *)last);
-    *(uint64_t *)last = tl_encode(NULL);
+        last = tl_link_get(last);
+    bin->head = tl_link_get(last);
+    tl_link_set(last, NULL);
     bin->room += (int32_t)n;
     return first;
 }
@@ -175,9 +175,9 @@ static void *detach_bottom(struct tc_bin *bin, unsigned keep, unsigned n)
 {
     void *last = bin->head;
     for (unsigned i = 1; i < keep; i++)
-        last = tl_decode(*(uint64_t *)last);
-    void *rest = tl_decode(*(uint64_t *)last);
-    *(uint64_t *)last = tl_encode(NULL);
+        last = tl_link_get(last);
+    void *rest = tl_link_get(last);
+    tl_link_set(last, NULL);
     bin->room += (int32_t)n;
     return rest;
 }
@@ -478,10 +478,10 @@ static void salvage(struct tc_state *st)
         while (p && n <= st->max_len[cls] && salvageable(p, cls)) {
             last = p;
             n++;
-            p = tl_decode(*(uint64_t *)p);
+            p = tl_link_get(p);
         }
         if (n) {
-            *(uint64_t *)last = tl_encode(NULL);
+            tl_link_set(last, NULL);
             tl_central_give(cls, first, n, false);
         }
         bin->head = NULL;
@@ -579,12 +579,12 @@ void *tl_tc_alloc(unsigned cls)
             return tl_alloc_small_nocache(cls);
     }
     void *p = bin->head;
-    uint64_t next = *(uint64_t *)p ^ tl_secret;
-    if (TL_UNLIKELY(next & TL_LINK_BAD_MASK))
+    void *next = tl_link_get(p);
+    if (TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
         tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
-    bin->head = (void *)(uintptr_t)next;
+    bin->head = next;
     bin->room++;
-    ((uint64_t *)p)[1] = 0;
+    tl_clear_free_words(p);
     tl_vg_alloc(p, class_size(cls));
     return p;
 }
@@ -613,7 +613,7 @@ void tl_tc_free(void *p, unsigned cls)
         tl_central_give_one(p, cls);
         return;
     }
-    ((uint64_t *)p)[0] = tl_encode(bin->head);
+    tl_link_set(p, bin->head);
     ((uint64_t *)p)[1] = tl_free_key(p);
     bin->head = p;
     bin->room--;
