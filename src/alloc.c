@@ -122,6 +122,16 @@ static const char *not_an_object(const struct span *s, uintptr_t a)
     return "pointer to a block never handed out";
 }
 
+/* p is a block already free: freeing it again is a double free; asking
+ * its size or resizing it is a use after free. */
+static void report_free_block(void *p, unsigned cls, const char *who)
+{
+    if (!strcmp(who, "free"))
+        tl_report_double_free(p, cls, who);
+    else
+        tl_report_invalid_free(p, who, "pointer to a block already freed (use after free?)");
+}
+
 /* The span of a block handed out by tlmalloc, or a report naming p. */
 struct span *tl_lookup(void *p, const char *who)
 {
@@ -141,7 +151,7 @@ struct span *tl_lookup(void *p, const char *who)
         }
         tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */
         if (TL_UNLIKELY(((uint64_t *)p)[1] == tl_free_key(p))) {
-            tl_report_double_free(p, s->size_class, who);
+            report_free_block(p, s->size_class, who);
             return NULL;
         }
         return s;
@@ -153,7 +163,7 @@ struct span *tl_lookup(void *p, const char *who)
         return NULL;
     default:
         if (a == s->start)
-            tl_report_double_free(p, 0, who);
+            report_free_block(p, 0, who);
         else
             tl_report_invalid_free(p, who, "pointer into free memory");
         return NULL;

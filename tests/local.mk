@@ -18,7 +18,7 @@ TESTS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fno-builtin 
 
 # The general tests use only the malloc family; both programs run them.
 tests_general_sources = \
-	tests/common.h tests/workloads.h \
+	tests/common.h tests/workloads.h tests/bad_free.h \
 	tests/t_identity.c tests/t_align.c tests/t_limits.c tests/t_memalign.c \
 	tests/t_realloc.c tests/t_calloc.c tests/t_compat.c tests/t_stress.c \
 	tests/t_threads.c tests/t_fork.c tests/t_defects.c tests/t_pageheap.c tests/t_hardening.c

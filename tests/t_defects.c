@@ -5,6 +5,7 @@
  * fix. */
 #include <criterion/criterion.h>
 
+#include "bad_free.h"
 #include "common.h"
 
 #include <pthread.h>
@@ -95,47 +96,8 @@ Test(defects, fork_in_handler_with_second_allocating_thread, .timeout = 150)
 }
 
 /* ---- heap errors that were accepted -------------------------------------
- * Each scenario runs in a forked child whose stderr comes back through a
- * pipe: the child must die of SIGABRT with a report naming the pointer. */
-struct report {
-    int status;
-    char text[4096];
-};
-
-static struct report run_bad_free(void (*scenario)(void *), void *arg)
-{
-    struct report r = {0};
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        scenario(arg);
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof r.text - 1 && (n = read(fds[0], r.text + len, sizeof r.text - 1 - len)) > 0)
-        len += (size_t)n;
-    r.text[len] = 0;
-    close(fds[0]);
-    cr_assert_eq(waitpid(pid, &r.status, 0), pid);
-    return r;
-}
-
-static void assert_reported(const struct report *r, const char *what, const void *p)
-{
-    char ptr[32];
-    snprintf(ptr, sizeof ptr, "%p", p);
-    cr_assert(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT,
-              "no abort for %s of %s; status 0x%x; stderr: %s", what, ptr, r->status, r->text);
-    cr_assert(strstr(r->text, what) && strstr(r->text, ptr), "report does not name %s and %s: %s",
-              what, ptr, r->text);
-}
-
+ * Each scenario runs in a forked child (tests/bad_free.h): the child must
+ * die of SIGABRT with a report naming the pointer. */
 /* A thread frees 33 blocks of 48 B: the first 32 fill its list, the 33rd
  * flushes them as one batch to the central transfer stack, headed by the
  * 32nd block. That block is then freed again. */

@@ -57,3 +57,27 @@ Test(hardening, link_keys_differ_from_slot_to_slot)
     cr_assert_geq(distinct, N - 3, "%d of %d link keys differ from the first: one leak gives all",
                   distinct, N - 2);
 }
+
+/* ---- reports use the right words ------------------------------------------ */
+#include "bad_free.h"
+
+static void usable_size_of_freed_block(void *out)
+{
+    void *p = malloc(48);
+    *(void **)out = p;
+    free(p);
+    fprintf(stderr, "freed %p\n", p);
+    fprintf(stderr, "size %zu\n", malloc_usable_size(opq_ptr(p)));
+}
+
+Test(hardening, usable_size_of_freed_block_is_not_a_double_free, .timeout = 60)
+{
+    void *p = NULL;
+    struct report r = run_bad_free(usable_size_of_freed_block, &p);
+    void *freed = NULL;
+    char *at = strstr(r.text, "freed ");
+    cr_assert(at, "scenario did not start: %s", r.text);
+    sscanf(at, "freed %p", &freed);
+    assert_reported(&r, "already freed", freed);
+    cr_assert(!strstr(r.text, "double free"), "called a double free: %s", r.text);
+}
