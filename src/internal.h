@@ -168,6 +168,10 @@ struct span {
     struct span *lru_prev;
     uint64_t freed_ms; /* free: when it last became free */
 };
+/* The layout promises the free fast path and the pagemap rely on. */
+_Static_assert(sizeof(struct span) == 96, "a span is one 96-byte pagemap slot (I5)");
+_Static_assert(offsetof(struct span, div_shift) < 32 && offsetof(struct span, div_limit) < 32,
+               "free reads only the first 32 bytes of a span");
 
 /* Bytes a span covers: for a large or huge block, what the user may use. */
 static inline size_t tl_span_bytes(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
@@ -202,6 +206,10 @@ struct pagemap_leaf {
     struct span *span[TL_PM_LEAF_SIZE];  /* I2 */
     struct span slot[TL_PM_LEAF_SIZE];   /* I5: the struct of a span starting at the page */
 };
+_Static_assert(offsetof(struct pagemap_leaf, slot) % 32 == 0 && sizeof(struct span) % 32 == 0,
+               "every slot starts at offset 0 or 32 of a cache line, so a span's first 32 "
+               "bytes never straddle two lines");
+
 extern struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
 
 static inline struct pagemap_leaf *tl_pagemap_leaf(uintptr_t a)
@@ -322,7 +330,11 @@ struct thread_cache {
     struct tc_state *st; /* the rest; NULL until first use */
     int32_t tick;        /* frees until the next decay check */
     uint8_t state;       /* enum tc_mode */
-};
+};                       /* glibc keeps 1664 bytes of static TLS for libraries dlopen()ed later
+ * (TLS_STATIC_SURPLUS): the prefixed library's cache must fit there, beside
+ * the lock id and what other late libraries take. */
+_Static_assert(sizeof(struct thread_cache) <= 1344, "the thread cache must fit static TLS");
+
 /* Frees between two looks at the clock for decay (a look costs ~20 ns). */
 #define TL_TICK 1024
 /* The cold part of a thread's cache, in the metadata arena, recycled when
