@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -774,6 +776,75 @@ static int tc_budget(const char *arg)
     return 0;
 }
 
+/* ---- huge blocks moved by realloc (t_diag.c) ------------------------------- */
+/* The program's own mremap: the program's symbols are exported, so every
+ * caller in the process reaches this one, tlmalloc included. It makes the
+ * system call and then, when a hook is armed and the call moved a mapping,
+ * runs the hook once, at the moment the old range has just become free. */
+static void (*volatile mremap_hook)(void *old);
+
+void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...)
+{
+    void *target = NULL;
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        target = va_arg(ap, void *);
+        va_end(ap);
+    }
+    long r = syscall(SYS_mremap, old, old_size, new_size, flags, target);
+    if (r == -1)
+        return MAP_FAILED;
+    void (*hook)(void *) = mremap_hook;
+    if (hook && (void *)r != old) {
+        mremap_hook = NULL;
+        hook(old);
+    }
+    return (void *)r;
+}
+
+/* What another thread's allocation does when it runs between the move of
+ * a huge block and the end of its realloc: a huge block of the same size,
+ * for which the kernel picks the hole the move has just left. Volatile:
+ * the compiler takes realloc for a leaf function, which cannot write it. */
+static char *volatile race_block;
+static void allocate_in_the_hole(void *old)
+{
+    (void)old;
+    race_block = xmalloc(512 * KiB);
+    race_block[0] = 2;
+}
+
+/* A 512 KiB huge block (huge threshold lowered to 256 KiB) grown to 1 MiB:
+ * the kernel places mappings top down, so the range above the block is
+ * taken and mremap moves it. Another huge block is allocated as soon as
+ * the old range is free, then freed after realloc has returned. Rounds
+ * where the kernel put that block at the old address ("hits") are the
+ * race; the block is valid and its free must succeed. */
+static int huge_realloc_moved(void)
+{
+    out("mallopt %d", mallopt(M_MMAP_THRESHOLD, 256 * 1024));
+    int hits = 0, moves = 0;
+    for (int round = 0; round < 200 && hits < 20; round++) {
+        char *p = xmalloc(512 * KiB);
+        memset(p, 1, 4096);
+        race_block = NULL;
+        mremap_hook = allocate_in_the_hole;
+        char *q = realloc(p, opq(MiB));
+        mremap_hook = NULL;
+        if (!q || q[4095] != 1)
+            fail("realloc of a huge block failed or lost its contents");
+        moves += q != p;
+        hits += race_block == p;
+        free(q);
+        if (race_block)
+            free(race_block);
+    }
+    out("moves %d", moves);
+    out("hits %d", hits);
+    return 0;
+}
+
 /* ---- options (t_config.c) --------------------------------------------------- */
 /* A 2 MiB block: huge (own mapping) or not? */
 static int huge_count(void)
@@ -870,6 +941,8 @@ int main(int argc, char **argv)
         return huge_count();
     if (!strcmp(s, "mallopt_huge"))
         return mallopt_huge();
+    if (!strcmp(s, "huge_realloc_moved"))
+        return huge_realloc_moved();
     if (!strcmp(s, "noop"))
         return noop();
     out("error unknown scenario %s", s);

@@ -402,3 +402,32 @@ Test(diag_check, leak_report_at_exit, .timeout = 60)
         }
     }
 }
+
+/* ---- huge blocks --------------------------------------------------------------- */
+/* realloc moves a huge block with mremap, which frees the old range before
+ * realloc has updated the pagemap. Another thread's new huge block can be
+ * put there in between; it is valid, and its free must succeed, not be
+ * reported as "not allocated by tlmalloc". The helper makes the race happen
+ * every round: its own mremap (which tlmalloc calls, the program's symbols
+ * being exported) allocates that block as soon as a move has returned.
+ * "hits" counts the rounds where the kernel put it at the old address. */
+Test(diag, huge_realloc_move_leaves_new_block_at_old_address_valid, .timeout = 120)
+{
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        struct child_result r;
+        run_child((enum child_variant)v, NULL, "huge_realloc_moved", NULL, 60, &r);
+        char st[64];
+        describe_status(r.status, st, sizeof st);
+        cr_expect(!r.timed_out, "huge_realloc_moved (%s): timed out", vn);
+        cr_expect(exited_ok(r.status), "huge_realloc_moved (%s): %s; stderr:\n%s", vn, st, r.err);
+        cr_expect_eq(r.err_len, 0, "huge_realloc_moved (%s): stderr:\n%s", vn, r.err);
+        cr_expect(has_line(r.out, "mallopt 1"), "huge_realloc_moved (%s): mallopt failed:\n%s", vn,
+                  r.out);
+        cr_expect(out_value(r.out, "hits", 0) > 0,
+                  "huge_realloc_moved (%s): no block was ever placed at a moved block's old "
+                  "address, the race was not exercised:\n%s",
+                  vn, r.out);
+        child_free(&r);
+    }
+}
