@@ -9,9 +9,10 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 void tl_buf_flush(struct tl_buf *b)
@@ -82,11 +83,30 @@ void tl_buf_size(struct tl_buf *b, uint64_t bytes)
 }
 
 /* ---- backtrace ------------------------------------------------------------ */
-static bool readable(const void *p)
+/* Copies two words at p, or says that they cannot be read. The kernel
+ * checks the pages' protection (mincore would not: it succeeds on a
+ * PROT_NONE page, and reading it then faults); a pipe does the same where
+ * process_vm_readv is not allowed. */
+static bool copy_via_pipe(const uintptr_t *p, uintptr_t out[2])
 {
-    unsigned char vec;
-    uintptr_t page = (uintptr_t)p & ~(uintptr_t)4095;
-    return mincore((void *)page, 4096, &vec) == 0;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return false;
+    bool ok = write(fds[1], p, 2 * sizeof *p) == (ssize_t)(2 * sizeof *p) &&
+              read(fds[0], out, 2 * sizeof *p) == (ssize_t)(2 * sizeof *p);
+    close(fds[0]);
+    close(fds[1]);
+    return ok;
+}
+
+static bool read_frame(int pid, const uintptr_t *p, uintptr_t out[2])
+{
+    int saved = errno;
+    struct iovec local = {out, 2 * sizeof *p}, remote = {(void *)p, 2 * sizeof *p};
+    ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    bool ok = n == (ssize_t)(2 * sizeof *p) || (n < 0 && errno != EFAULT && copy_via_pipe(p, out));
+    errno = saved;
+    return ok;
 }
 
 void tl_put_frame(struct tl_buf *b, uintptr_t pc)
@@ -111,17 +131,19 @@ void tl_put_frame(struct tl_buf *b, uintptr_t pc)
     tl_buf_str(b, "\n");
 }
 
-/* Return addresses by walking frame pointers, checking each frame is
- * readable first (code built without frame pointers ends the walk). */
+/* Return addresses by walking frame pointers, copying each frame only if
+ * it can be read (code built without frame pointers ends the walk). */
 unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
 {
     uintptr_t *fp = __builtin_frame_address(0);
+    int pid = tl_os_getpid();
     unsigned n = 0;
     for (unsigned depth = 0; fp && n < max && depth < 64; depth++) {
-        if (((uintptr_t)fp & 7) || !readable(fp) || !readable(fp + 1))
+        uintptr_t frame[2]; /* the caller's frame pointer, the return address */
+        if (((uintptr_t)fp & 7) || !read_frame(pid, fp, frame))
             break;
-        uintptr_t pc = fp[1];
-        uintptr_t *next = (uintptr_t *)fp[0];
+        uintptr_t pc = frame[1];
+        uintptr_t *next = (uintptr_t *)frame[0];
         if (pc < 4096)
             break;
         if (depth >= skip)

@@ -293,6 +293,49 @@ static int corrupt_span_link(void)
     return 0;
 }
 
+/* An invalid free reported while the chain of frame pointers leads into a
+ * PROT_NONE page: the report's backtrace must stop there, not fault. The
+ * bad call runs in a thread whose stack lies just below such a page, from
+ * a function that points its saved frame pointer at it meanwhile. */
+enum { BAD_CHAIN_STACK = 256 * 1024 };
+static char *bad_chain_guard;
+
+__attribute__((noinline)) static void free_under_bad_chain(void *p)
+{
+    volatile uintptr_t *frame = __builtin_frame_address(0);
+    uintptr_t saved = frame[0];
+    frame[0] = (uintptr_t)bad_chain_guard + 64;
+    free(opq_ptr(p));
+    frame[0] = saved;
+}
+
+static void *bad_chain_thread(void *arg)
+{
+    (void)arg;
+    show_ptr(global_block);
+    free_under_bad_chain(global_block);
+    __asm__ volatile(""); /* not a tail call: the caller's frame stays */
+    return NULL;
+}
+
+static int bad_frame_chain(void)
+{
+    char *area = mmap(NULL, BAD_CHAIN_STACK + 4096, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED)
+        fail("mmap of the thread's stack failed");
+    bad_chain_guard = area + BAD_CHAIN_STACK;
+    if (mprotect(bad_chain_guard, 4096, PROT_NONE))
+        fail("mprotect of the guard page failed");
+    pthread_attr_t attr;
+    pthread_t t;
+    if (pthread_attr_init(&attr) || pthread_attr_setstack(&attr, area, BAD_CHAIN_STACK) ||
+        pthread_create(&t, &attr, bad_chain_thread, NULL) || pthread_join(t, NULL))
+        fail("cannot run the thread with its own stack");
+    go_on();
+    return 0;
+}
+
 /* Check mode: one byte written past the end of a block of ARG bytes, found
  * by free (or realloc). */
 static int overrun(const char *arg, int use_realloc)
@@ -917,6 +960,8 @@ int main(int argc, char **argv)
         return corrupt_link(arg);
     if (!strcmp(s, "corrupt_span_link"))
         return corrupt_span_link();
+    if (!strcmp(s, "bad_frame_chain"))
+        return bad_frame_chain();
     if (!strcmp(s, "overrun_free"))
         return overrun(arg, 0);
     if (!strcmp(s, "overrun_realloc"))

@@ -245,6 +245,17 @@ Test(diag, corrupted_link_in_check_mode_is_write_after_free, .timeout = 120)
     check_check_levels("corrupt_link", NULL, NULL, &ex);
 }
 
+/* The chain of frame pointers leads into a PROT_NONE page (the saved frame
+ * pointer of the function making the bad free points there): the report's
+ * backtrace must stop at that page and the report go out as usual, where
+ * reading the page used to kill the program with SIGSEGV and no message. */
+Test(diag, report_with_frame_chain_into_protected_page, .timeout = 120)
+{
+    struct expect ex = {
+        "invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
+    check_all_levels("bad_frame_chain", NULL, &ex);
+}
+
 /* ---- check mode ------------------------------------------------------------ */
 static const char *const overrun_sizes[] = {"1", "40", "4096", "200000"};
 
