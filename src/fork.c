@@ -36,6 +36,14 @@ static void collect(void)
     locks[nlocks++] = &tl_meta_lock;
 }
 
+bool tl_lock_any_held_by_me(void)
+{
+    for (unsigned i = 0; i < nlocks; i++)
+        if (tl_lock_held_by_me(locks[i]))
+            return true;
+    return false;
+}
+
 static void prepare(void)
 {
     skipped_any = false;

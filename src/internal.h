@@ -417,10 +417,15 @@ void tl_warn(const char *msg, const char *detail);
 unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip);
 void tl_put_backtrace(struct tl_buf *b);
 bool tl_in_self(uintptr_t pc); /* pc lies in the object holding tlmalloc's code */
-void tl_put_frame(struct tl_buf *b, uintptr_t pc); /* "0x.. lib(sym+0x..)" */
+/* "0x.. lib (sym+0x..)", or "0x.. lib+0x.." (offset in the file) when the
+ * symbol cannot be looked up safely. */
+void tl_put_frame(struct tl_buf *b, uintptr_t pc);
 
 /* ---- fork (fork.c) ------------------------------------------------------- */
 void tl_fork_install(void);
+/* The calling thread holds an allocator lock (a signal handler that
+ * interrupted the allocator, or a report made under a lock). */
+bool tl_lock_any_held_by_me(void);
 
 #pragma GCC visibility pop
 #endif

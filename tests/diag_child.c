@@ -20,6 +20,8 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -332,6 +334,53 @@ static int bad_frame_chain(void)
     if (pthread_attr_init(&attr) || pthread_attr_setstack(&attr, area, BAD_CHAIN_STACK) ||
         pthread_create(&t, &attr, bad_chain_thread, NULL) || pthread_join(t, NULL))
         fail("cannot run the thread with its own stack");
+    go_on();
+    return 0;
+}
+
+/* Reports made with an allocator lock held (check mode's double free is
+ * found under its lock) while another thread loads and unloads a library:
+ * the loader allocates under its own lock, so a reporter that asks the
+ * loader to name frames while holding an allocator lock can deadlock with
+ * it. ARG: the number of reports. Run with MALLOC_CHECK_=1 (print and go
+ * on); an alarm ends a hang. */
+static atomic_int dl_stop;
+static atomic_int dl_cycles;
+
+static void *dlopen_loop(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&dl_stop)) {
+        void *h = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
+        if (!h)
+            fail("dlopen of libm.so.6 failed");
+        if (dlclose(h))
+            fail("dlclose failed");
+        atomic_fetch_add(&dl_cycles, 1);
+    }
+    return NULL;
+}
+
+static int report_during_dlopen(const char *arg)
+{
+    int reports = arg ? atoi(arg) : 1000;
+    alarm(30);
+    pthread_t t;
+    if (pthread_create(&t, NULL, dlopen_loop, NULL))
+        fail("pthread_create failed");
+    while (atomic_load(&dl_cycles) == 0)
+        sched_yield();
+    for (int i = 0; i < reports; i++) {
+        char *p = xmalloc(48);
+        if (i == 0)
+            show_ptr(p);
+        free(p);
+        free(opq_ptr(p)); /* reported under check mode's lock */
+    }
+    atomic_store(&dl_stop, 1);
+    pthread_join(t, NULL);
+    out("reports %d", reports);
+    out("dlopen_cycles %d", atomic_load(&dl_cycles));
     go_on();
     return 0;
 }
@@ -962,6 +1011,8 @@ int main(int argc, char **argv)
         return corrupt_span_link();
     if (!strcmp(s, "bad_frame_chain"))
         return bad_frame_chain();
+    if (!strcmp(s, "report_during_dlopen"))
+        return report_during_dlopen(arg);
     if (!strcmp(s, "overrun_free"))
         return overrun(arg, 0);
     if (!strcmp(s, "overrun_realloc"))

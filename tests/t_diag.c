@@ -256,6 +256,45 @@ Test(diag, report_with_frame_chain_into_protected_page, .timeout = 120)
     check_all_levels("bad_frame_chain", NULL, &ex);
 }
 
+/* Reports made while this thread holds an allocator lock (check mode finds
+ * a double free under its own lock; print and go on), 1000 of them, while
+ * another thread loads and unloads libm. The loader allocates under its
+ * lock, so looking symbols up from under ours deadlocked with it (on the
+ * old code the helper's 30 s alarm fired nearly every run). Every report
+ * must come out, with frames named from /proc/self/maps. */
+Test(diag, report_under_lock_during_dlopen_finishes, .timeout = 180)
+{
+    static const char *const envs[] = {"MALLOC_CHECK_=1", "TLMALLOC_CONF=check=1"};
+    for (int v = 0; v < CHILD_VARIANTS; v++)
+        for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
+            const char *env[] = {envs[e], NULL};
+            const char *vn = variant_name((enum child_variant)v);
+            struct child_result r;
+            run_child((enum child_variant)v, env, "report_during_dlopen", NULL, 60, &r);
+            char st[64], second[1024] = "";
+            describe_status(r.status, st, sizeof st);
+            nth_line(r.err, 1, second, sizeof second);
+            cr_expect(!r.timed_out, "report_during_dlopen (%s, %s): timed out", envs[e], vn);
+            cr_expect(exited_ok(r.status),
+                      "report_during_dlopen (%s, %s): %s (signal 14: the helper's alarm, a hang)",
+                      envs[e], vn, st);
+            cr_expect(has_line(r.out, "reports 1000") && has_line(r.out, "heap ok"),
+                      "report_during_dlopen (%s, %s): the helper did not finish:\n%s", envs[e], vn,
+                      r.out);
+            unsigned reports = 0;
+            for (const char *s = r.err; (s = strstr(s, "tlmalloc: double free of 0x")); s++)
+                reports++;
+            cr_expect_eq(reports, 1000, "report_during_dlopen (%s, %s): %u reports, expected 1000",
+                         envs[e], vn, reports);
+            cr_expect(
+                matches(second, "^    at 0x[0-9a-f]+ diag_child_[a-z]+\\+0x[0-9a-f]+$", NULL, 0),
+                "report_during_dlopen (%s, %s): the first frame is '%s', expected "
+                "'    at 0x<pc> diag_child_<build>+0x<offset>'",
+                envs[e], vn, second);
+            child_free(&r);
+        }
+}
+
 /* ---- check mode ------------------------------------------------------------ */
 static const char *const overrun_sizes[] = {"1", "40", "4096", "200000"};
 
