@@ -12,6 +12,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -288,6 +289,37 @@ void tl_put_backtrace(struct tl_buf *b)
 }
 
 /* ---- reports ----------------------------------------------------------------- */
+/* Set while this thread writes a report: a second report begun meanwhile
+ * (a fault in the reporter, or a signal handler run by its abort that
+ * misuses the heap again) would otherwise re-enter it without end. */
+static __thread bool reporting __attribute__((tls_model("initial-exec")));
+
+/* Ends the process with SIGABRT without running a handler for it: the
+ * handler may be what brought us back here. */
+static _Noreturn void abort_at_once(void)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t abrt;
+    sigemptyset(&abrt);
+    sigaddset(&abrt, SIGABRT);
+    if (sigemptyset(&dfl.sa_mask) == 0 && sigaction(SIGABRT, &dfl, NULL) == 0 &&
+        sigprocmask(SIG_UNBLOCK, &abrt, NULL) == 0)
+        raise(SIGABRT);
+    _exit(127);
+}
+
+static void begin_report(void)
+{
+    static const char nested[] = "tlmalloc: another error while reporting one; aborting\n";
+    if (reporting) {
+        tl_os_write(2, nested, sizeof nested - 1);
+        abort_at_once();
+    }
+    reporting = true;
+}
+
+static void end_report(void) { reporting = false; }
+
 static void act(struct tl_buf *b)
 {
     int action = tl_conf.error_action;
@@ -301,6 +333,7 @@ static void act(struct tl_buf *b)
 
 static void report(void *p, const char *kind, const char *who, const char *detail, unsigned cls)
 {
+    begin_report();
     struct tl_buf b = {.fd = 2};
     tl_buf_str(&b, "tlmalloc: ");
     tl_buf_str(&b, kind);
@@ -320,6 +353,7 @@ static void report(void *p, const char *kind, const char *who, const char *detai
     }
     tl_buf_str(&b, "\n");
     act(&b);
+    end_report();
 }
 
 void tl_report_invalid_free(void *p, const char *who, const char *what)
@@ -335,6 +369,7 @@ void tl_report_double_free(void *p, unsigned cls, const char *who)
 /* Corruption cannot be ignored: the free lists are no longer trustworthy. */
 void tl_report_corruption(void *p, const char *who, const char *what)
 {
+    begin_report();
     struct tl_buf b = {.fd = 2};
     tl_buf_str(&b, "tlmalloc: heap corruption of ");
     tl_buf_hex(&b, (uintptr_t)p);
@@ -350,6 +385,7 @@ void tl_report_corruption(void *p, const char *who, const char *what)
 
 void tl_fatal(const char *msg)
 {
+    begin_report();
     struct tl_buf b = {.fd = 2};
     tl_buf_str(&b, "tlmalloc: fatal: ");
     tl_buf_str(&b, msg);

@@ -21,6 +21,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -334,6 +335,30 @@ static int bad_frame_chain(void)
     if (pthread_attr_init(&attr) || pthread_attr_setstack(&attr, area, BAD_CHAIN_STACK) ||
         pthread_create(&t, &attr, bad_chain_thread, NULL) || pthread_join(t, NULL))
         fail("cannot run the thread with its own stack");
+    go_on();
+    return 0;
+}
+
+/* A second heap error while the first is being reported: a SIGABRT handler
+ * that makes a bad free, so that the report's abort runs it. The nested
+ * report must say so in one line and end the process at once. ARG, when
+ * given, is an error action set first with mallopt(M_CHECK_ACTION, ARG). */
+static void bad_free_on_abort(int sig)
+{
+    (void)sig;
+    free(opq_ptr(global_block + 16));
+}
+
+static int nested_report(const char *arg)
+{
+    if (arg)
+        out("mallopt %d", mallopt(M_CHECK_ACTION, atoi(arg)));
+    struct sigaction sa = {.sa_handler = bad_free_on_abort};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGABRT, &sa, NULL))
+        fail("sigaction failed");
+    show_ptr(global_block);
+    free(opq_ptr(global_block));
     go_on();
     return 0;
 }
@@ -1011,6 +1036,8 @@ int main(int argc, char **argv)
         return corrupt_span_link();
     if (!strcmp(s, "bad_frame_chain"))
         return bad_frame_chain();
+    if (!strcmp(s, "nested_report"))
+        return nested_report(arg);
     if (!strcmp(s, "report_during_dlopen"))
         return report_during_dlopen(arg);
     if (!strcmp(s, "overrun_free"))

@@ -256,6 +256,42 @@ Test(diag, report_with_frame_chain_into_protected_page, .timeout = 120)
     check_all_levels("bad_frame_chain", NULL, &ex);
 }
 
+/* A SIGABRT handler that makes a bad free: the report's abort runs it, so
+ * a second report begins inside the first. It must say so in one line and
+ * end the process with SIGABRT, not report again and again until the stack
+ * overflows. (Outside check mode: check mode's lock, held through its
+ * report, is another matter.) */
+Test(diag, nested_report_aborts_at_once, .timeout = 120)
+{
+    static const char *const envs[] = {NULL, "MALLOC_CHECK_=0"};
+    static const char nested[] = "tlmalloc: another error while reporting one; aborting";
+    for (int v = 0; v < CHILD_VARIANTS; v++)
+        for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
+            const char *env[] = {envs[e], NULL};
+            const char *vn = variant_name((enum child_variant)v);
+            const char *en = envs[e] ? envs[e] : "no environment";
+            struct child_result r;
+            /* MALLOC_CHECK_=0 with mallopt's action 3: print and abort, outside check mode */
+            run_child((enum child_variant)v, env, "nested_report", envs[e] ? "3" : NULL, 60, &r);
+            char st[64], first[1024] = "";
+            describe_status(r.status, st, sizeof st);
+            nth_line(r.err, 0, first, sizeof first);
+            cr_expect(!r.timed_out, "nested_report (%s, %s): timed out", en, vn);
+            cr_expect(aborted(r.status), "nested_report (%s, %s): expected SIGABRT, got %s", en, vn,
+                      st);
+            cr_expect(!strncmp(first, "tlmalloc: invalid pointer of 0x", 31),
+                      "nested_report (%s, %s): the first report is missing:\n%s", en, vn, r.err);
+            unsigned reports = 0;
+            for (const char *s = r.err; (s = strstr(s, "tlmalloc: invalid pointer")); s++)
+                reports++;
+            cr_expect_eq(reports, 1, "nested_report (%s, %s): %u reports, expected one", en, vn,
+                         reports);
+            cr_expect(has_line(r.err, nested), "nested_report (%s, %s): no line '%s':\n%.2000s", en,
+                      vn, nested, r.err);
+            child_free(&r);
+        }
+}
+
 /* Reports made while this thread holds an allocator lock (check mode finds
  * a double free under its own lock; print and go on), 1000 of them, while
  * another thread loads and unloads libm. The loader allocates under its
