@@ -9,9 +9,13 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 void tl_buf_flush(struct tl_buf *b)
@@ -82,46 +86,45 @@ void tl_buf_size(struct tl_buf *b, uint64_t bytes)
 }
 
 /* ---- backtrace ------------------------------------------------------------ */
-static bool readable(const void *p)
+/* Copies two words at p, or says that they cannot be read. The kernel
+ * checks the pages' protection (mincore would not: it succeeds on a
+ * PROT_NONE page, and reading it then faults); a pipe does the same where
+ * process_vm_readv is not allowed. */
+static bool copy_via_pipe(const uintptr_t *p, uintptr_t out[2])
 {
-    unsigned char vec;
-    uintptr_t page = (uintptr_t)p & ~(uintptr_t)4095;
-    return mincore((void *)page, 4096, &vec) == 0;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return false;
+    bool ok = write(fds[1], p, 2 * sizeof *p) == (ssize_t)(2 * sizeof *p) &&
+              read(fds[0], out, 2 * sizeof *p) == (ssize_t)(2 * sizeof *p);
+    close(fds[0]);
+    close(fds[1]);
+    return ok;
 }
 
-void tl_put_frame(struct tl_buf *b, uintptr_t pc)
+static bool read_frame(int pid, const uintptr_t *p, uintptr_t out[2])
 {
-    Dl_info info;
-    tl_buf_hex(b, pc);
-    if (dladdr((void *)pc, &info) && info.dli_fname) {
-        const char *name = strrchr(info.dli_fname, '/');
-        tl_buf_str(b, " ");
-        tl_buf_str(b, name ? name + 1 : info.dli_fname);
-        if (info.dli_sname) {
-            tl_buf_str(b, " (");
-            tl_buf_str(b, info.dli_sname);
-            tl_buf_str(b, "+");
-            tl_buf_hex(b, pc - (uintptr_t)info.dli_saddr);
-            tl_buf_str(b, ")");
-        } else {
-            tl_buf_str(b, "+");
-            tl_buf_hex(b, pc - (uintptr_t)info.dli_fbase);
-        }
-    }
-    tl_buf_str(b, "\n");
+    int saved = errno;
+    struct iovec local = {out, 2 * sizeof *p}, remote = {(void *)p, 2 * sizeof *p};
+    ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    bool ok = n == (ssize_t)(2 * sizeof *p) || (n < 0 && errno != EFAULT && copy_via_pipe(p, out));
+    errno = saved;
+    return ok;
 }
 
-/* Return addresses by walking frame pointers, checking each frame is
- * readable first (code built without frame pointers ends the walk). */
+/* Return addresses by walking frame pointers, copying each frame only if
+ * it can be read (code built without frame pointers ends the walk). */
 unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
 {
     uintptr_t *fp = __builtin_frame_address(0);
+    int pid = tl_os_getpid();
     unsigned n = 0;
     for (unsigned depth = 0; fp && n < max && depth < 64; depth++) {
-        if (((uintptr_t)fp & 7) || !readable(fp) || !readable(fp + 1))
+        uintptr_t frame[2]; /* the caller's frame pointer, the return address */
+        if (((uintptr_t)fp & 7) || !read_frame(pid, fp, frame))
             break;
-        uintptr_t pc = fp[1];
-        uintptr_t *next = (uintptr_t *)fp[0];
+        uintptr_t pc = frame[1];
+        uintptr_t *next = (uintptr_t *)frame[0];
         if (pc < 4096)
             break;
         if (depth >= skip)
@@ -133,12 +136,140 @@ unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
     return n;
 }
 
-/* Is pc in the object that holds tlmalloc's own code? */
+/* The ELF header of the object that holds this code, placed by the linker. */
+extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
+
+/* Is pc in the object that holds tlmalloc's code? Answered from that
+ * object's program headers: dladdr would take the loader's lock. */
 bool tl_in_self(uintptr_t pc)
 {
-    Dl_info self, info;
-    return dladdr((void *)&tl_backtrace, &self) && dladdr((void *)pc, &info) &&
-           self.dli_fbase == info.dli_fbase;
+    const ElfW(Ehdr) *eh = &__ehdr_start;
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
+    uintptr_t bias = 0;
+    bool first = true;
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type != PT_LOAD)
+            continue;
+        if (first) /* it maps file offset 0, where the header is */
+            bias = (uintptr_t)eh - (ph[i].p_vaddr - ph[i].p_offset);
+        first = false;
+        uintptr_t start = bias + ph[i].p_vaddr;
+        if (pc >= start && pc - start < ph[i].p_memsz)
+            return true;
+    }
+    return false;
+}
+
+/* " name (sym+0x..)" or " name+0x.." from the loader's tables. */
+static bool put_symbol(struct tl_buf *b, uintptr_t pc)
+{
+    Dl_info info;
+    if (!dladdr((void *)pc, &info) || !info.dli_fname)
+        return false;
+    const char *name = strrchr(info.dli_fname, '/');
+    tl_buf_str(b, " ");
+    tl_buf_str(b, name ? name + 1 : info.dli_fname);
+    if (info.dli_sname) {
+        tl_buf_str(b, " (");
+        tl_buf_str(b, info.dli_sname);
+        tl_buf_str(b, "+");
+        tl_buf_hex(b, pc - (uintptr_t)info.dli_saddr);
+        tl_buf_str(b, ")");
+    } else {
+        tl_buf_str(b, "+");
+        tl_buf_hex(b, pc - (uintptr_t)info.dli_fbase);
+    }
+    return true;
+}
+
+static uintptr_t parse_hex(const char **s)
+{
+    uintptr_t v = 0;
+    for (;; (*s)++) {
+        char c = **s;
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (d == 16)
+            return v;
+        v = v << 4 | d;
+    }
+}
+
+static const char *next_field(const char *s)
+{
+    while (*s && *s != ' ')
+        s++;
+    while (*s == ' ')
+        s++;
+    return s;
+}
+
+/* One line of /proc/self/maps, "start-end perms offset dev inode path":
+ * if it holds pc, puts " name+0x<offset in the file>" and says so. */
+static bool put_if_mapped(struct tl_buf *b, const char *line, uintptr_t pc)
+{
+    const char *s = line;
+    uintptr_t start = parse_hex(&s);
+    if (*s++ != '-')
+        return false;
+    uintptr_t end = parse_hex(&s);
+    if (pc < start || pc >= end)
+        return false;
+    s = next_field(next_field(s)); /* past perms */
+    uintptr_t offset = parse_hex(&s);
+    const char *path = next_field(next_field(next_field(s))); /* past dev, inode */
+    if (*path == '/') {
+        tl_buf_str(b, " ");
+        tl_buf_str(b, strrchr(path, '/') + 1);
+        tl_buf_str(b, "+");
+        tl_buf_hex(b, pc - start + offset);
+    }
+    return true;
+}
+
+/* " name+0x.." from /proc/self/maps, read with open and read: neither
+ * allocates nor waits for the loader. */
+static void put_mapping(struct tl_buf *b, uintptr_t pc)
+{
+    int saved = errno;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    char buf[1024];
+    size_t len = 0;
+    bool found = false;
+    while (fd >= 0 && !found) {
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = 0;
+        char *line = buf, *nl;
+        while (!found && (nl = strchr(line, '\n'))) {
+            *nl = 0;
+            found = put_if_mapped(b, line, pc);
+            line = nl + 1;
+        }
+        len -= (size_t)(line - buf);
+        memmove(buf, line, len);
+        if (len == sizeof buf - 1) /* a line longer than the buffer: not one of ours */
+            len = 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+}
+
+/* Symbols are looked up only when this thread holds no allocator lock:
+ * the loader allocates under its own lock, so a thread in dlopen may be
+ * waiting for ours while we would wait for the loader's. */
+void tl_put_frame(struct tl_buf *b, uintptr_t pc)
+{
+    tl_buf_hex(b, pc);
+    if (tl_lock_any_held_by_me() || !put_symbol(b, pc))
+        put_mapping(b, pc);
+    tl_buf_str(b, "\n");
 }
 
 /* The caller's frames, without tlmalloc's own leading ones (unless all are
@@ -158,6 +289,37 @@ void tl_put_backtrace(struct tl_buf *b)
 }
 
 /* ---- reports ----------------------------------------------------------------- */
+/* Set while this thread writes a report: a second report begun meanwhile
+ * (a fault in the reporter, or a signal handler run by its abort that
+ * misuses the heap again) would otherwise re-enter it without end. */
+static __thread bool reporting __attribute__((tls_model("initial-exec")));
+
+/* Ends the process with SIGABRT without running a handler for it: the
+ * handler may be what brought us back here. */
+static _Noreturn void abort_at_once(void)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t abrt;
+    sigemptyset(&abrt);
+    sigaddset(&abrt, SIGABRT);
+    if (sigemptyset(&dfl.sa_mask) == 0 && sigaction(SIGABRT, &dfl, NULL) == 0 &&
+        sigprocmask(SIG_UNBLOCK, &abrt, NULL) == 0)
+        raise(SIGABRT);
+    _exit(127);
+}
+
+static void begin_report(void)
+{
+    static const char nested[] = "tlmalloc: another error while reporting one; aborting\n";
+    if (reporting) {
+        tl_os_write(2, nested, sizeof nested - 1);
+        abort_at_once();
+    }
+    reporting = true;
+}
+
+static void end_report(void) { reporting = false; }
+
 static void act(struct tl_buf *b)
 {
     int action = tl_conf.error_action;
@@ -171,6 +333,7 @@ static void act(struct tl_buf *b)
 
 static void report(void *p, const char *kind, const char *who, const char *detail, unsigned cls)
 {
+    begin_report();
     struct tl_buf b = {.fd = 2};
     tl_buf_str(&b, "tlmalloc: ");
     tl_buf_str(&b, kind);
@@ -190,6 +353,7 @@ static void report(void *p, const char *kind, const char *who, const char *detai
     }
     tl_buf_str(&b, "\n");
     act(&b);
+    end_report();
 }
 
 void tl_report_invalid_free(void *p, const char *who, const char *what)
@@ -205,6 +369,7 @@ void tl_report_double_free(void *p, unsigned cls, const char *who)
 /* Corruption cannot be ignored: the free lists are no longer trustworthy. */
 void tl_report_corruption(void *p, const char *who, const char *what)
 {
+    begin_report();
     struct tl_buf b = {.fd = 2};
     tl_buf_str(&b, "tlmalloc: heap corruption of ");
     tl_buf_hex(&b, (uintptr_t)p);
@@ -220,6 +385,7 @@ void tl_report_corruption(void *p, const char *who, const char *what)
 
 void tl_fatal(const char *msg)
 {
+    begin_report();
     struct tl_buf b = {.fd = 2};
     tl_buf_str(&b, "tlmalloc: fatal: ");
     tl_buf_str(&b, msg);

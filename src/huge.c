@@ -111,7 +111,12 @@ void *tl_huge_realloc(struct span *s, size_t size)
     if (!tl_pagemap_ensure((uintptr_t)q, TL_PAGE_SIZE))
         tl_fatal("cannot map pagemap memory for a resized huge block");
     tl_lock_acquire(&tl_page_heap_lock);
-    tl_pagemap_set_range(s->start, 1, NULL, 0);
+    /* mremap gave the old range back before this lock was taken: another
+     * thread's new huge block may start there already, with an entry of
+     * its own that must stay. Clear the entry only while it is still ours;
+     * until then it names a block that no valid pointer reaches. */
+    if (tl_pagemap_span(s->start) == s)
+        tl_pagemap_set_range(s->start, 1, NULL, 0);
     s->start = (uintptr_t)q;
     s->npages = new_bytes >> TL_PAGE_SHIFT;
     tl_pagemap_set_range(s->start, 1, s, 0);

@@ -456,15 +456,22 @@ void tl_buf_u64(struct tl_buf *b, uint64_t v);
 void tl_buf_hex(struct tl_buf *b, uint64_t v);
 void tl_buf_flush(struct tl_buf *b);
 void tl_buf_size(struct tl_buf *b, uint64_t bytes); /* "12.5 MiB" */
+/* Reports of errors the error action may let the program go on from
+ * return; corruption and fatal errors never do. tl_report_corruption is
+ * not declared _Noreturn although it never returns: the compiler would
+ * then call, not jump to, api.c's bad_link from the frameless malloc fast
+ * path, and the report's backtrace would lose the program's frame. */
 TL_COLD void tl_report_invalid_free(void *p, const char *who, const char *what);
 TL_COLD void tl_report_corruption(void *p, const char *who, const char *what);
 TL_COLD void tl_report_double_free(void *p, unsigned cls, const char *who);
-TL_COLD void tl_fatal(const char *msg);
+TL_COLD _Noreturn void tl_fatal(const char *msg);
 void tl_warn(const char *msg, const char *detail);
 unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip);
 void tl_put_backtrace(struct tl_buf *b);
 bool tl_in_self(uintptr_t pc); /* pc lies in the object holding tlmalloc's code */
-void tl_put_frame(struct tl_buf *b, uintptr_t pc); /* "0x.. lib(sym+0x..)" */
+/* "0x.. lib (sym+0x..)", or "0x.. lib+0x.." (offset in the file) when the
+ * symbol cannot be looked up safely. */
+void tl_put_frame(struct tl_buf *b, uintptr_t pc);
 
 /* ---- fork (fork.c) ------------------------------------------------------- */
 void tl_fork_install(void);

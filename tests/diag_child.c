@@ -20,11 +20,16 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -288,6 +293,120 @@ static int corrupt_span_link(void)
     out("mallocs returned");
     go_on();
     free(keep);
+    return 0;
+}
+
+/* An invalid free reported while the chain of frame pointers leads into a
+ * PROT_NONE page: the report's backtrace must stop there, not fault. The
+ * bad call runs in a thread whose stack lies just below such a page, from
+ * a function that points its saved frame pointer at it meanwhile. */
+enum { BAD_CHAIN_STACK = 256 * 1024 };
+static char *bad_chain_guard;
+
+__attribute__((noinline)) static void free_under_bad_chain(void *p)
+{
+    volatile uintptr_t *frame = __builtin_frame_address(0);
+    uintptr_t saved = frame[0];
+    frame[0] = (uintptr_t)bad_chain_guard + 64;
+    free(opq_ptr(p));
+    frame[0] = saved;
+}
+
+static void *bad_chain_thread(void *arg)
+{
+    (void)arg;
+    show_ptr(global_block);
+    free_under_bad_chain(global_block);
+    __asm__ volatile(""); /* not a tail call: the caller's frame stays */
+    return NULL;
+}
+
+static int bad_frame_chain(void)
+{
+    char *area = mmap(NULL, BAD_CHAIN_STACK + 4096, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED)
+        fail("mmap of the thread's stack failed");
+    bad_chain_guard = area + BAD_CHAIN_STACK;
+    if (mprotect(bad_chain_guard, 4096, PROT_NONE))
+        fail("mprotect of the guard page failed");
+    pthread_attr_t attr;
+    pthread_t t;
+    if (pthread_attr_init(&attr) || pthread_attr_setstack(&attr, area, BAD_CHAIN_STACK) ||
+        pthread_create(&t, &attr, bad_chain_thread, NULL) || pthread_join(t, NULL))
+        fail("cannot run the thread with its own stack");
+    go_on();
+    return 0;
+}
+
+/* A second heap error while the first is being reported: a SIGABRT handler
+ * that makes a bad free, so that the report's abort runs it. The nested
+ * report must say so in one line and end the process at once. ARG, when
+ * given, is an error action set first with mallopt(M_CHECK_ACTION, ARG). */
+static void bad_free_on_abort(int sig)
+{
+    (void)sig;
+    free(opq_ptr(global_block + 16));
+}
+
+static int nested_report(const char *arg)
+{
+    if (arg)
+        out("mallopt %d", mallopt(M_CHECK_ACTION, atoi(arg)));
+    struct sigaction sa = {.sa_handler = bad_free_on_abort};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGABRT, &sa, NULL))
+        fail("sigaction failed");
+    show_ptr(global_block);
+    free(opq_ptr(global_block));
+    go_on();
+    return 0;
+}
+
+/* Reports made with an allocator lock held (check mode's double free is
+ * found under its lock) while another thread loads and unloads a library:
+ * the loader allocates under its own lock, so a reporter that asks the
+ * loader to name frames while holding an allocator lock can deadlock with
+ * it. ARG: the number of reports. Run with MALLOC_CHECK_=1 (print and go
+ * on); an alarm ends a hang. */
+static atomic_int dl_stop;
+static atomic_int dl_cycles;
+
+static void *dlopen_loop(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&dl_stop)) {
+        void *h = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
+        if (!h)
+            fail("dlopen of libm.so.6 failed");
+        if (dlclose(h))
+            fail("dlclose failed");
+        atomic_fetch_add(&dl_cycles, 1);
+    }
+    return NULL;
+}
+
+static int report_during_dlopen(const char *arg)
+{
+    int reports = arg ? atoi(arg) : 1000;
+    alarm(30);
+    pthread_t t;
+    if (pthread_create(&t, NULL, dlopen_loop, NULL))
+        fail("pthread_create failed");
+    while (atomic_load(&dl_cycles) == 0)
+        sched_yield();
+    for (int i = 0; i < reports; i++) {
+        char *p = xmalloc(48);
+        if (i == 0)
+            show_ptr(p);
+        free(p);
+        free(opq_ptr(p)); /* reported under check mode's lock */
+    }
+    atomic_store(&dl_stop, 1);
+    pthread_join(t, NULL);
+    out("reports %d", reports);
+    out("dlopen_cycles %d", atomic_load(&dl_cycles));
+    go_on();
     return 0;
 }
 
@@ -774,6 +893,75 @@ static int tc_budget(const char *arg)
     return 0;
 }
 
+/* ---- huge blocks moved by realloc (t_diag.c) ------------------------------- */
+/* The program's own mremap: the program's symbols are exported, so every
+ * caller in the process reaches this one, tlmalloc included. It makes the
+ * system call and then, when a hook is armed and the call moved a mapping,
+ * runs the hook once, at the moment the old range has just become free. */
+static void (*volatile mremap_hook)(void *old);
+
+void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...)
+{
+    void *target = NULL;
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        target = va_arg(ap, void *);
+        va_end(ap);
+    }
+    long r = syscall(SYS_mremap, old, old_size, new_size, flags, target);
+    if (r == -1)
+        return MAP_FAILED;
+    void (*hook)(void *) = mremap_hook;
+    if (hook && (void *)r != old) {
+        mremap_hook = NULL;
+        hook(old);
+    }
+    return (void *)r;
+}
+
+/* What another thread's allocation does when it runs between the move of
+ * a huge block and the end of its realloc: a huge block of the same size,
+ * for which the kernel picks the hole the move has just left. Volatile:
+ * the compiler takes realloc for a leaf function, which cannot write it. */
+static char *volatile race_block;
+static void allocate_in_the_hole(void *old)
+{
+    (void)old;
+    race_block = xmalloc(512 * KiB);
+    race_block[0] = 2;
+}
+
+/* A 512 KiB huge block (huge threshold lowered to 256 KiB) grown to 1 MiB:
+ * the kernel places mappings top down, so the range above the block is
+ * taken and mremap moves it. Another huge block is allocated as soon as
+ * the old range is free, then freed after realloc has returned. Rounds
+ * where the kernel put that block at the old address ("hits") are the
+ * race; the block is valid and its free must succeed. */
+static int huge_realloc_moved(void)
+{
+    out("mallopt %d", mallopt(M_MMAP_THRESHOLD, 256 * 1024));
+    int hits = 0, moves = 0;
+    for (int round = 0; round < 200 && hits < 20; round++) {
+        char *p = xmalloc(512 * KiB);
+        memset(p, 1, 4096);
+        race_block = NULL;
+        mremap_hook = allocate_in_the_hole;
+        char *q = realloc(p, opq(MiB));
+        mremap_hook = NULL;
+        if (!q || q[4095] != 1)
+            fail("realloc of a huge block failed or lost its contents");
+        moves += q != p;
+        hits += race_block == p;
+        free(q);
+        if (race_block)
+            free(race_block);
+    }
+    out("moves %d", moves);
+    out("hits %d", hits);
+    return 0;
+}
+
 /* ---- options (t_config.c) --------------------------------------------------- */
 /* A 2 MiB block: huge (own mapping) or not? */
 static int huge_count(void)
@@ -873,6 +1061,12 @@ int main(int argc, char **argv)
         return corrupt_link(arg);
     if (!strcmp(s, "corrupt_span_link"))
         return corrupt_span_link();
+    if (!strcmp(s, "bad_frame_chain"))
+        return bad_frame_chain();
+    if (!strcmp(s, "nested_report"))
+        return nested_report(arg);
+    if (!strcmp(s, "report_during_dlopen"))
+        return report_during_dlopen(arg);
     if (!strcmp(s, "overrun_free"))
         return overrun(arg, 0);
     if (!strcmp(s, "overrun_realloc"))
@@ -897,6 +1091,8 @@ int main(int argc, char **argv)
         return huge_count();
     if (!strcmp(s, "mallopt_huge"))
         return mallopt_huge();
+    if (!strcmp(s, "huge_realloc_moved"))
+        return huge_realloc_moved();
     if (!strcmp(s, "noop"))
         return noop();
     if (!strcmp(s, "aligned_remainder"))

@@ -245,6 +245,92 @@ Test(diag, corrupted_link_in_check_mode_is_write_after_free, .timeout = 120)
     check_check_levels("corrupt_link", NULL, NULL, &ex);
 }
 
+/* The chain of frame pointers leads into a PROT_NONE page (the saved frame
+ * pointer of the function making the bad free points there): the report's
+ * backtrace must stop at that page and the report go out as usual, where
+ * reading the page used to kill the program with SIGSEGV and no message. */
+Test(diag, report_with_frame_chain_into_protected_page, .timeout = 120)
+{
+    struct expect ex = {
+        "invalid pointer", "free", ": pointer was not allocated by tlmalloc", 0, 0, NULL};
+    check_all_levels("bad_frame_chain", NULL, &ex);
+}
+
+/* A SIGABRT handler that makes a bad free: the report's abort runs it, so
+ * a second report begins inside the first. It must say so in one line and
+ * end the process with SIGABRT, not report again and again until the stack
+ * overflows. (Outside check mode: check mode's lock, held through its
+ * report, is another matter.) */
+Test(diag, nested_report_aborts_at_once, .timeout = 120)
+{
+    static const char *const envs[] = {NULL, "MALLOC_CHECK_=0"};
+    static const char nested[] = "tlmalloc: another error while reporting one; aborting";
+    for (int v = 0; v < CHILD_VARIANTS; v++)
+        for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
+            const char *env[] = {envs[e], NULL};
+            const char *vn = variant_name((enum child_variant)v);
+            const char *en = envs[e] ? envs[e] : "no environment";
+            struct child_result r;
+            /* MALLOC_CHECK_=0 with mallopt's action 3: print and abort, outside check mode */
+            run_child((enum child_variant)v, env, "nested_report", envs[e] ? "3" : NULL, 60, &r);
+            char st[64], first[1024] = "";
+            describe_status(r.status, st, sizeof st);
+            nth_line(r.err, 0, first, sizeof first);
+            cr_expect(!r.timed_out, "nested_report (%s, %s): timed out", en, vn);
+            cr_expect(aborted(r.status), "nested_report (%s, %s): expected SIGABRT, got %s", en, vn,
+                      st);
+            cr_expect(!strncmp(first, "tlmalloc: invalid pointer of 0x", 31),
+                      "nested_report (%s, %s): the first report is missing:\n%s", en, vn, r.err);
+            unsigned reports = 0;
+            for (const char *s = r.err; (s = strstr(s, "tlmalloc: invalid pointer")); s++)
+                reports++;
+            cr_expect_eq(reports, 1, "nested_report (%s, %s): %u reports, expected one", en, vn,
+                         reports);
+            cr_expect(has_line(r.err, nested), "nested_report (%s, %s): no line '%s':\n%.2000s", en,
+                      vn, nested, r.err);
+            child_free(&r);
+        }
+}
+
+/* Reports made while this thread holds an allocator lock (check mode finds
+ * a double free under its own lock; print and go on), 1000 of them, while
+ * another thread loads and unloads libm. The loader allocates under its
+ * lock, so looking symbols up from under ours deadlocked with it (on the
+ * old code the helper's 30 s alarm fired nearly every run). Every report
+ * must come out, with frames named from /proc/self/maps. */
+Test(diag, report_under_lock_during_dlopen_finishes, .timeout = 180)
+{
+    static const char *const envs[] = {"MALLOC_CHECK_=1", "TLMALLOC_CONF=check=1"};
+    for (int v = 0; v < CHILD_VARIANTS; v++)
+        for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
+            const char *env[] = {envs[e], NULL};
+            const char *vn = variant_name((enum child_variant)v);
+            struct child_result r;
+            run_child((enum child_variant)v, env, "report_during_dlopen", NULL, 60, &r);
+            char st[64], second[1024] = "";
+            describe_status(r.status, st, sizeof st);
+            nth_line(r.err, 1, second, sizeof second);
+            cr_expect(!r.timed_out, "report_during_dlopen (%s, %s): timed out", envs[e], vn);
+            cr_expect(exited_ok(r.status),
+                      "report_during_dlopen (%s, %s): %s (signal 14: the helper's alarm, a hang)",
+                      envs[e], vn, st);
+            cr_expect(has_line(r.out, "reports 1000") && has_line(r.out, "heap ok"),
+                      "report_during_dlopen (%s, %s): the helper did not finish:\n%s", envs[e], vn,
+                      r.out);
+            unsigned reports = 0;
+            for (const char *s = r.err; (s = strstr(s, "tlmalloc: double free of 0x")); s++)
+                reports++;
+            cr_expect_eq(reports, 1000, "report_during_dlopen (%s, %s): %u reports, expected 1000",
+                         envs[e], vn, reports);
+            cr_expect(
+                matches(second, "^    at 0x[0-9a-f]+ diag_child_[a-z]+\\+0x[0-9a-f]+$", NULL, 0),
+                "report_during_dlopen (%s, %s): the first frame is '%s', expected "
+                "'    at 0x<pc> diag_child_<build>+0x<offset>'",
+                envs[e], vn, second);
+            child_free(&r);
+        }
+}
+
 /* ---- check mode ------------------------------------------------------------ */
 static const char *const overrun_sizes[] = {"1", "40", "4096", "200000"};
 
@@ -400,5 +486,34 @@ Test(diag_check, leak_report_at_exit, .timeout = 60)
                          silent[e] ? silent[e] : "no environment", vn, r.err);
             child_free(&r);
         }
+    }
+}
+
+/* ---- huge blocks --------------------------------------------------------------- */
+/* realloc moves a huge block with mremap, which frees the old range before
+ * realloc has updated the pagemap. Another thread's new huge block can be
+ * put there in between; it is valid, and its free must succeed, not be
+ * reported as "not allocated by tlmalloc". The helper makes the race happen
+ * every round: its own mremap (which tlmalloc calls, the program's symbols
+ * being exported) allocates that block as soon as a move has returned.
+ * "hits" counts the rounds where the kernel put it at the old address. */
+Test(diag, huge_realloc_move_leaves_new_block_at_old_address_valid, .timeout = 120)
+{
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        struct child_result r;
+        run_child((enum child_variant)v, NULL, "huge_realloc_moved", NULL, 60, &r);
+        char st[64];
+        describe_status(r.status, st, sizeof st);
+        cr_expect(!r.timed_out, "huge_realloc_moved (%s): timed out", vn);
+        cr_expect(exited_ok(r.status), "huge_realloc_moved (%s): %s; stderr:\n%s", vn, st, r.err);
+        cr_expect_eq(r.err_len, 0, "huge_realloc_moved (%s): stderr:\n%s", vn, r.err);
+        cr_expect(has_line(r.out, "mallopt 1"), "huge_realloc_moved (%s): mallopt failed:\n%s", vn,
+                  r.out);
+        cr_expect(out_value(r.out, "hits", 0) > 0,
+                  "huge_realloc_moved (%s): no block was ever placed at a moved block's old "
+                  "address, the race was not exercised:\n%s",
+                  vn, r.out);
+        child_free(&r);
     }
 }
