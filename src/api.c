@@ -42,8 +42,11 @@
 #endif
 
 /* Out of line so that the fast path keeps no registers for it; with a frame
- * of its own, so that the report's backtrace reaches the caller. */
-TL_NOINLINE TL_KEEP_FRAME static void *bad_link(void *p)
+ * of its own, so that the report's backtrace reaches the caller. noipa: the
+ * compiler must not see that it never returns, or it calls it from the
+ * frameless fast path instead of jumping to it, and the backtrace loses
+ * the program's frame. */
+TL_NOINLINE TL_KEEP_FRAME __attribute__((noipa)) static void *bad_link(void *p)
 {
     tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
     return NULL;

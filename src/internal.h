@@ -457,12 +457,9 @@ void tl_buf_hex(struct tl_buf *b, uint64_t v);
 void tl_buf_flush(struct tl_buf *b);
 void tl_buf_size(struct tl_buf *b, uint64_t bytes); /* "12.5 MiB" */
 /* Reports of errors the error action may let the program go on from
- * return; corruption and fatal errors never do. tl_report_corruption is
- * not declared _Noreturn although it never returns: the compiler would
- * then call, not jump to, api.c's bad_link from the frameless malloc fast
- * path, and the report's backtrace would lose the program's frame. */
+ * return; corruption and fatal errors never do. */
 TL_COLD void tl_report_invalid_free(void *p, const char *who, const char *what);
-TL_COLD void tl_report_corruption(void *p, const char *who, const char *what);
+TL_COLD _Noreturn void tl_report_corruption(void *p, const char *who, const char *what);
 TL_COLD void tl_report_double_free(void *p, unsigned cls, const char *who);
 TL_COLD _Noreturn void tl_fatal(const char *msg);
 void tl_warn(const char *msg, const char *detail);
