@@ -140,7 +140,10 @@ struct span *tl_lookup(void *p, const char *who)
      * Acquire: the fields set before the span was published are seen. */
     struct span *s = tl_pagemap_span(a);
     if (TL_UNLIKELY(!s)) {
-        tl_report_invalid_free(p, who, "pointer was not allocated by tlmalloc");
+        if (tl_huge_recently_freed(a))
+            report_free_block(p, 0, who);
+        else
+            tl_report_invalid_free(p, who, "pointer was not allocated by tlmalloc");
         return NULL;
     }
     switch (s->state) {

@@ -16,6 +16,31 @@
 
 static size_t huge_bytes(size_t size) { return tl_round_up(size, TL_PAGE_SIZE); }
 
+/* The starts of the last RECENT_UNMAPS huge blocks freed, so that freeing
+ * one again is reported as the double free it is, not as a pointer that
+ * was never ours: its pagemap entry is gone with its mapping. A start that
+ * a new block reuses leaves the list. Written under the page heap lock,
+ * read without it (a report may name the wrong one of two errors, never
+ * miss one). */
+#define RECENT_UNMAPS 64
+static _Atomic uintptr_t recent_unmaps[RECENT_UNMAPS];
+static unsigned recent_next;
+
+static void forget_unmap(uintptr_t start)
+{
+    for (unsigned i = 0; i < RECENT_UNMAPS; i++)
+        if (atomic_load_explicit(&recent_unmaps[i], memory_order_relaxed) == start)
+            atomic_store_explicit(&recent_unmaps[i], 0, memory_order_relaxed);
+}
+
+bool tl_huge_recently_freed(uintptr_t start)
+{
+    for (unsigned i = 0; i < RECENT_UNMAPS; i++)
+        if (atomic_load_explicit(&recent_unmaps[i], memory_order_relaxed) == start)
+            return true;
+    return false;
+}
+
 static struct span *register_block(uintptr_t start, size_t bytes)
 {
     if (!tl_pagemap_ensure(start, TL_PAGE_SIZE))
@@ -26,6 +51,7 @@ static struct span *register_block(uintptr_t start, size_t bytes)
         s->start = start;
         s->npages = bytes >> TL_PAGE_SHIFT;
         s->state = SPAN_HUGE;
+        forget_unmap(start);
         tl_pagemap_set_range(start, 1, s, 0);
     }
     tl_lock_release(&tl_page_heap_lock);
@@ -41,6 +67,8 @@ static void unregister_block(struct span *s)
     tl_stat_sub(&tl_stats.huge_mapped, s->npages << TL_PAGE_SHIFT);
     tl_stat_sub(&tl_stats.huge_count, 1);
     tl_lock_acquire(&tl_page_heap_lock);
+    atomic_store_explicit(&recent_unmaps[recent_next++ % RECENT_UNMAPS], s->start,
+                          memory_order_relaxed);
     tl_pagemap_set_range(s->start, 1, NULL, 0);
     tl_span_delete(s);
     tl_lock_release(&tl_page_heap_lock);

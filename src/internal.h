@@ -382,6 +382,7 @@ size_t tl_usable_size(void *p, const char *who);
 struct span *tl_lookup(void *p, const char *who); /* validated span of a block */
 void *tl_huge_alloc(size_t size, size_t alignment);
 void tl_huge_free(struct span *s);
+bool tl_huge_recently_freed(uintptr_t start); /* a huge block began there */
 void *tl_huge_realloc(struct span *s, size_t size);
 
 /* ---- check mode (check.c) --------------------------------------------- */

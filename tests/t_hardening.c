@@ -81,3 +81,27 @@ Test(hardening, usable_size_of_freed_block_is_not_a_double_free, .timeout = 60)
     assert_reported(&r, "already freed", freed);
     cr_assert(!strstr(r.text, "double free"), "called a double free: %s", r.text);
 }
+
+/* A huge block's mapping goes on free, and its pagemap entry with it. */
+static void double_free_of_huge_block(void *out)
+{
+    if (mallopt(M_MMAP_THRESHOLD, 1 << 20) != 1)
+        _exit(5);
+    void *p = malloc(2 << 20);
+    *(void **)out = p;
+    fprintf(stderr, "huge %p\n", p);
+    free(p);
+    free(opq_ptr(p));
+    fprintf(stderr, "continued\n");
+}
+
+Test(hardening, double_free_of_unmapped_huge_block_is_a_double_free, .timeout = 60)
+{
+    void *p = NULL;
+    struct report r = run_bad_free(double_free_of_huge_block, &p);
+    void *huge = NULL;
+    char *at = strstr(r.text, "huge ");
+    cr_assert(at, "scenario did not start: %s", r.text);
+    sscanf(at, "huge %p", &huge);
+    assert_reported(&r, "double free", huge);
+}
