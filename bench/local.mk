@@ -43,7 +43,8 @@ bench_memory_LDADD = $(BENCH_LDADD)
 bench_maxrss_SOURCES = bench/maxrss.c
 bench_maxrss_CFLAGS = $(BENCH_CFLAGS)
 
-EXTRA_DIST += bench/run.sh bench/main-job.sh bench/report.py bench/README.md bench/check-cost.sh
+EXTRA_DIST += bench/run.sh bench/main-job.sh bench/report.py bench/README.md bench/check-cost.sh \
+	bench/RESULTS.md bench/results/latest.md bench/results/ratios.png
 
 # The results (latest.md, ratios.png) go to the source tree's bench/results,
 # unless BENCH_OUT says otherwise.  BENCH_ARGS passes more options to run.sh.

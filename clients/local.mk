@@ -7,7 +7,8 @@
 #                                      written to clients/results.md
 #   make check-clients CLIENTS_FLAGS="--only redis,sqlite"
 EXTRA_DIST += clients/README.md clients/run.sh clients/mc_client.py \
-	clients/redis_client.py clients/py_workload.py clients/sqlite_workload.sql
+	clients/redis_client.py clients/py_workload.py clients/sqlite_workload.sql \
+	clients/results.md
 
 CLIENTS_LIB = $(abs_builddir)/.libs/libtlmalloc.so
 CLIENTS_FLAGS =

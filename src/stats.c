@@ -95,7 +95,9 @@ static void print_text(struct tl_buf *b, const struct snapshot *s)
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         tl_buf_str(b, "  ");
         tl_buf_str(b, figures[i].label);
-        for (size_t pad = strlen(figures[i].label); pad < 36; pad++)
+        /* At least one space, even after a label as long as the column. */
+        tl_buf_str(b, " ");
+        for (size_t pad = strlen(figures[i].label) + 1; pad < 36; pad++)
             tl_buf_str(b, " ");
         tl_buf_size(b, field(s, figures[i].offset));
         tl_buf_str(b, "\n");

@@ -13,6 +13,7 @@
 #     temporary directory
 #  5. memcheck with tlmalloc in place: a -DTL_VALGRIND build of the sources
 #     preloaded into tests/vg_errors under valgrind
+#  6. in a git checkout: no tracked file is one git ignores (a build output)
 #
 # Environment: TL_SRCDIR (source tree), TL_BUILDDIR (build tree, default
 # the current directory), TL_SAN_CC (compiler for the sanitizer builds,
@@ -289,6 +290,26 @@ else
     else
         cat "$tmp/vg.build"
         echo "FAIL memcheck_build: the sources do not build with -DTL_VALGRIND" | tee -a "$tmp/failures"
+        failed=$((failed + 1))
+    fi
+fi
+
+# ---- git checkout --------------------------------------------------------
+# A build output committed by mistake (a libtool wrapper script holding the
+# build path, an object) shows the tree modified after every build: no
+# tracked file may match the ignore rules. Only in the top of a git checkout
+# (not in an unpacked tarball, even one unpacked inside a checkout).
+top=$(git -C "$srcdir" rev-parse --show-toplevel 2>/dev/null) || top=""
+if [ -n "$top" ] && [ "$(cd "$top" && pwd -P)" = "$(cd "$srcdir" && pwd -P)" ]; then
+    section "git checkout"
+    tracked_ignored=$(git -C "$srcdir" ls-files -ci --exclude-standard)
+    if [ -z "$tracked_ignored" ]; then
+        echo "PASS git_no_tracked_build_outputs: git ls-files -ci --exclude-standard prints nothing"
+        passed=$((passed + 1))
+    else
+        echo "$tracked_ignored"
+        echo "FAIL git_no_tracked_build_outputs: tracked files that .gitignore ignores (above)" |
+            tee -a "$tmp/failures"
         failed=$((failed + 1))
     fi
 fi

@@ -264,3 +264,34 @@ Test(tlapi, tl_stats_print_text_and_json)
     free(json);
     tl_free(p);
 }
+
+/* Every line of the text report that carries a figure is a label and a
+ * figure apart: the figures table pads each label to a column, the two
+ * counts and the size class lines have their own spacing. So on each line
+ * the first digit (where the figure starts; no label has a digit) must
+ * follow whitespace, whatever the label's length. */
+Test(tlapi, tl_stats_print_text_labels_apart_from_figures)
+{
+    void *p = tl_malloc(5000);
+    cr_assert_not_null(p);
+    size_t len;
+    char *text = stats_output(0, &len);
+    cr_assert_gt(len, 0, "tl_stats_print(fd, 0) wrote nothing");
+    int with_figure = 0;
+    for (char *line = text, *next; *line; line = next) {
+        char *nl = strchr(line, '\n');
+        next = nl ? nl + 1 : line + strlen(line);
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        size_t d = strcspn(line, "0123456789");
+        if (d >= n)
+            continue; /* a heading */
+        with_figure++;
+        cr_expect(d > 0 && (line[d - 1] == ' ' || line[d - 1] == '\t'),
+                  "no whitespace between label and figure: \"%.*s\"", (int)n, line);
+    }
+    /* The figures table, the thread and mapping counts, and at least the
+     * class of the 5000-byte block. */
+    cr_expect_geq(with_figure, 16, "only %d lines with a figure in:\n%s", with_figure, text);
+    free(text);
+    tl_free(p);
+}
