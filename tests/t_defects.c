@@ -86,13 +86,13 @@ static void fork_from_handler(int workers, int forks)
 }
 
 /* The interrupted frame holds a lock: fork must not wait for it. */
-Test(defects, fork_in_handler_of_malloc_loop, .timeout = 150) { fork_from_handler(1, 600); }
+Test(defects, fork_in_handler_of_malloc_loop, .timeout = 400) { fork_from_handler(1, 300); }
 
 /* Another thread holds a lock the handler's fork needs, and may itself be
  * waiting for one the interrupted frame holds. */
-Test(defects, fork_in_handler_with_second_allocating_thread, .timeout = 150)
+Test(defects, fork_in_handler_with_second_allocating_thread, .timeout = 400)
 {
-    fork_from_handler(2, 600);
+    fork_from_handler(2, 300);
 }
 
 /* ---- heap errors that were accepted -------------------------------------

@@ -36,7 +36,7 @@ Test(fork, parent_heap_intact_after_forks, .timeout = 180)
     }
 }
 
-Test(fork, fork_in_signal_handler_500, .timeout = 180)
+Test(fork, fork_in_signal_handler_500, .timeout = 400)
 {
     w_reset();
     long errs = w_sigfork(500, 100);

@@ -797,6 +797,8 @@ W_FN long w_sigfork(int forks, long interval_us)
     atomic_store(&sf_stop, 1);
     pthread_join(sender, NULL);
     signal(SIGUSR2, SIG_DFL);
+    if (sf_in_child) /* forked by a signal that came during the join */
+        sf_child_work();
     sf_reap(&reaped, &bad_children, 0);
     for (int k = 0; k < 32; k++)
         W_FREE(held[k]);

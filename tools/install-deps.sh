@@ -4,7 +4,7 @@
 set -e
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES="build-essential autoconf automake libtool pkg-config
-  libcriterion-dev liburcu-dev
+  libcriterion-dev
   valgrind clang libclang-rt-14-dev
   python3 sqlite3 memcached redis-server redis-tools
   hyperfine gnuplot-nox time procps
