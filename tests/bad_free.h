@@ -50,4 +50,15 @@ static inline void assert_reported(const struct report *r, const char *what, con
               what, ptr, r->text);
 }
 
+/* The pointer a scenario printed as "TAG %p" before misusing it. */
+static inline void *scenario_ptr(const struct report *r, const char *tag)
+{
+    char want[32];
+    snprintf(want, sizeof want, "%s %%p", tag);
+    const char *at = strstr(r->text, tag);
+    void *p = NULL;
+    cr_assert(at && sscanf(at, want, &p) == 1, "scenario did not start: %s", r->text);
+    return p;
+}
+
 #endif

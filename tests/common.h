@@ -55,6 +55,18 @@ static inline void *opq_ptr(void *p)
     return p;
 }
 
+/* Installs a plain signal handler (SA_RESTART, nothing masked). */
+#include <signal.h>
+static inline int set_handler(int sig, void (*fn)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(sig, &sa, NULL);
+}
+
 /* splitmix64: small, good-enough pseudo-random generator. */
 static inline uint64_t mix64(uint64_t x)
 {

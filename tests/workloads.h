@@ -759,12 +759,7 @@ static void sf_reap(long *reaped, long *bad_children, int options)
 
 W_FN long w_sigfork(int forks, long interval_us)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = sf_handler;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR2, &sa, NULL);
+    set_handler(SIGUSR2, sf_handler);
     atomic_store(&sf_forked, 0);
     atomic_store(&sf_fork_failed, 0);
     atomic_store(&sf_stop, 0);
