@@ -195,9 +195,9 @@ TL_EXPORT int tl_posix_memalign(void **memptr, size_t alignment, size_t size)
 {
     if (!is_power_of_two(alignment) || alignment % sizeof(void *))
         return EINVAL;
-    int saved = errno;
+    /* A failure leaves errno ENOMEM, as glibc's does: its inner allocation
+     * sets errno and nothing restores it (programs check both). */
     void *p = alignment <= TL_ALIGNMENT ? fast_malloc(size) : aligned(alignment, size);
-    errno = saved;
     if (!p)
         return ENOMEM;
     *memptr = p;
@@ -324,24 +324,33 @@ TL_EXPORT struct tl_mallinfo mallinfo(void)
 }
 
 /* glibc's parameter numbers (<malloc.h>). */
+#define TL_M_MXFAST 1
 #define TL_M_MMAP_THRESHOLD (-3)
 #define TL_M_CHECK_ACTION (-5)
+/* glibc's largest fast-bin size on x86-64 (80 * sizeof(size_t) / 4). */
+#define TL_MAX_FAST_SIZE 160
 
-/* Parameters with a meaning here are applied; the rest are accepted and
- * ignored (return 1), as glibc does for parameters it does not use. */
+/* The answers are glibc 2.36's: 1 for every parameter and value, except
+ * M_MXFAST above its largest fast size. Parameters with a meaning here
+ * are applied when the value makes sense for tlmalloc, the rest are
+ * accepted and ignored. A threshold at or below the small band makes every
+ * block above the small band huge (small blocks are never mapped alone);
+ * a negative one (a huge size_t to glibc: never map) is ignored. */
 TL_EXPORT int mallopt(int param, int value)
 {
     tl_ensure_init();
     switch (param) {
+    case TL_M_MXFAST:
+        return (size_t)value <= TL_MAX_FAST_SIZE;
     case TL_M_MMAP_THRESHOLD:
-        if (value <= 0 || (size_t)value <= TL_SMALL_MAX)
-            return 0;
-        __atomic_store_n(&tl_conf.huge_threshold, (size_t)value, __ATOMIC_RELAXED);
+        if (value >= 0) {
+            size_t t = (size_t)value <= TL_SMALL_MAX ? TL_SMALL_MAX + 1 : (size_t)value;
+            __atomic_store_n(&tl_conf.huge_threshold, t, __ATOMIC_RELAXED);
+        }
         return 1;
     case TL_M_CHECK_ACTION:
-        if (value < 0 || value > 3)
-            return 0;
-        __atomic_store_n(&tl_conf.error_action, value, __ATOMIC_RELAXED);
+        if (value >= 0 && value <= 3)
+            __atomic_store_n(&tl_conf.error_action, value, __ATOMIC_RELAXED);
         return 1;
     default:
         return 1;

@@ -21,7 +21,8 @@ tests_general_sources = \
 	tests/common.h tests/workloads.h \
 	tests/t_identity.c tests/t_align.c tests/t_limits.c tests/t_memalign.c \
 	tests/t_realloc.c tests/t_calloc.c tests/t_compat.c tests/t_stress.c \
-	tests/t_threads.c tests/t_fork.c tests/t_defects.c tests/t_pageheap.c
+	tests/t_threads.c tests/t_fork.c tests/t_defects.c tests/t_pageheap.c \
+	tests/t_glibc_contract.c
 
 check_PROGRAMS += tests/test_linked tests/test_preload
 
