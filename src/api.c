@@ -49,6 +49,10 @@ TL_NOINLINE TL_KEEP_FRAME static void *bad_link(void *p)
     return NULL;
 }
 
+/* The return address of the public function: the allocation site that
+ * check mode's leak report names (read only on the slow paths). */
+#define TL_CALLER ((uintptr_t)__builtin_return_address(0))
+
 static inline void *fast_malloc(size_t size)
 {
     unsigned cls;
@@ -57,11 +61,11 @@ static inline void *fast_malloc(size_t size)
     else if (size <= TL_SMALL_MAX)
         cls = tl_class_medium[(size + 127) >> 7];
     else
-        return tl_alloc_slow(size);
+        return tl_alloc_slow(size, TL_CALLER);
     struct tc_bin *bin = &tl_tc.bins[cls];
     void *p = bin->head;
     if (TL_UNLIKELY(!p))
-        return tl_alloc_slow(size);
+        return tl_alloc_slow(size, TL_CALLER);
     uint64_t next = *(uint64_t *)p ^ tl_secret;
     if (TL_FREE_CHECKS && TL_UNLIKELY(next & TL_LINK_BAD_MASK))
         return bad_link(p);
@@ -137,7 +141,7 @@ TL_EXPORT void *tl_calloc(size_t n, size_t size)
         return tl_no_memory();
     tl_ensure_init();
     if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_alloc(total, 0, true);
+        return tl_check_alloc(total, 0, true, TL_CALLER);
     return tl_alloc_zeroed(total);
 }
 
@@ -151,7 +155,7 @@ TL_EXPORT void *tl_realloc(void *p, size_t size)
     }
     tl_ensure_init();
     if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_realloc(p, size);
+        return tl_check_realloc(p, size, TL_CALLER);
     return tl_realloc_impl(p, size);
 }
 
@@ -163,11 +167,11 @@ TL_EXPORT void *tl_reallocarray(void *p, size_t n, size_t size)
     return tl_realloc(p, total);
 }
 
-static void *aligned(size_t alignment, size_t size)
+static void *aligned(size_t alignment, size_t size, uintptr_t caller)
 {
     tl_ensure_init();
     if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_alloc(size, alignment, false);
+        return tl_check_alloc(size, alignment, false, caller);
     return tl_alloc_aligned(alignment, size);
 }
 
@@ -181,7 +185,7 @@ TL_EXPORT void *tl_memalign(size_t alignment, size_t size)
         return einval();
     if (!is_power_of_two(alignment))
         alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
-    return aligned(alignment, size);
+    return aligned(alignment, size, TL_CALLER);
 }
 
 TL_EXPORT void *tl_aligned_alloc(size_t alignment, size_t size)
@@ -197,21 +201,21 @@ TL_EXPORT int tl_posix_memalign(void **memptr, size_t alignment, size_t size)
         return EINVAL;
     /* A failure leaves errno ENOMEM, as glibc's does: its inner allocation
      * sets errno and nothing restores it (programs check both). */
-    void *p = alignment <= TL_ALIGNMENT ? fast_malloc(size) : aligned(alignment, size);
+    void *p = alignment <= TL_ALIGNMENT ? fast_malloc(size) : aligned(alignment, size, TL_CALLER);
     if (!p)
         return ENOMEM;
     *memptr = p;
     return 0;
 }
 
-TL_EXPORT void *tl_valloc(size_t size) { return aligned(tl_os_page_size(), size); }
+TL_EXPORT void *tl_valloc(size_t size) { return aligned(tl_os_page_size(), size, TL_CALLER); }
 
 TL_EXPORT void *tl_pvalloc(size_t size)
 {
     size_t page = tl_os_page_size();
     if (size > SIZE_MAX - page)
         return tl_no_memory();
-    return aligned(page, size ? tl_round_up(size, page) : page);
+    return aligned(page, size ? tl_round_up(size, page) : page, TL_CALLER);
 }
 
 TL_EXPORT size_t tl_malloc_usable_size(void *p)

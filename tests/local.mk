@@ -30,7 +30,7 @@ check_PROGRAMS += tests/test_linked tests/test_preload
 # that run tests/diag_child in fresh processes with their own environment
 # (heap error reports, memory coming back, options).
 tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c \
-	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c
+	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c tests/t_checkmode.c
 tests_test_linked_CFLAGS = $(TESTS_CFLAGS)
 tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
 
