@@ -213,11 +213,11 @@ size_t tl_usable_size(void *p, const char *who)
 }
 
 /* ---- the fast paths' miss handlers ---------------------------------------- */
-void *tl_alloc_slow(size_t size)
+void *tl_alloc_slow(size_t size, uintptr_t caller)
 {
     tl_ensure_init();
     if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_alloc(size, 0, false);
+        return tl_check_alloc(size, 0, false, caller);
     return tl_alloc(size);
 }
 

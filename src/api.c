@@ -52,6 +52,10 @@ TL_NOINLINE TL_KEEP_FRAME __attribute__((noipa)) static void *bad_link(void *p)
     return NULL;
 }
 
+/* The return address of the public function: the allocation site that
+ * check mode's leak report names (read only on the slow paths). */
+#define TL_CALLER ((uintptr_t)__builtin_return_address(0))
+
 static inline void *fast_malloc(size_t size)
 {
     unsigned cls;
@@ -60,11 +64,11 @@ static inline void *fast_malloc(size_t size)
     else if (size <= TL_SMALL_MAX)
         cls = tl_class_medium[(size + 127) >> 7];
     else
-        return tl_alloc_slow(size);
+        return tl_alloc_slow(size, TL_CALLER);
     struct tc_bin *bin = &tl_tc.bins[cls];
     void *p = bin->head;
     if (TL_UNLIKELY(!p))
-        return tl_alloc_slow(size);
+        return tl_alloc_slow(size, TL_CALLER);
     void *next = tl_link_get(p);
     if (TL_FREE_CHECKS && TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
         return bad_link(p);
@@ -141,7 +145,7 @@ TL_EXPORT void *tl_calloc(size_t n, size_t size)
         return tl_no_memory();
     tl_ensure_init();
     if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_alloc(total, 0, true);
+        return tl_check_alloc(total, 0, true, TL_CALLER);
     return tl_alloc_zeroed(total);
 }
 
@@ -155,7 +159,7 @@ TL_EXPORT void *tl_realloc(void *p, size_t size)
     }
     tl_ensure_init();
     if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_realloc(p, size);
+        return tl_check_realloc(p, size, TL_CALLER);
     return tl_realloc_impl(p, size);
 }
 
@@ -167,11 +171,11 @@ TL_EXPORT void *tl_reallocarray(void *p, size_t n, size_t size)
     return tl_realloc(p, total);
 }
 
-static void *aligned(size_t alignment, size_t size)
+static void *aligned(size_t alignment, size_t size, uintptr_t caller)
 {
     tl_ensure_init();
     if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_alloc(size, alignment, false);
+        return tl_check_alloc(size, alignment, false, caller);
     return tl_alloc_aligned(alignment, size);
 }
 
@@ -185,7 +189,7 @@ TL_EXPORT void *tl_memalign(size_t alignment, size_t size)
         return einval();
     if (!is_power_of_two(alignment))
         alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
-    return aligned(alignment, size);
+    return aligned(alignment, size, TL_CALLER);
 }
 
 TL_EXPORT void *tl_aligned_alloc(size_t alignment, size_t size)
@@ -199,23 +203,23 @@ TL_EXPORT int tl_posix_memalign(void **memptr, size_t alignment, size_t size)
 {
     if (!is_power_of_two(alignment) || alignment % sizeof(void *))
         return EINVAL;
-    int saved = errno;
-    void *p = alignment <= TL_ALIGNMENT ? fast_malloc(size) : aligned(alignment, size);
-    errno = saved;
+    /* A failure leaves errno ENOMEM, as glibc's does: its inner allocation
+     * sets errno and nothing restores it (programs check both). */
+    void *p = alignment <= TL_ALIGNMENT ? fast_malloc(size) : aligned(alignment, size, TL_CALLER);
     if (!p)
         return ENOMEM;
     *memptr = p;
     return 0;
 }
 
-TL_EXPORT void *tl_valloc(size_t size) { return aligned(tl_os_page_size(), size); }
+TL_EXPORT void *tl_valloc(size_t size) { return aligned(tl_os_page_size(), size, TL_CALLER); }
 
 TL_EXPORT void *tl_pvalloc(size_t size)
 {
     size_t page = tl_os_page_size();
     if (size > SIZE_MAX - page)
         return tl_no_memory();
-    return aligned(page, size ? tl_round_up(size, page) : page);
+    return aligned(page, size ? tl_round_up(size, page) : page, TL_CALLER);
 }
 
 TL_EXPORT size_t tl_malloc_usable_size(void *p)
@@ -328,24 +332,33 @@ TL_EXPORT struct tl_mallinfo mallinfo(void)
 }
 
 /* glibc's parameter numbers (<malloc.h>). */
+#define TL_M_MXFAST 1
 #define TL_M_MMAP_THRESHOLD (-3)
 #define TL_M_CHECK_ACTION (-5)
+/* glibc's largest fast-bin size on x86-64 (80 * sizeof(size_t) / 4). */
+#define TL_MAX_FAST_SIZE 160
 
-/* Parameters with a meaning here are applied; the rest are accepted and
- * ignored (return 1), as glibc does for parameters it does not use. */
+/* The answers are glibc 2.36's: 1 for every parameter and value, except
+ * M_MXFAST above its largest fast size. Parameters with a meaning here
+ * are applied when the value makes sense for tlmalloc, the rest are
+ * accepted and ignored. A threshold at or below the small band makes every
+ * block above the small band huge (small blocks are never mapped alone);
+ * a negative one (a huge size_t to glibc: never map) is ignored. */
 TL_EXPORT int mallopt(int param, int value)
 {
     tl_ensure_init();
     switch (param) {
+    case TL_M_MXFAST:
+        return (size_t)value <= TL_MAX_FAST_SIZE;
     case TL_M_MMAP_THRESHOLD:
-        if (value <= 0 || (size_t)value <= TL_SMALL_MAX)
-            return 0;
-        __atomic_store_n(&tl_conf.huge_threshold, (size_t)value, __ATOMIC_RELAXED);
+        if (value >= 0) {
+            size_t t = (size_t)value <= TL_SMALL_MAX ? TL_SMALL_MAX + 1 : (size_t)value;
+            __atomic_store_n(&tl_conf.huge_threshold, t, __ATOMIC_RELAXED);
+        }
         return 1;
     case TL_M_CHECK_ACTION:
-        if (value < 0 || value > 3)
-            return 0;
-        __atomic_store_n(&tl_conf.error_action, value, __ATOMIC_RELAXED);
+        if (value >= 0 && value <= 3)
+            __atomic_store_n(&tl_conf.error_action, value, __ATOMIC_RELAXED);
         return 1;
     default:
         return 1;

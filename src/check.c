@@ -15,13 +15,14 @@
  * - a freed block's trailer says so, so a second free of it is a double
  *   free even while it waits in quarantine;
  * - live blocks are linked through their trailers, so at exit the leak
- *   report groups them by allocation site, largest first.
+ *   report (leaks=1 only) groups them by allocation site, largest first.
  *
  * Lock: tl_check_lock guards the live list and the quarantine. Order:
  * registry -> check -> central lists -> page heap. Fork: taken in prepare.
  */
 #include "internal.h"
 
+#include <link.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,17 +100,73 @@ static void live_remove(struct trailer *t)
 }
 
 /* ---- allocation ---------------------------------------------------------------- */
-static uintptr_t call_site(void)
+/* The address range of the object holding tlmalloc's code, found once:
+ * telling our own frames from the caller's then costs two compares, where
+ * dladdr searches symbol tables (check mode's allocation rate matters:
+ * glibc's tests make millions of calls). */
+static uintptr_t self_lo, self_hi;
+static _Atomic int self_known; /* 0 not yet, 1 found, 2 not found */
+
+static int find_self(struct dl_phdr_info *info, size_t len, void *arg)
 {
+    (void)len;
+    uintptr_t me = (uintptr_t)arg, lo = UINTPTR_MAX, hi = 0;
+    for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (start < lo)
+            lo = start;
+        if (start + ph->p_memsz > hi)
+            hi = start + ph->p_memsz;
+    }
+    if (me < lo || me >= hi)
+        return 0;
+    self_lo = lo;
+    self_hi = hi;
+    return 1;
+}
+
+static bool in_self(uintptr_t pc)
+{
+    int known = atomic_load_explicit(&self_known, memory_order_acquire);
+    if (!known) {
+        /* Racing threads find the same range: storing it twice is harmless. */
+        known = dl_iterate_phdr(find_self, (void *)(uintptr_t)&tl_check_alloc) ? 1 : 2;
+        atomic_store_explicit(&self_known, known, memory_order_release);
+    }
+    return known == 1 ? pc >= self_lo && pc < self_hi : tl_in_self(pc);
+}
+
+/* The allocation site: the caller's return address the public function
+ * passed, else (when that lies in tlmalloc, as for a call through
+ * reallocarray) the first frame outside tlmalloc. */
+static uintptr_t call_site(uintptr_t caller)
+{
+    if (caller && !in_self(caller))
+        return caller;
     uintptr_t pcs[6];
     unsigned n = tl_backtrace(pcs, 6, 0);
     for (unsigned i = 0; i < n; i++)
-        if (!tl_in_self(pcs[i]))
+        if (!in_self(pcs[i]))
             return pcs[i];
     return n ? pcs[n - 1] : 0;
 }
 
-void *tl_check_alloc(size_t size, size_t alignment, bool zero)
+/* Lays out a checked block of `size` user bytes in p: fill (or zero) the
+ * user bytes from `from`, canary up to the trailer, the size. */
+static struct trailer *format_block(void *p, size_t from, size_t size, bool zero)
+{
+    struct trailer *t = trailer_of(p, raw_usable(p));
+    if (size > from)
+        memset((char *)p + from, zero ? 0 : FILL_ALLOC, size - from);
+    memset((char *)p + size, FILL_CANARY, (size_t)((char *)t - (char *)p) - size);
+    t->size_key = size ^ key_of(p);
+    return t;
+}
+
+void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller)
 {
     size_t inner;
     if (__builtin_add_overflow(size, sizeof(struct trailer) + 1, &inner)) {
@@ -118,12 +175,8 @@ void *tl_check_alloc(size_t size, size_t alignment, bool zero)
     void *p = alignment > TL_ALIGNMENT ? tl_alloc_aligned(alignment, inner) : tl_alloc(inner);
     if (!p)
         return NULL;
-    size_t usable = raw_usable(p);
-    struct trailer *t = trailer_of(p, usable);
-    memset(p, zero ? 0 : FILL_ALLOC, size);
-    memset((char *)p + size, FILL_CANARY, (size_t)((char *)t - (char *)p) - size);
-    t->size_key = size ^ key_of(p);
-    t->site = call_site();
+    struct trailer *t = format_block(p, 0, size, zero);
+    t->site = call_site(caller);
     t->block = p;
     tl_lock_acquire(&tl_check_lock);
     live_add(t);
@@ -168,7 +221,9 @@ static void evict(size_t bound)
             quarantine_tail = NULL;
         void *p = t->block;
         size_t span = (size_t)((char *)t - (char *)p);
-        quarantine_bytes -= span + sizeof *t;
+        /* Atomic stores: tl_check_quarantined reads without the lock. */
+        __atomic_store_n(&quarantine_bytes, quarantine_bytes - (span + sizeof *t),
+                         __ATOMIC_RELAXED);
         const unsigned char *c = p;
         for (size_t i = 0; i < span; i++)
             if (c[i] != FILL_FREED) {
@@ -198,26 +253,38 @@ void tl_check_free(void *p, const char *who)
         else
             quarantine_head = t;
         quarantine_tail = t;
-        quarantine_bytes += usable;
+        __atomic_store_n(&quarantine_bytes, quarantine_bytes + usable, __ATOMIC_RELAXED);
         evict(tl_conf.quarantine_bytes);
     }
     tl_lock_release(&tl_check_lock);
 }
 
-void *tl_check_realloc(void *p, size_t size)
+/* A new size that still leaves room for a canary byte keeps the block
+ * where it is, as glibc keeps a block resized within its usable size
+ * (programs rely on it: realloc to malloc_usable_size never moves). */
+void *tl_check_realloc(void *p, size_t size, uintptr_t caller)
 {
     tl_lock_acquire(&tl_check_lock);
     size_t old = verify(p, "realloc");
+    bool in_place = old != SIZE_MAX && size < raw_usable(p) - sizeof(struct trailer);
+    if (in_place)
+        format_block(p, old, size, false);
     tl_lock_release(&tl_check_lock);
     if (old == SIZE_MAX)
         return NULL;
-    void *q = tl_check_alloc(size, 0, false);
+    if (in_place)
+        return p;
+    void *q = tl_check_alloc(size, 0, false, caller);
     if (!q)
         return NULL;
     memcpy(q, p, old < size ? old : size);
     tl_check_free(p, "realloc");
     return q;
 }
+
+/* Freed bytes held back from reuse: free to the program, though not yet to
+ * tlmalloc (mallinfo counts them as free). */
+size_t tl_check_quarantined(void) { return __atomic_load_n(&quarantine_bytes, __ATOMIC_RELAXED); }
 
 size_t tl_check_usable_size(void *p)
 {
@@ -242,7 +309,11 @@ void tl_check_leak_report(void)
     tl_lock_acquire(&tl_check_lock);
     evict(0);
     tl_lock_release(&tl_check_lock);
-    if (!(tl_conf.error_action & 1))
+    /* Opt-in only (leaks=1): tlmalloc cannot tell a block still reachable
+     * at exit (stdio's buffers, a program's globals) from a lost one, so a
+     * report by default would accuse correct programs, and MALLOC_CHECK_,
+     * which test harnesses set for every process, must not print one. */
+    if (!tl_conf.leak_report)
         return;
     enum { MAX_SITES = 4096 };
     struct site_total *sites = tl_os_map(MAX_SITES * sizeof *sites);

@@ -1,6 +1,7 @@
 /* config.c - options, read once at initialisation from the environment:
  *   TLMALLOC_CONF="key=value,key=value"  (see README.md and tlmalloc(3))
- *   MALLOC_CHECK_=0..3                    (glibc's meaning, see below)
+ *   MALLOC_CHECK_=0..3                    (glibc's meaning: check mode and
+ *                                          error action, never the leak report)
  * The environment is read from `environ` when libc has set it up, else from
  * /proc/self/environ (the first malloc may come from the dynamic loader,
  * before libc's initialisation). Nothing here allocates; a bad key or value
@@ -20,6 +21,7 @@ struct tl_config tl_conf = {
     .check = 0,
     .error_action = 3,
     .quarantine_bytes = (size_t)16 << 20,
+    .leak_report = 0,
     .stats_at_exit = 0,
     .verbose = 0,
     .background = 0,
@@ -129,6 +131,10 @@ static bool apply(const char *k, size_t klen, const char *v, size_t vlen, bool *
         tl_conf.quarantine_bytes = n;
     } else if (key_is(k, klen, "check")) {
         return set_check(v, vlen);
+    } else if (key_is(k, klen, "leaks")) {
+        if (!parse_bool(v, vlen, &b))
+            return false;
+        tl_conf.leak_report = b;
     } else if (key_is(k, klen, "stats")) {
         if (vlen == 4 && !memcmp(v, "json", 4))
             tl_conf.stats_at_exit = 2;
@@ -228,6 +234,9 @@ void tl_config_init(void)
         scan_environ(environ);
     else
         scan_proc();
+    /* The leak report needs check mode's list of live blocks. */
+    if (tl_conf.leak_report && !tl_conf.check)
+        tl_conf.check = 1;
     if (tl_conf.tc_max > tl_conf.tc_budget)
         tl_conf.tc_max = tl_conf.tc_budget;
 }

@@ -368,7 +368,8 @@ extern struct tl_lock tl_registry_lock;
 extern _Atomic size_t tl_tc_unclaimed;
 
 /* ---- allocation paths (alloc.c, huge.c) -------------------------------- */
-void *tl_alloc_slow(size_t size); /* the fast paths' miss handlers (api.c) */
+/* The fast paths' miss handlers (api.c); caller as for tl_check_alloc. */
+void *tl_alloc_slow(size_t size, uintptr_t caller);
 void tl_free_slow(void *p);
 void *tl_alloc_small_nocache(unsigned cls);
 void tl_free_small_nocache(void *p, unsigned cls);
@@ -386,9 +387,12 @@ bool tl_huge_recently_freed(uintptr_t start); /* a huge block began there */
 void *tl_huge_realloc(struct span *s, size_t size);
 
 /* ---- check mode (check.c) --------------------------------------------- */
-void *tl_check_alloc(size_t size, size_t alignment, bool zero);
+/* caller: the return address of the public function (the allocation site
+ * the leak report names), or 0 to find it by walking the stack. */
+void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller);
 void tl_check_free(void *p, const char *who);
-void *tl_check_realloc(void *p, size_t size);
+void *tl_check_realloc(void *p, size_t size, uintptr_t caller);
+size_t tl_check_quarantined(void); /* freed bytes held in the quarantine */
 size_t tl_check_usable_size(void *p);
 void tl_check_init(void);
 void tl_check_leak_report(void);
@@ -399,7 +403,8 @@ struct tl_config {
     size_t tc_budget;        /* all thread caches together */
     size_t tc_max;           /* one thread's cache */
     uint64_t decay_ms;       /* free dirty pages age this long before return */
-    int check;               /* check mode: canaries, poison, quarantine, leaks */
+    int check;               /* check mode: canaries, poison, quarantine */
+    int leak_report;         /* leaks=1: check mode's leak report at exit (opt-in) */
     int error_action;        /* MALLOC_CHECK_ levels: 0 ignore, 1 print, 2 abort,
                                     3 print and abort (default) */
     size_t quarantine_bytes; /* check mode: freed bytes held back from reuse */

@@ -191,8 +191,13 @@ void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uor
     *arena = s.heap_mapped;
     *hblks = s.huge_count;
     *hblkhd = s.huge;
-    *uordblks = s.in_use;
-    *fordblks = s.thread_cache + s.central_free + s.page_heap_free + s.returned;
+    /* Check mode's quarantine holds blocks the program has freed: glibc's
+     * mallinfo counts freed memory as free, and so does this. */
+    size_t held = tl_conf.check ? tl_check_quarantined() : 0;
+    if (held > s.in_use)
+        held = s.in_use;
+    *uordblks = s.in_use - held;
+    *fordblks = s.thread_cache + s.central_free + s.page_heap_free + s.returned + held;
     *keepcost = s.returned;
 }
 

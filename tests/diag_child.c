@@ -1034,6 +1034,74 @@ static int aligned_remainder(void)
     return 0;
 }
 
+/* ---- check mode and correct programs (t_checkmode.c) ----------------------- */
+/* A correct program: stdio's buffers and a block reachable from a global
+ * are still allocated at exit, as in most programs. */
+static char *kept_name;
+
+static int quiet_exit(void)
+{
+    kept_name = strdup("still reachable at exit");
+    char *line = NULL;
+    size_t cap = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        while (getline(&line, &cap, f) > 0)
+            ;
+        fclose(f);
+    }
+    free(line);
+    printf("name %s\n", kept_name);
+    return 0;
+}
+
+/* Resizing within the usable size keeps the block, growing past it moves
+ * it with its contents. */
+static int realloc_in_place(void)
+{
+    char *p = xmalloc(3);
+    memcpy(p, "abc", 3);
+    size_t usable = malloc_usable_size(p);
+    char *q = realloc(p, usable);
+    out("grow_same %d", q == p);
+    char *r = realloc(q, 1);
+    out("shrink_same %d", r == q);
+    out("kept %d", r && r[0] == 'a');
+    char *s = realloc(r, 5000);
+    out("moved_kept %d", s && s[0] == 'a');
+    free(s);
+    return 0;
+}
+
+/* mallinfo2's bytes in use, before and after 4 MiB allocated and freed. */
+static int mallinfo_after_free(void)
+{
+    enum { N = 4096 };
+    static void *blocks[N];
+    size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < N; i++)
+        blocks[i] = xmalloc(1000);
+    for (int i = 0; i < N; i++)
+        free(blocks[i]);
+    out("before %zu", before);
+    out("after %zu", mallinfo2().uordblks);
+    return 0;
+}
+
+/* A million small allocations and frees: milliseconds taken. */
+static int alloc_rate(void)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < 1000000; i++) {
+        void *p = xmalloc((size_t)(i & 63) + 1);
+        free(p);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    out("ms %ld", (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1097,6 +1165,14 @@ int main(int argc, char **argv)
         return noop();
     if (!strcmp(s, "aligned_remainder"))
         return aligned_remainder();
+    if (!strcmp(s, "quiet_exit"))
+        return quiet_exit();
+    if (!strcmp(s, "realloc_in_place"))
+        return realloc_in_place();
+    if (!strcmp(s, "mallinfo_after_free"))
+        return mallinfo_after_free();
+    if (!strcmp(s, "alloc_rate"))
+        return alloc_rate();
     out("error unknown scenario %s", s);
     return 2;
 }

@@ -21,7 +21,8 @@ tests_general_sources = \
 	tests/common.h tests/workloads.h tests/bad_free.h \
 	tests/t_identity.c tests/t_align.c tests/t_limits.c tests/t_memalign.c \
 	tests/t_realloc.c tests/t_calloc.c tests/t_compat.c tests/t_stress.c \
-	tests/t_threads.c tests/t_fork.c tests/t_defects.c tests/t_pageheap.c tests/t_hardening.c
+	tests/t_threads.c tests/t_fork.c tests/t_defects.c tests/t_pageheap.c tests/t_hardening.c \
+	tests/t_glibc_contract.c
 
 check_PROGRAMS += tests/test_linked tests/test_preload
 
@@ -29,7 +30,7 @@ check_PROGRAMS += tests/test_linked tests/test_preload
 # that run tests/diag_child in fresh processes with their own environment
 # (heap error reports, memory coming back, options).
 tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c \
-	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c
+	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c tests/t_checkmode.c
 tests_test_linked_CFLAGS = $(TESTS_CFLAGS)
 tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
 

@@ -412,15 +412,23 @@ static int site_line(const char *line, unsigned long long *bytes, unsigned long 
 }
 
 /* 3 blocks of 1000 bytes leaked from leak_three(), one of 700 from
- * leak_one(): the report at exit names both sites, the larger first, with
- * byte and block counts that match. Level 2 (abort, no message) and check
- * mode off print no report. Leaks never change the exit status. */
+ * leak_one(): with leaks=1 the report at exit names both sites, the larger
+ * first, with byte and block counts that match. The report is opt-in:
+ * MALLOC_CHECK_ and check= alone print none. Leaks never change the exit
+ * status. */
 Test(diag_check, leak_report_at_exit, .timeout = 60)
 {
-    static const char *const reporting[] = {"MALLOC_CHECK_=1", "MALLOC_CHECK_=3",
-                                            "TLMALLOC_CONF=check=1", "TLMALLOC_CONF=check=3"};
-    static const char *const silent[] = {NULL, "MALLOC_CHECK_=0", "MALLOC_CHECK_=2",
-                                         "TLMALLOC_CONF=check=2"};
+    static const char *const reporting[] = {
+        "TLMALLOC_CONF=leaks=1", "TLMALLOC_CONF=check=1,leaks=1", "TLMALLOC_CONF=check=2,leaks=1",
+        "TLMALLOC_CONF=check=3,leaks=yes"};
+    static const char *const silent[] = {NULL,
+                                         "MALLOC_CHECK_=0",
+                                         "MALLOC_CHECK_=1",
+                                         "MALLOC_CHECK_=2",
+                                         "MALLOC_CHECK_=3",
+                                         "TLMALLOC_CONF=check=1",
+                                         "TLMALLOC_CONF=check=3",
+                                         "TLMALLOC_CONF=check=3,leaks=0"};
     for (int v = 0; v < CHILD_VARIANTS; v++) {
         const char *vn = variant_name((enum child_variant)v);
         for (size_t e = 0; e < sizeof reporting / sizeof reporting[0]; e++) {

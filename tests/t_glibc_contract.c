@@ -1,0 +1,174 @@
+/* t_glibc_contract.c - errno and return values exactly as glibc 2.36 leaves
+ * them, on the failing paths and the successful ones, found by running
+ * glibc's own malloc tests against tlmalloc (issue 18):
+ *  - a failing posix_memalign returns ENOMEM and errno is ENOMEM as well
+ *    (glibc's inner allocation sets it and nothing restores it);
+ *  - a rejected alignment returns EINVAL and leaves errno alone;
+ *  - a successful call never changes errno;
+ *  - when the address space runs out (not only for impossible sizes) every
+ *    function fails with ENOMEM and a failed realloc keeps the old block;
+ *  - mallopt(M_MMAP_THRESHOLD) accepts what glibc accepts.
+ */
+#include <criterion/criterion.h>
+#include <sys/resource.h>
+
+#include "common.h"
+
+#define SENTINEL 4242 /* an errno value no allocator sets */
+
+static const size_t impossible[] = {SIZE_MAX, SIZE_MAX - 4096, (size_t)PTRDIFF_MAX,
+                                    (size_t)1 << 60};
+static const size_t alignments[] = {8, 16, 32, 64, 4096, (size_t)1 << 16, (size_t)1 << 21};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+Test(glibc_contract, posix_memalign_failure_sets_errno)
+{
+    for (size_t i = 0; i < N_OF(alignments); i++)
+        for (size_t j = 0; j < N_OF(impossible); j++) {
+            void *p = &p; /* must stay as it is */
+            errno = 0;
+            int rc = posix_memalign(&p, alignments[i], opq(impossible[j]));
+            int err = errno;
+            cr_assert_eq(rc, ENOMEM, "posix_memalign(%zu, %zu) returned %d", alignments[i],
+                         impossible[j], rc);
+            cr_assert_eq(err, ENOMEM, "posix_memalign(%zu, %zu) left errno %d (%s), not ENOMEM",
+                         alignments[i], impossible[j], err, strerror(err));
+            cr_assert_eq(p, (void *)&p, "posix_memalign changed *memptr on failure");
+        }
+}
+
+Test(glibc_contract, posix_memalign_einval_keeps_errno)
+{
+    static const size_t bad[] = {0, 1, 2, 4, 12, 24, 48, 100, 4095, SIZE_MAX};
+    for (size_t i = 0; i < N_OF(bad); i++) {
+        void *p = &p;
+        errno = SENTINEL;
+        int rc = posix_memalign(&p, opq(bad[i]), 64);
+        int err = errno;
+        cr_assert_eq(rc, EINVAL, "posix_memalign(%zu, 64) returned %d", bad[i], rc);
+        cr_assert_eq(err, SENTINEL, "posix_memalign(%zu, 64) changed errno to %d", bad[i], err);
+        cr_assert_eq(p, (void *)&p);
+    }
+}
+
+/* Every call below succeeds; errno must come out as it went in. */
+static void churn_keeps_errno(size_t size)
+{
+    errno = SENTINEL;
+    void *a = malloc(opq(size));
+    void *b = calloc(opq(size), 1);
+    void *c = memalign(64, opq(size));
+    void *d = aligned_alloc(4096, opq(size));
+    void *e = valloc(opq(size));
+    void *f = pvalloc(opq(size));
+    void *g = NULL;
+    int rc = posix_memalign(&g, 256, opq(size));
+    a = realloc(a, opq(size * 2 + 1));
+    b = reallocarray(b, opq(size + 1), 3);
+    c = realloc(c, opq(size / 2 + 1));
+    int err = errno;
+    cr_assert(a && b && c && d && e && f && g && rc == 0, "an allocation of %zu failed", size);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    free(e);
+    free(f);
+    free(g);
+    cr_assert_eq(err, SENTINEL, "allocations of %zu bytes changed errno to %d (%s)", size, err,
+                 strerror(err));
+    cr_assert_eq(errno, SENTINEL, "freeing blocks of %zu bytes changed errno to %d", size, errno);
+}
+
+Test(glibc_contract, success_keeps_errno)
+{
+    static const size_t sizes[] = {0, 1, 24, 1000, 5000, 70000, 1 << 20, 300 << 20};
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < N_OF(sizes); i++)
+            churn_keeps_errno(sizes[i]);
+    errno = SENTINEL;
+    free(NULL);
+    cr_assert_eq(malloc_usable_size(NULL), 0);
+    cr_assert_eq(errno, SENTINEL);
+}
+
+#define EXPECT_OOM(expr, what)                                                                     \
+    do {                                                                                           \
+        errno = 0;                                                                                 \
+        void *res_ = (expr);                                                                       \
+        int err_ = errno;                                                                          \
+        cr_assert_null(res_, "%s succeeded under the address-space limit", what);                  \
+        cr_assert_eq(err_, ENOMEM, "%s set errno %d (%s), expected ENOMEM", what, err_,            \
+                     strerror(err_));                                                              \
+    } while (0)
+
+/* A real shortage, not an impossible size: the sizes below are ordinary,
+ * the address space is what runs out (Criterion runs each test in a
+ * process of its own, so the limit stays here). */
+Test(glibc_contract, address_space_exhausted)
+{
+    size_t big = (size_t)512 << 20;
+    char *old = malloc(100);
+    cr_assert_not_null(old);
+    memset(old, 'x', 100);
+    struct rlimit lim;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &lim), 0);
+    /* What is mapped now plus a little: far less than `big`. */
+    long vm_pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%ld", &vm_pages), 1);
+    fclose(f);
+    lim.rlim_cur = (rlim_t)vm_pages * (rlim_t)page_size() + ((rlim_t)64 << 20);
+    cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
+
+    EXPECT_OOM(malloc(opq(big)), "malloc(512 MiB)");
+    EXPECT_OOM(calloc(opq(big), 1), "calloc(512 MiB)");
+    EXPECT_OOM(memalign(4096, opq(big)), "memalign(4096, 512 MiB)");
+    EXPECT_OOM(aligned_alloc(64, opq(big)), "aligned_alloc(64, 512 MiB)");
+    EXPECT_OOM(valloc(opq(big)), "valloc(512 MiB)");
+    EXPECT_OOM(pvalloc(opq(big)), "pvalloc(512 MiB)");
+    EXPECT_OOM(reallocarray(NULL, opq(big), 1), "reallocarray(NULL, 512 MiB, 1)");
+    EXPECT_OOM(realloc(old, opq(big)), "realloc(old, 512 MiB)");
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(old[i], 'x', "a failed realloc changed the old block");
+
+    void *p = &p;
+    errno = 0;
+    int rc = posix_memalign(&p, 128, opq(big));
+    int err = errno;
+    cr_assert_eq(rc, ENOMEM, "posix_memalign(128, 512 MiB) returned %d", rc);
+    cr_assert_eq(err, ENOMEM, "posix_memalign left errno %d (%s), not ENOMEM", err, strerror(err));
+    cr_assert_eq(p, (void *)&p);
+    free(old);
+}
+
+/* glibc 2.36's mallopt returns 1 for every parameter and value except
+ * M_MXFAST above its largest fast size (160 bytes); a program that checks the
+ * answer must not see tlmalloc refuse what glibc accepts. Thresholds below
+ * tlmalloc's smallest huge size still work: blocks of every size below. */
+Test(glibc_contract, mallopt_answers_as_glibc)
+{
+    static const int thresholds[] = {0, 1, 4096, 64 * 1024, 128 * 1024, 1 << 20, 64 << 20, -1};
+    for (size_t i = 0; i < N_OF(thresholds); i++)
+        cr_assert_eq(mallopt(M_MMAP_THRESHOLD, thresholds[i]), 1,
+                     "mallopt(M_MMAP_THRESHOLD, %d) refused", thresholds[i]);
+    cr_assert_eq(mallopt(M_CHECK_ACTION, 7), 1, "mallopt(M_CHECK_ACTION, 7) refused");
+    cr_assert_eq(mallopt(M_MXFAST, 0), 1);
+    cr_assert_eq(mallopt(M_MXFAST, 160), 1);
+    cr_assert_eq(mallopt(M_MXFAST, 161), 0, "mallopt(M_MXFAST, 161) accepted");
+    cr_assert_eq(mallopt(M_MMAP_THRESHOLD, 64 * 1024), 1);
+    for (size_t size = 1000; size < ((size_t)4 << 20); size = size * 3 + 1) {
+        char *p = malloc(size);
+        cr_assert_not_null(p);
+        memset(p, 1, size);
+        p = realloc(p, size * 2);
+        cr_assert_not_null(p);
+        cr_assert_eq(p[size - 1], 1);
+        free(p);
+        p = memalign(65536, size);
+        cr_assert(p && is_aligned(p, 65536));
+        free(p);
+    }
+}
