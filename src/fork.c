@@ -104,6 +104,10 @@ static enum fork_hold take_or_abandon(struct tl_lock *l)
     }
 }
 
+/* glibc's stdio list lock (recursive; exported by libc since 2.2.5). */
+extern void _IO_list_lock(void), _IO_list_unlock(void), _IO_list_resetlock(void);
+static bool took_io_list;
+
 static void prepare(void)
 {
     skipped_any = false;
@@ -111,6 +115,15 @@ static void prepare(void)
         hold[i] = tl_lock_held_by_me(locks[i]) ? HOLD_MINE : HOLD_TAKEN;
         skipped_any |= hold[i] == HOLD_MINE;
     }
+    /* glibc's fork takes its list of streams after the prepare handlers
+     * ran; fflush(NULL) holds that list while it waits for a stream whose
+     * holder may be in malloc (getline reallocs under the stream's lock),
+     * waiting for a lock prepare took. Taken first, the list is one more
+     * lock in the one order: list -> ours. Not from a handler that
+     * interrupted the allocator: this thread already holds ours. */
+    took_io_list = !skipped_any;
+    if (took_io_list)
+        _IO_list_lock();
     for (unsigned i = 0; i < nlocks; i++) {
         if (hold[i] == HOLD_MINE)
             continue;
@@ -126,10 +139,14 @@ static void parent(void)
     for (unsigned i = nlocks; i-- > 0;)
         if (hold[i] == HOLD_TAKEN)
             tl_lock_release(locks[i]);
+    if (took_io_list)
+        _IO_list_unlock();
 }
 
 static void child(void)
 {
+    if (took_io_list) /* glibc resets it itself only after a threaded parent */
+        _IO_list_resetlock();
     for (unsigned i = nlocks; i-- > 0;)
         if (hold[i] != HOLD_MINE)
             tl_lock_reset(locks[i]);

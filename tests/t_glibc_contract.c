@@ -172,3 +172,106 @@ Test(glibc_contract, mallopt_answers_as_glibc)
         free(p);
     }
 }
+
+/* ---- fork while threads use stdio ------------------------------------------
+ * Readers getline() a long line, which reallocs under the stream's lock; a
+ * flusher calls fflush(NULL), which holds glibc's list of streams and waits
+ * for each stream's lock; other threads fork. glibc's fork takes the
+ * stream list's lock after the allocator's fork handlers have taken the
+ * allocator's locks, so the three could wait on each other for good. The
+ * threads run for two seconds (the readers can starve the flusher of a
+ * stream's lock, with any allocator, so the forks cannot be counted to an
+ * end while the readers run); a deadlock is caught by the timeout. */
+#include <pthread.h>
+#include <sys/wait.h>
+
+enum { IO_FORKERS = 4, IO_READERS = 8 };
+static atomic_int io_stop;
+static char io_path[64];
+
+static void *line_reader(void *arg)
+{
+    (void)arg;
+    FILE *f = fopen(io_path, "r");
+    if (!f)
+        return (void *)1;
+    while (!atomic_load(&io_stop)) {
+        rewind(f);
+        char *line = NULL;
+        size_t cap = 0;
+        if (getline(&line, &cap, f) < 0) {
+            free(line);
+            fclose(f);
+            return (void *)2;
+        }
+        free(line);
+    }
+    fclose(f);
+    return NULL;
+}
+
+static void *flusher(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&io_stop))
+        fflush(NULL);
+    return NULL;
+}
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&io_stop)) {
+        pid_t pid = fork();
+        if (pid < 0)
+            return (void *)3;
+        if (pid == 0) {
+            free(malloc(100));
+            _exit(0);
+        }
+        int st;
+        if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            return (void *)4;
+    }
+    return NULL;
+}
+
+static void write_long_line(void)
+{
+    strcpy(io_path, "/tmp/tlmalloc-line.XXXXXX");
+    int fd = mkstemp(io_path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 500 * 1000; i++)
+        fputc('x', f);
+    fputc('\n', f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+Test(glibc_contract, fork_while_threads_read_lines_and_flush_streams, .timeout = 300)
+{
+    write_long_line();
+    pthread_t forkers[IO_FORKERS], readers[IO_READERS], flush;
+    for (int i = 0; i < IO_READERS; i++)
+        cr_assert_eq(pthread_create(&readers[i], NULL, line_reader, NULL), 0);
+    cr_assert_eq(pthread_create(&flush, NULL, flusher, NULL), 0);
+    for (int i = 0; i < IO_FORKERS; i++)
+        cr_assert_eq(pthread_create(&forkers[i], NULL, forker, NULL), 0);
+    struct timespec run = {2, 0};
+    nanosleep(&run, NULL);
+    atomic_store(&io_stop, 1);
+    void *res;
+    int bad = 0;
+    for (int i = 0; i < IO_FORKERS; i++) {
+        pthread_join(forkers[i], &res);
+        bad += res != NULL;
+    }
+    pthread_join(flush, NULL);
+    for (int i = 0; i < IO_READERS; i++) {
+        pthread_join(readers[i], &res);
+        bad += res != NULL;
+    }
+    unlink(io_path);
+    cr_assert_eq(bad, 0, "%d threads failed", bad);
+}
