@@ -268,6 +268,7 @@ void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans);
 void tl_central_give_one(void *p, unsigned cls);
 void tl_central_drain_all(void);
 void tl_central_decay(uint64_t now);
+size_t tl_central_batches(void); /* batches on all transfer stacks */
 size_t tl_central_free_bytes(unsigned cls);
 size_t tl_central_span_bytes(unsigned cls);
 size_t tl_central_out_bytes(unsigned cls);
@@ -356,12 +357,22 @@ struct tl_config {
     size_t quarantine_bytes; /* check mode: freed bytes held back from reuse */
     int stats_at_exit;       /* 0 no, 1 text, 2 json */
     int verbose;
-    int background; /* background scavenger thread */
+    int background; /* TL_BACKGROUND_*: the background decay thread */
 };
+enum { TL_BACKGROUND_NEVER = 0, TL_BACKGROUND_ALWAYS = 1, TL_BACKGROUND_AUTO = 2 };
 extern struct tl_config tl_conf;
 void tl_config_init(void);
 void tl_config_report(void);
-void tl_background_start(void);
+void tl_background_start(void); /* from the constructor */
+/* 0 while the background thread may still have to start: then the malloc
+ * side calls tl_background_maybe_start, with no allocator lock held. */
+extern _Atomic int tl_background_state;
+void tl_background_maybe_start(void);
+static inline void tl_background_check(void)
+{
+    if (TL_UNLIKELY(!atomic_load_explicit(&tl_background_state, memory_order_relaxed)))
+        tl_background_maybe_start();
+}
 bool tl_parse_size(const char *s, size_t len, size_t *out);
 
 /* ---- init (init.c) ------------------------------------------------------ */

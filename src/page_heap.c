@@ -440,6 +440,8 @@ struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_sta
             tl_stat_add(&tl_stats.large_in_use, bytes_of(s));
     }
     tl_lock_release(&tl_page_heap_lock);
+    if (state == SPAN_LARGE) /* small spans: under a class lock, see refill */
+        tl_background_check();
     return s;
 }
 

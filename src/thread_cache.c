@@ -555,6 +555,7 @@ static void refill(struct tc_state *st, unsigned cls)
     unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
     void *head;
     unsigned got = tl_central_take(cls, want, &head);
+    tl_background_check(); /* no lock held here; see background.c */
     if (got) {
         bin->head = head;
         bin->room -= (int32_t)got;
