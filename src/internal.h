@@ -304,7 +304,9 @@ struct tc_state {
     uint64_t used[2];                /* classes refilled or flushed since then */
     uint64_t gc_used[2];             /* classes refilled or flushed since gc_cursor passed */
     uint32_t gc_cursor;              /* the class the next tick looks at */
-    uint32_t peak_epoch;             /* tl_peak_epoch at the last scavenge */
+    uint32_t peak_epoch;             /* tl_peak_epoch last seen */
+    uint64_t drain[2];               /* classes whose frees skip the cache (a peak) */
+    uint32_t quiet_epoch;            /* tl_peak_epoch at the last timed scavenge */
     void *gc_head[TL_MAX_CLASSES];   /* each list's head when gc_cursor passed */
     int32_t gc_room[TL_MAX_CLASSES]; /* and its room */
 };
