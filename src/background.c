@@ -52,8 +52,7 @@ static void pause_ms(uint64_t ms)
 /* Whether a look found anything that decay may give back later. */
 static bool anything_pending(void)
 {
-    return atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed) ||
-           tl_central_batches();
+    return atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed) || tl_central_batches();
 }
 
 /* The period is decay_ms/4, as for a thread's own scavenging, so that
