@@ -1,7 +1,7 @@
 /* memory: peak RSS, and how much of a large peak goes back once freed.
  *
  *   memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] [-w WARMSECONDS]
- *          [-d LIGHTSECONDS] [-x] [-q]
+ *          [-d LIGHTSECONDS] [-x] [-i] [-q]
  *
  * THREADS threads (default 2) first do light work (a few small malloc/free
  * pairs every millisecond, 32 blocks live per thread) for WARMSECONDS
@@ -21,6 +21,12 @@
  * it has one and glibc's otherwise; the line says which.  With -x it is not
  * called (trimmed_kib then repeats freed_kib), to see what the allocator
  * gives back on its own during the light work.
+ *
+ * With -i (idle; implies -x) the threads do no light work after the free:
+ * they wait, making no allocator call at all, for LIGHTSECONDS, and the
+ * RSS is read then, while they still wait: what the allocator gives back
+ * when nothing in the program calls it (a server waiting for work after a
+ * burst).  The light_kib figure is that reading.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -54,6 +60,7 @@ struct worker {
 
 static pthread_barrier_t bar;
 static atomic_int stop_warm, stop_light;
+static int idle; /* -i: no light work after the free */
 static double warm_seconds = 0.5, light_seconds = 1.0;
 
 /* The light work: 32 live blocks of 16..256 bytes, 8 replaced every
@@ -150,20 +157,21 @@ static void *worker_main(void *arg)
     pthread_barrier_wait(&bar); /* freed */
     pthread_barrier_wait(&bar); /* main has measured and trimmed */
 
-    light_work(&light, &light_rng, &stop_light);
-    for (unsigned j = 0; j < 32; j++)
-        free(light.live[j]);
+    if (!idle)
+        light_work(&light, &light_rng, &stop_light);
     w->light_ops = light.n;
 
-    pthread_barrier_wait(&bar); /* light work done */
+    pthread_barrier_wait(&bar); /* light work (or idle wait) done */
     pthread_barrier_wait(&bar); /* main has measured: exit */
+    for (unsigned j = 0; j < 32; j++)
+        free(light.live[j]);
     return NULL;
 }
 
 static void usage(void)
 {
     fprintf(stderr, "usage: memory [-t THREADS] [-T TOTAL] [-f SMALLPERCENT] "
-                    "[-w WARMSECONDS] [-d LIGHTSECONDS] [-x] [-q]\n");
+                    "[-w WARMSECONDS] [-d LIGHTSECONDS] [-x] [-i] [-q]\n");
     exit(1);
 }
 
@@ -172,7 +180,7 @@ int main(int argc, char **argv)
     int nthreads = 2, quiet = 0, no_trim = 0, c;
     unsigned long long total = 1ULL << 30, small_pct = 50;
 
-    while ((c = getopt(argc, argv, "t:T:f:w:d:xqh")) != -1) {
+    while ((c = getopt(argc, argv, "t:T:f:w:d:xiqh")) != -1) {
         switch (c) {
         case 't':
             nthreads = (int)bench_parse_num("t", optarg);
@@ -191,6 +199,9 @@ int main(int argc, char **argv)
             break;
         case 'x':
             no_trim = 1;
+            break;
+        case 'i':
+            idle = no_trim = 1;
             break;
         case 'q':
             quiet = 1;
@@ -264,9 +275,10 @@ int main(int argc, char **argv)
     printf("memory: threads=%d total_mib=%llu small_pct=%llu cold_kib=%ld before_kib=%ld "
            "peak_kib=%ld freed_kib=%ld trimmed_kib=%ld light_kib=%ld "
            "exited_kib=%ld maxrss_kib=%ld alloc_s=%.3f free_s=%.3f "
-           "light_ops=%llu trim_from=%s\n",
+           "light_ops=%llu trim_from=%s mode=%s\n",
            nthreads, total >> 20, small_pct, cold, before, peak, freed, trimmed, light, exited,
-           ru.ru_maxrss, t_alloc, t_free, light_ops, no_trim ? "not-called" : trim_from);
+           ru.ru_maxrss, t_alloc, t_free, light_ops, no_trim ? "not-called" : trim_from,
+           idle ? "idle" : "busy");
     if (!quiet) {
         printf("  RSS cold            %8.1f MiB\n", cold / 1024.0);
         printf("  RSS before the peak %8.1f MiB   (after %.1fs light)\n", before / 1024.0,
@@ -275,7 +287,8 @@ int main(int argc, char **argv)
         printf("  RSS after free      %8.1f MiB\n", freed / 1024.0);
         printf("  RSS after trim      %8.1f MiB   (malloc_trim %s%s)\n", trimmed / 1024.0,
                no_trim ? "not called" : "from ", no_trim ? "" : trim_from);
-        printf("  RSS after %.1fs light %7.1f MiB\n", light_seconds, light / 1024.0);
+        printf("  RSS after %.1fs %s %6.1f MiB\n", light_seconds, idle ? "idle " : "light",
+               light / 1024.0);
         printf("  RSS after exit      %8.1f MiB\n", exited / 1024.0);
     }
     return 0;

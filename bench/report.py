@@ -263,18 +263,20 @@ def memory_and_callgrind_tables(d):
                 rows.append([a, "FAIL"] + ["-"] * 9)
                 continue
             notrim = kv.get("trim_from") == "not-called"
+            idle = kv.get("mode") == "idle"
             try:
                 over = "%+.0f%%" % (100.0 * (float(kv["light_kib"]) / float(kv["before_kib"]) - 1))
             except (KeyError, ValueError, ZeroDivisionError):
                 over = "-"
-            rows.append([a + (" (no trim)" if notrim else ""), mib(kv.get("cold_kib")), mib(kv.get("before_kib")),
+            rows.append([a + (" (idle 2 s)" if idle else " (no trim)" if notrim else ""), mib(kv.get("cold_kib")), mib(kv.get("before_kib")),
                          mib(kv.get("peak_kib")), mib(kv.get("freed_kib")),
                          "-" if notrim else mib(kv.get("trimmed_kib")), mib(kv.get("light_kib")), over,
                          mib(kv.get("exited_kib")), kv.get("alloc_s", "-"), kv.get("trim_from", "-")])
         out.append(("memory workload: RSS in MiB (2 threads: 0.5 s of light work, then 1 GiB in small and "
-                    "large blocks, freed, then 1 s of light work; 'no trim' rows skip malloc_trim; "
-                    "'vs before' compares the RSS after the light work with the pre-peak level)",
-                    ["allocator", "cold", "before peak", "peak", "after free", "after trim", "after 1 s light",
+                    "large blocks, freed, then 1 s of light work; 'no trim' rows skip malloc_trim; 'idle' "
+                    "rows skip it too and make no allocator call for 2 s after the free; "
+                    "'vs before' compares the RSS after the light work (or idle wait) with the pre-peak level)",
+                    ["allocator", "cold", "before peak", "peak", "after free", "after trim", "after light / idle",
                      "vs before", "threads exited", "alloc s", "malloc_trim from"], rows))
     return out
 

@@ -294,11 +294,13 @@ fi
 if [ "$DO_MEMORY" = 1 ] && { [ -z "$ONLY_WORKLOADS" ] || [[ ",$ONLY_WORKLOADS," == *",memory,"* ]]; }; then
 	: >"$WORK/memory.tsv"
 	# with malloc_trim(0) after the free, then without it (-x: what the
-	# allocator gives back on its own during the light work)
-	for variant in trim notrim; do
+	# allocator gives back on its own during the light work), then idle
+	# (-i: no allocator call at all for 2 s after the free)
+	for variant in trim notrim idle; do
 		for a in "${ALLOCS[@]}"; do
 			opt=
 			[ $variant = notrim ] && opt=-x
+			[ $variant = idle ] && opt="-i -d 2"
 			if line=$(LD_PRELOAD=${ALIB[$a]} "$BIN_DIR/memory" -q $opt 2>"$WORK/log/memory-$a-$variant.err"); then
 				printf '%s\t%s\n' "$a" "$line" >>"$WORK/memory.tsv"
 				say "memory $a ($variant): $(tr ' ' '\n' <<<"$line" | grep -E '^(peak|freed|trimmed|light)_kib' | tr '\n' ' ')"

@@ -358,6 +358,16 @@ void tl_central_decay(uint64_t now)
     }
 }
 
+/* Batches on all transfer stacks, read without the locks: the background
+ * thread's hint that decay has something left to do. */
+size_t tl_central_batches(void)
+{
+    size_t n = 0;
+    for (unsigned cls = 1; cls < tl_num_classes; cls++)
+        n += atomic_load_explicit(&central[cls].transfer_batches, memory_order_relaxed);
+    return n;
+}
+
 /* Bytes of free objects held centrally: transfer batches plus the free and
  * uncarved objects of spans. Approximate while other threads run. */
 size_t tl_central_free_bytes(unsigned cls)

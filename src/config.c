@@ -24,7 +24,7 @@ struct tl_config tl_conf = {
     .leak_report = 0,
     .stats_at_exit = 0,
     .verbose = 0,
-    .background = 0,
+    .background = TL_BACKGROUND_AUTO,
 };
 
 static bool parse_u64(const char *s, size_t len, uint64_t *out)
@@ -147,9 +147,12 @@ static bool apply(const char *k, size_t klen, const char *v, size_t vlen, bool *
             return false;
         tl_conf.verbose = b;
     } else if (key_is(k, klen, "background_thread")) {
-        if (!parse_bool(v, vlen, &b))
+        if (vlen == 4 && !memcmp(v, "auto", 4))
+            tl_conf.background = TL_BACKGROUND_AUTO;
+        else if (parse_bool(v, vlen, &b))
+            tl_conf.background = b;
+        else
             return false;
-        tl_conf.background = b;
     } else {
         *known = false;
         return false;
@@ -256,7 +259,10 @@ void tl_config_report(void)
     report_size(&b, " thread_cache_budget=", tl_conf.tc_budget);
     report_size(&b, " thread_cache_max=", tl_conf.tc_max);
     report_size(&b, " decay_ms=", tl_conf.decay_ms);
-    report_size(&b, " background_thread=", (uint64_t)tl_conf.background);
+    if (tl_conf.background == TL_BACKGROUND_AUTO)
+        tl_buf_str(&b, " background_thread=auto");
+    else
+        report_size(&b, " background_thread=", (uint64_t)tl_conf.background);
     report_size(&b, " check=", (uint64_t)(tl_conf.check ? tl_conf.error_action : 0));
     report_size(&b, " error_action=", (uint64_t)tl_conf.error_action);
     report_size(&b, " quarantine=", tl_conf.quarantine_bytes);

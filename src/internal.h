@@ -312,6 +312,7 @@ void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans);
 void tl_central_give_one(void *p, unsigned cls);
 void tl_central_drain_all(void);
 void tl_central_decay(uint64_t now);
+size_t tl_central_batches(void); /* batches on all transfer stacks */
 size_t tl_central_free_bytes(unsigned cls);
 size_t tl_central_span_bytes(unsigned cls);
 size_t tl_central_out_bytes(unsigned cls);
@@ -351,7 +352,9 @@ struct tc_state {
     uint64_t used[2];                /* classes refilled or flushed since then */
     uint64_t gc_used[2];             /* classes refilled or flushed since gc_cursor passed */
     uint32_t gc_cursor;              /* the class the next tick looks at */
-    uint32_t peak_epoch;             /* tl_peak_epoch at the last scavenge */
+    uint32_t peak_epoch;             /* tl_peak_epoch last seen */
+    uint64_t drain[2];               /* classes whose frees skip the cache (a peak) */
+    uint32_t quiet_epoch;            /* tl_peak_epoch at the last timed scavenge */
     void *gc_head[TL_MAX_CLASSES];   /* each list's head when gc_cursor passed */
     int32_t gc_room[TL_MAX_CLASSES]; /* and its room */
 };
@@ -410,12 +413,22 @@ struct tl_config {
     size_t quarantine_bytes; /* check mode: freed bytes held back from reuse */
     int stats_at_exit;       /* 0 no, 1 text, 2 json */
     int verbose;
-    int background; /* background scavenger thread */
+    int background; /* TL_BACKGROUND_*: the background decay thread */
 };
+enum { TL_BACKGROUND_NEVER = 0, TL_BACKGROUND_ALWAYS = 1, TL_BACKGROUND_AUTO = 2 };
 extern struct tl_config tl_conf;
 void tl_config_init(void);
 void tl_config_report(void);
-void tl_background_start(void);
+void tl_background_start(void); /* from the constructor */
+/* 0 while the background thread may still have to start: then the malloc
+ * side calls tl_background_maybe_start, with no allocator lock held. */
+extern _Atomic int tl_background_state;
+void tl_background_maybe_start(void);
+static inline void tl_background_check(void)
+{
+    if (TL_UNLIKELY(!atomic_load_explicit(&tl_background_state, memory_order_relaxed)))
+        tl_background_maybe_start();
+}
 bool tl_parse_size(const char *s, size_t len, size_t *out);
 
 /* ---- init (init.c) ------------------------------------------------------ */

@@ -440,6 +440,8 @@ struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_sta
             tl_stat_add(&tl_stats.large_in_use, bytes_of(s));
     }
     tl_lock_release(&tl_page_heap_lock);
+    if (state == SPAN_LARGE) /* small spans: under a class lock, see refill */
+        tl_background_check();
     return s;
 }
 
@@ -457,10 +459,28 @@ static void free_locked(struct span *s)
     link_free(coalesce(s));
 }
 
+/* Dirty bytes at the last decay look or peak epoch. Page heap lock held. */
+static size_t dirty_before;
+
+/* More freed since the last look (or bump) than all caches may hold: a
+ * peak is being freed now. Bumped here, at the free that crosses, and not
+ * at the next look: a program may free its peak in a few milliseconds and
+ * then make no call at all, and the threads must see the epoch while they
+ * still free (see drain in thread_cache.c). Page heap lock held. */
+static void check_peak(void)
+{
+    size_t dirty = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
+    if (dirty > dirty_before + tl_conf.tc_budget) {
+        atomic_fetch_add_explicit(&tl_peak_epoch, 1, memory_order_relaxed);
+        dirty_before = dirty;
+    }
+}
+
 void tl_page_heap_free(struct span *s)
 {
     tl_lock_acquire(&tl_page_heap_lock);
     free_locked(s);
+    check_peak();
     tl_page_heap_maybe_decay();
     tl_lock_release(&tl_page_heap_lock);
 }
@@ -595,12 +615,6 @@ void tl_page_heap_maybe_decay(void)
         return;
     uint64_t step = tl_conf.decay_ms / 8;
     atomic_store_explicit(&next_decay_ms, now + (step < 10 ? 10 : step), memory_order_relaxed);
-    /* More freed since the last look than all caches may hold: a peak is
-     * being given back now (see tl_peak_epoch), not decay_ms from now. */
-    static size_t dirty_before;
-    size_t dirty = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
-    if (dirty > dirty_before + tl_conf.tc_budget)
-        atomic_fetch_add_explicit(&tl_peak_epoch, 1, memory_order_relaxed);
     release_locked(SIZE_MAX, false);
     dirty_before = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
 }

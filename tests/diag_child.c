@@ -1099,6 +1099,126 @@ static int alloc_rate(void)
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     out("ms %ld", (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000));
+/* ---- an idle program after its peak (t_memory.c) -------------------------- */
+/* Reads RSS every 50 ms, for up to 3 s, without calling the allocator, and
+ * stops as soon as it is back within 10% (or 1 MiB, whichever is larger)
+ * of base: prints the RSS then and how long after the free it came. */
+static void idle_watch(size_t base)
+{
+    size_t target = base / 10 > MiB ? base + base / 10 : base + MiB, rss = rss_bytes();
+    uint64_t start = now_ms(), t = 0;
+    struct timespec pause = {0, 50 * 1000000};
+    while (rss > target && (t = now_ms() - start) < 3000) {
+        nanosleep(&pause, NULL);
+        rss = rss_bytes();
+    }
+    out("rss_idle %zu", rss);
+    out("idle_ms %llu", (unsigned long long)(now_ms() - start));
+}
+
+/* One thread: about 256 MiB of small and large blocks, all freed, then no
+ * allocator call at all. */
+static int rss_idle(void)
+{
+    struct peak pk;
+    peak_alloc(&pk);
+    warm_up();
+    size_t base = rss_bytes();
+    out("rss_base %zu", base);
+    peak_fill(&pk);
+    out("rss_peak %zu", rss_bytes());
+    peak_free(&pk);
+    idle_watch(base);
+    return 0;
+}
+
+/* Two threads make the peak (128 MiB each), free it, and block on a
+ * barrier; the main thread, which does not call the allocator either,
+ * watches RSS. */
+static pthread_barrier_t idle_bar;
+
+static void *idle_worker(void *arg)
+{
+    struct peak *pk = arg;
+    peak_alloc(pk);
+    warm_up();
+    pthread_barrier_wait(&idle_bar); /* warmed up: main measures */
+    pthread_barrier_wait(&idle_bar);
+    peak_fill_half(pk, 64 * MiB);
+    pthread_barrier_wait(&idle_bar); /* peak: main measures */
+    pthread_barrier_wait(&idle_bar);
+    peak_free(pk);
+    pthread_barrier_wait(&idle_bar); /* freed: now idle */
+    pthread_barrier_wait(&idle_bar); /* main has watched: exit */
+    return NULL;
+}
+
+static int rss_idle_threads(void)
+{
+    pthread_t t[2];
+    struct peak pk[2];
+    pthread_barrier_init(&idle_bar, NULL, 3);
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&t[i], NULL, idle_worker, &pk[i]) != 0)
+            fail("pthread_create failed");
+    pthread_barrier_wait(&idle_bar);
+    size_t base = rss_bytes();
+    out("rss_base %zu", base);
+    pthread_barrier_wait(&idle_bar);
+    pthread_barrier_wait(&idle_bar);
+    out("rss_peak %zu", rss_bytes());
+    pthread_barrier_wait(&idle_bar);
+    pthread_barrier_wait(&idle_bar);
+    idle_watch(base);
+    pthread_barrier_wait(&idle_bar);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    return 0;
+}
+
+/* One thread allocates about 128 MiB in small blocks (16..1024 B) and frees
+ * them; then, for 2 s, it either makes no allocator call (ARG "idle") or
+ * ARG malloc+free pairs of one size a second. Prints central_free_bytes
+ * and thread_cache_bytes right after the free and every 250 ms. */
+static int central_idle(const char *arg)
+{
+    find_tl();
+    unsigned rate = arg && strcmp(arg, "idle") ? (unsigned)atoi(arg) : 0;
+    struct peak pk;
+    peak_alloc(&pk);
+    warm_up();
+    size_t bytes = 0;
+    while (bytes < 128 * MiB) {
+        if (pk.nsmall == pk.max_small)
+            fail("too many small blocks");
+        size_t n = rng_range(16, 1024);
+        char *p = xmalloc(n);
+        memset(p, 0x5a, n);
+        pk.small[pk.nsmall++] = p;
+        bytes += n;
+    }
+    peak_free(&pk);
+    out("central_free_0ms %zu", stat_of("central_free_bytes"));
+    uint64_t start = now_ms(), next = start;
+    for (int step = 1; step <= 8; step++) {
+        while (now_ms() < start + (uint64_t)step * 250) {
+            if (!rate) {
+                struct timespec pause = {0, 10 * 1000000};
+                nanosleep(&pause, NULL);
+                continue;
+            }
+            void *volatile p = xmalloc(48);
+            free(p);
+            next += 1000 / rate ? 1000 / rate : 1;
+            uint64_t now = now_ms();
+            if (next > now) {
+                struct timespec pause = {0, (long)(next - now) * 1000000};
+                nanosleep(&pause, NULL);
+            }
+        }
+        out("central_free_%dms %zu", step * 250, stat_of("central_free_bytes"));
+        out("thread_cache_%dms %zu", step * 250, stat_of("thread_cache_bytes"));
+    }
     return 0;
 }
 
@@ -1173,6 +1293,12 @@ int main(int argc, char **argv)
         return mallinfo_after_free();
     if (!strcmp(s, "alloc_rate"))
         return alloc_rate();
+    if (!strcmp(s, "rss_idle"))
+        return rss_idle();
+    if (!strcmp(s, "rss_idle_threads"))
+        return rss_idle_threads();
+    if (!strcmp(s, "central_idle"))
+        return central_idle(arg);
     out("error unknown scenario %s", s);
     return 2;
 }

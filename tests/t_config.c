@@ -21,14 +21,17 @@ static const char *const opt_names[NOPT] = {
     "check",          "error_action",        "quarantine",       "stats",
 };
 static const unsigned long long opt_defaults[NOPT] = {
-    256ull << 20, 32ull << 20, 4ull << 20, 500, 0, 0, 3, 16ull << 20, 0,
+    256ull << 20, 32ull << 20, 4ull << 20, 500, 2, 0, 3, 16ull << 20, 0,
 };
+#define BACKGROUND_AUTO 2 /* shown as background_thread=auto */
 
 static void options_line(const unsigned long long *v, char *buf, size_t cap)
 {
     size_t n = (size_t)snprintf(buf, cap, "tlmalloc: options:");
     for (int i = 0; i < NOPT && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, " %s=%llu", opt_names[i], v[i]);
+        n += i == BACKGROUND && v[i] == BACKGROUND_AUTO
+                 ? (size_t)snprintf(buf + n, cap - n, " %s=auto", opt_names[i])
+                 : (size_t)snprintf(buf + n, cap - n, " %s=%llu", opt_names[i], v[i]);
 }
 
 /* Runs the noop scenario with TLMALLOC_CONF=conf (and other, if not NULL)
@@ -73,6 +76,7 @@ Test(config, valid_values_accepted, .timeout = 120)
         {"background_thread=1", BACKGROUND, 1},
         {"background_thread=yes", BACKGROUND, 1},
         {"background_thread=false", BACKGROUND, 0},
+        {"background_thread=auto", BACKGROUND, BACKGROUND_AUTO},
         {"quarantine=1G", QUARANTINE, 1ull << 30},
         {"quarantine=0", QUARANTINE, 0},
         {"stats=0", STATS, 0},
