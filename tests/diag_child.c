@@ -1099,6 +1099,9 @@ static int alloc_rate(void)
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     out("ms %ld", (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000));
+    return 0;
+}
+
 /* ---- an idle program after its peak (t_memory.c) -------------------------- */
 /* Reads RSS every 50 ms, for up to 3 s, without calling the allocator, and
  * stops as soon as it is back within 10% (or 1 MiB, whichever is larger)
