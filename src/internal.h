@@ -355,6 +355,7 @@ struct tc_state {
     uint32_t peak_epoch;             /* tl_peak_epoch last seen */
     uint64_t drain[2];               /* classes whose frees skip the cache (a peak) */
     uint32_t quiet_epoch;            /* tl_peak_epoch at the last timed scavenge */
+    size_t drained_bytes;            /* freed past the cache since peak_epoch moved */
     void *gc_head[TL_MAX_CLASSES];   /* each list's head when gc_cursor passed */
     int32_t gc_room[TL_MAX_CLASSES]; /* and its room */
 };

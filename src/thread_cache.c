@@ -305,6 +305,21 @@ static void check_peak(struct tc_state *st)
     st->peak_epoch = epoch;
     flush_all(st);
     st->drain[0] = st->drain[1] = ~0ull;
+    st->drained_bytes = 0;
+}
+
+/* Draining stops after a whole scavenge interval without a new epoch, and
+ * only once the thread has freed more past its cache than two epochs' worth
+ * of freed pages (an epoch moves every tc_budget bytes, page_heap.c). The
+ * interval alone let a thread that frees slowly (on a loaded machine, the
+ * half of a peak whose frees empty no span took longer than an interval)
+ * leave drain mode before the end of its peak, and its cache then kept the
+ * peak's last objects, each pinning a span: 1-2 MiB for two idle threads.
+ * The volume alone would keep a thread that only frees a class on the
+ * slow path for good. */
+static bool drain_done(const struct tc_state *st)
+{
+    return st->peak_epoch == st->quiet_epoch && st->drained_bytes > 2 * tl_conf.tc_budget;
 }
 
 static bool draining(const struct tc_state *st, unsigned cls)
@@ -322,9 +337,8 @@ static void maybe_scavenge(struct tc_state *st)
     if (now - st->scavenged_ms < tl_conf.decay_ms / 4)
         return;
     /* A thread that only frees a class never refills it: its lists come
-     * back here, after a whole interval without a new epoch (a peak freed
-     * for longer than decay_ms/4 keeps draining to its end). */
-    if (st->peak_epoch == st->quiet_epoch)
+     * back here (drain_done). */
+    if (drain_done(st))
         st->drain[0] = st->drain[1] = 0;
     st->quiet_epoch = st->peak_epoch;
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
@@ -630,6 +644,7 @@ void tl_tc_free(void *p, unsigned cls)
     if (bin->room <= 0) {
         maybe_scavenge(st);
         if (draining(st, cls)) {
+            st->drained_bytes += class_size(cls);
             tl_central_give_one(p, cls);
             return;
         }

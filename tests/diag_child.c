@@ -1140,6 +1140,27 @@ static int rss_idle(void)
  * watches RSS. */
 static pthread_barrier_t idle_bar;
 
+static int idle_slow_free; /* ARG "slow": see peak_free_slowly */
+
+/* peak_free, with the end of it slowed down the way a loaded machine slows
+ * it: most of the peak freed, then twice a pause of more than two scavenge
+ * intervals (decay_ms/4 with the default decay_ms of 1000), each followed
+ * by a part of what is left. */
+static void peak_free_slowly(struct peak *pk)
+{
+    struct timespec pause = {0, 600 * 1000000};
+    size_t n = pk->nsmall, cut1 = n - n / 10, cut2 = n - n / 20;
+    for (size_t i = 0; i < n; i += 2)
+        free(pk->small[i]);
+    for (size_t i = 0; i < pk->nlarge; i++)
+        free(pk->large[i]);
+    for (size_t i = 1; i < n; i += 2) {
+        if (i == (cut1 | 1) || i == (cut2 | 1))
+            nanosleep(&pause, NULL);
+        free(pk->small[i]);
+    }
+}
+
 static void *idle_worker(void *arg)
 {
     struct peak *pk = arg;
@@ -1150,14 +1171,18 @@ static void *idle_worker(void *arg)
     peak_fill_half(pk, 64 * MiB);
     pthread_barrier_wait(&idle_bar); /* peak: main measures */
     pthread_barrier_wait(&idle_bar);
-    peak_free(pk);
+    if (idle_slow_free)
+        peak_free_slowly(pk);
+    else
+        peak_free(pk);
     pthread_barrier_wait(&idle_bar); /* freed: now idle */
     pthread_barrier_wait(&idle_bar); /* main has watched: exit */
     return NULL;
 }
 
-static int rss_idle_threads(void)
+static int rss_idle_threads(const char *arg)
 {
+    idle_slow_free = arg && !strcmp(arg, "slow");
     pthread_t t[2];
     struct peak pk[2];
     pthread_barrier_init(&idle_bar, NULL, 3);
@@ -1299,7 +1324,7 @@ int main(int argc, char **argv)
     if (!strcmp(s, "rss_idle"))
         return rss_idle();
     if (!strcmp(s, "rss_idle_threads"))
-        return rss_idle_threads();
+        return rss_idle_threads(arg);
     if (!strcmp(s, "central_idle"))
         return central_idle(arg);
     out("error unknown scenario %s", s);
