@@ -104,6 +104,22 @@ else
     note "test_preload: not built or library missing"
 fi
 
+# The C++ operators (tests/t_cxx.cc), linked and preloaded.
+for v in linked preload; do
+    prog=$builddir/tests/test_cxx_$v
+    section "test_cxx_$v"
+    if [ ! -x "$prog" ] || [ ! -f "$lib" ]; then
+        echo "missing $prog or $lib"
+        failed=$((failed + 1))
+        note "test_cxx_$v: not built or library missing"
+    elif [ $v = linked ]; then
+        run_criterion test_cxx_linked timeout 300 env TL_BUILDDIR="$builddir" "$prog" --jobs="$jobs"
+    else
+        run_criterion test_cxx_preload timeout 300 env TL_BUILDDIR="$builddir" LD_PRELOAD="$lib" \
+            "$prog" --jobs="$jobs"
+    fi
+done
+
 section "smoke tests (real programs with tlmalloc preloaded)"
 timeout 600 sh "$srcdir/tests/smoke.sh" "$lib" 2>&1 | tee "$tmp/smoke.log"
 count_lines "$tmp/smoke.log"
