@@ -104,7 +104,18 @@ else
     note "test_preload: not built or library missing"
 fi
 
-# The C++ operators (tests/t_cxx.cc), linked and preloaded.
+# The C++ operators (tests/t_cxx.cc), linked and preloaded; and a C
+# program preloading tlmalloc loads no libstdc++ (its references are weak).
+section "C programs do not load libstdc++"
+if readelf -d "$lib" | grep -q 'NEEDED.*libstdc++' ||
+    LD_TRACE_LOADED_OBJECTS=1 LD_PRELOAD="$lib" "$builddir/tests/fastpath_loop" | grep -q 'libstdc++'; then
+    echo "FAIL libtlmalloc.so makes a C program load libstdc++"
+    failed=$((failed + 1))
+    note "libtlmalloc.so makes a C program load libstdc++"
+else
+    echo "PASS no libstdc++ in a C program preloading libtlmalloc.so"
+    passed=$((passed + 1))
+fi
 for v in linked preload; do
     prog=$builddir/tests/test_cxx_$v
     section "test_cxx_$v"
