@@ -8,20 +8,23 @@
 #     with plain and with sized delete;
 #  2. time of bench/cxxmap (std::map<std::string, std::string> churn) at 1
 #     and 2 threads, hyperfine with the allocators interleaved.
-#   bench/cxx.sh [--lib PATH] [--bin CXXMAP] [--runs N] [--ops N]
+#   bench/cxx.sh [--lib PATH] [--bin CXXMAP] [--runs N] [--ops N] [--no-callgrind]
+#   (--runs: timing rounds, default 5; --ops: cxxmap operations, default 1m)
 set -eu
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LIB=$BENCH_DIR/../.libs/libtlmalloc.so
 BIN=
 RUNS=5
-OPS=300k
+OPS=1m
+CALLGRIND=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --lib) LIB=$2; shift ;;
     --bin) BIN=$2; shift ;;
     --runs) RUNS=$2; shift ;;
     --ops) OPS=$2; shift ;;
-    *) echo "usage: $0 [--lib PATH] [--bin CXXMAP] [--runs N] [--ops N]" >&2; exit 1 ;;
+    --no-callgrind) CALLGRIND=0 ;;
+    *) echo "usage: $0 [--lib PATH] [--bin CXXMAP] [--runs N] [--ops N] [--no-callgrind]" >&2; exit 1 ;;
     esac
     shift
 done
@@ -56,24 +59,41 @@ pairs() { # preload sized
     awk -v a="${ir[0]}" -v b="${ir[1]}" 'BEGIN {printf "%.1f", (b - a) / 2000000}'
 }
 
-echo "instructions per new+delete pair, 64..71 B (callgrind, loop included):"
-printf '  %-24s %8s %8s\n' allocator delete sized
-for a in "${names[@]}"; do
-    printf '  %-24s %8s %8s\n' "$a" "$(pairs "${pre[$a]}" 0)" "$(pairs "${pre[$a]}" 1)"
-done
-
-for t in 1 2; do
-    cmds=()
+if [ "$CALLGRIND" = 1 ]; then
+    echo "instructions per new+delete pair, 64..71 B (callgrind, loop included):"
+    printf '  %-24s %8s %8s\n' allocator delete sized
     for a in "${names[@]}"; do
-        cmds+=(-n "$a" "env LD_PRELOAD=${pre[$a]} $BIN -t $t -n $OPS -q")
+        printf '  %-24s %8s %8s\n' "$a" "$(pairs "${pre[$a]}" 0)" "$(pairs "${pre[$a]}" 1)"
     done
-    hyperfine -N -w 1 -r "$RUNS" --export-json "$tmp/t$t.json" "${cmds[@]}" >/dev/null 2>&1
-    python3 - "$tmp/t$t.json" "$t" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-base = next(x for x in r if x["command"] == "tlmalloc")["median"]
-print("cxxmap, %s thread(s): median / min seconds, median relative to tlmalloc" % sys.argv[2])
-for x in r:
-    print("  %-24s %6.3f / %6.3f  %5.2f" % (x["command"], x["median"], x["min"], x["median"] / base))
+fi
+
+# Timing: ROUNDS rounds, each running every allocator once, starting with
+# a different one each round (the machine's load changes under a run).
+# Wall time and CPU time (user + system) are reported; on a loaded shared
+# machine the CPU time is the steadier of the two.
+for t in 1 2; do
+    n=${#names[@]}
+    for ((r = 0; r < RUNS; r++)); do
+        cmds=()
+        for ((k = 0; k < n; k++)); do
+            a=${names[$(((k + r) % n))]}
+            cmds+=(-n "$a" "env LD_PRELOAD=${pre[$a]} $BIN -t $t -n $OPS -q")
+        done
+        hyperfine -N -r 1 --export-json "$tmp/t$t.r$r.json" "${cmds[@]}" >/dev/null 2>&1
+    done
+    python3 - "$t" "$tmp"/t"$t".r*.json <<'PY'
+import json, statistics, sys
+wall, cpu = {}, {}
+for f in sys.argv[2:]:
+    for x in json.load(open(f))["results"]:
+        wall.setdefault(x["command"], []).append(x["median"])
+        cpu.setdefault(x["command"], []).append(x["user"] + x["system"])
+base_w = statistics.median(wall["tlmalloc"])
+base_c = statistics.median(cpu["tlmalloc"])
+print("cxxmap, %s thread(s), %d rounds: median wall and CPU seconds, each relative to tlmalloc"
+      % (sys.argv[1], len(sys.argv) - 2))
+for name in wall:
+    w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+    print("  %-24s wall %6.3f (%4.2f)   cpu %6.3f (%4.2f)" % (name, w, w / base_w, c, c / base_c))
 PY
 done
