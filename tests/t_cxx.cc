@@ -108,8 +108,39 @@ Test(cxx, sized_delete_frees)
     struct node {
         char bytes[40];
     };
-    for (int i = 0; i < 1000; i++)
-        delete new node();
+    for (int i = 0; i < 1000; i++) {
+        node *volatile n = new node(); // volatile: the pair must not be folded away
+        delete n;
+    }
+}
+
+// A sized delete with a wrong size (undefined behaviour, but a real bug
+// class) must not make the heap hand out overlapping blocks: the size is
+// never trusted outside check mode.
+Test(cxx, wrong_size_in_sized_delete_hands_out_no_block_twice)
+{
+    static const size_t small = 48, big = 4096;
+    void *freed[64];
+    for (void *&p : freed)
+        p = ::operator new(small);
+    for (void *p : freed)
+        ::operator delete(p, big); // the wrong size
+    // Every live block gets its own bytes: no two of them overlap.
+    std::vector<std::pair<char *, size_t>> live;
+    live.reserve(256);
+    for (int i = 0; i < 256; i++) {
+        size_t size = i & 1 ? big : small;
+        char *p = static_cast<char *>(::operator new(size));
+        memset(p, i & 0xff, size);
+        live.emplace_back(p, size);
+    }
+    for (size_t i = 0; i < live.size(); i++) {
+        const char *p = live[i].first;
+        for (size_t k = 0; k < live[i].second; k++)
+            cr_assert_eq((unsigned char)p[k], i & 0xff, "block %zu overwritten at byte %zu", i, k);
+    }
+    for (auto &b : live)
+        ::operator delete(b.first, b.second);
 }
 
 Test(cxx, aligned_forms_are_aligned)
