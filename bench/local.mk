@@ -8,7 +8,7 @@
 
 bench_programs = \
 	bench/fastpath bench/larson bench/prodcons bench/falseshare \
-	bench/reallocchain bench/churn bench/large bench/memory bench/maxrss
+	bench/reallocchain bench/churn bench/large bench/memory bench/maxrss bench/cxxmap
 
 EXTRA_PROGRAMS += $(bench_programs)
 CLEANFILES += $(bench_programs)
@@ -42,8 +42,12 @@ bench_memory_CFLAGS = $(BENCH_CFLAGS)
 bench_memory_LDADD = $(BENCH_LDADD)
 bench_maxrss_SOURCES = bench/maxrss.c
 bench_maxrss_CFLAGS = $(BENCH_CFLAGS)
+# The C++ workload: operator new and delete (std::map and std::string).
+bench_cxxmap_SOURCES = bench/cxxmap.cc
+bench_cxxmap_CXXFLAGS = -std=c++17 -O2 -pthread
+bench_cxxmap_LDFLAGS = -pthread
 
-EXTRA_DIST += bench/run.sh bench/main-job.sh bench/report.py bench/README.md bench/check-cost.sh \
+EXTRA_DIST += bench/run.sh bench/main-job.sh bench/report.py bench/README.md bench/check-cost.sh bench/cxx.sh bench/cxxpairs.cc \
 	bench/RESULTS.md bench/results/latest.md bench/results/ratios.png
 
 # The results (latest.md, ratios.png) go to the source tree's bench/results,
@@ -69,4 +73,10 @@ bench-main-job: libtlmalloc.la $(bench_programs)
 bench-check-cost:
 	bash $(top_srcdir)/bench/check-cost.sh
 
-.PHONY: bench bench-quick bench-main-job bench-check-cost
+# The C++ operators: tlmalloc's against libstdc++'s into tlmalloc's malloc,
+# and the peers (instructions per new+delete pair, and bench/cxxmap).
+bench-cxx: libtlmalloc.la bench/cxxmap
+	bash $(top_srcdir)/bench/cxx.sh --lib $(abs_top_builddir)/.libs/libtlmalloc.so \
+	  --bin $(abs_top_builddir)/bench/cxxmap
+
+.PHONY: bench bench-quick bench-main-job bench-check-cost bench-cxx

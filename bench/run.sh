@@ -94,16 +94,21 @@ elapsed() { local s=$(( $(date +%s) - START_TS )); printf '%d:%02d' $((s / 60)) 
 say() { printf '[%s] %s\n' "$(elapsed)" "$*" >&2; }
 
 # ---------------------------------------------------------------- programs
-PROGRAMS="fastpath larson prodcons falseshare reallocchain churn large memory maxrss"
+PROGRAMS="fastpath larson prodcons falseshare reallocchain churn large memory maxrss cxxmap"
 if [ -z "$BIN_DIR" ]; then
 	BIN_DIR=$OUT_DIR/tmp/bin
 	mkdir -p "$BIN_DIR"
 	CC=${CC:-gcc}
+	CXX=${CXX:-g++}
 	for p in $PROGRAMS; do
-		if [ ! -x "$BIN_DIR/$p" ] || [ "$BENCH_DIR/$p.c" -nt "$BIN_DIR/$p" ] ||
+		src=$BENCH_DIR/$p.c
+		[ -f "$src" ] || src=$BENCH_DIR/$p.cc
+		if [ ! -x "$BIN_DIR/$p" ] || [ "$src" -nt "$BIN_DIR/$p" ] ||
 		   [ "$BENCH_DIR/bench.h" -nt "$BIN_DIR/$p" ]; then
-			$CC -O2 -pthread -o "$BIN_DIR/$p" "$BENCH_DIR/$p.c" -ldl ||
-				die "cannot compile bench/$p.c"
+			case $src in
+			*.cc) $CXX -std=c++17 -O2 -pthread -o "$BIN_DIR/$p" "$src" ;;
+			*) $CC -O2 -pthread -o "$BIN_DIR/$p" "$src" -ldl ;;
+			esac || die "cannot compile bench/${src##*/}"
 		fi
 	done
 	say "workload programs compiled into $BIN_DIR"
@@ -153,9 +158,9 @@ say "allocators: ${ALLOCS[*]}"
 # ----------------------------------------------------------------- configs
 # id | workload | threads | arguments (without -t)
 if [ "$MODE" = quick ]; then
-	S_FP=5m S_LAR=5m S_PC=1m S_FS="-n 300 -w 50000" S_RC=5000 S_CH=5000 S_LG=30
+	S_FP=5m S_LAR=5m S_PC=1m S_FS="-n 300 -w 50000" S_RC=5000 S_CH=5000 S_LG=30 S_CX=500k
 else
-	S_FP=10m S_LAR=10m S_PC=2m S_FS="-n 600 -w 50000" S_RC=10000 S_CH=10000 S_LG=60
+	S_FP=10m S_LAR=10m S_PC=2m S_FS="-n 600 -w 50000" S_RC=10000 S_CH=10000 S_LG=60 S_CX=1m
 fi
 CONFIGS=()
 addcfg() { # workload threads args...
@@ -179,6 +184,7 @@ else
 	for t in 1 2 8; do addcfg reallocchain "$t" reallocchain -n $S_RC; done
 	for t in 1 2 8; do addcfg churn "$t" churn -n $S_CH; done
 	for t in 1 2 8; do addcfg large "$t" large -n $S_LG; done
+	for t in 1 2 8; do addcfg cxxmap "$t" cxxmap -n $S_CX; done
 fi
 
 {

@@ -22,62 +22,9 @@
 
 #include <errno.h>
 
-/* TL_FREE_CHECKS=0 builds a variant without the fast paths' pointer checks
- * (object start, double-free key, free-list link), only so that
- * bench/check-cost.sh can measure what they cost. It is never installed. */
-#ifndef TL_FREE_CHECKS
-#define TL_FREE_CHECKS 1
-#endif
+#include "fast_malloc.h"
 
-/* The fast paths need no frame: they tail-call the slow paths, whose frames
- * then link straight to the caller's for backtraces. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("omit-frame-pointer")
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-#define TL_KEEP_FRAME __attribute__((optimize("no-omit-frame-pointer")))
-#else
-#define TL_KEEP_FRAME
-#endif
-
-/* Out of line so that the fast path keeps no registers for it; with a frame
- * of its own, so that the report's backtrace reaches the caller. noipa: the
- * compiler must not see that it never returns, or it calls it from the
- * frameless fast path instead of jumping to it, and the backtrace loses
- * the program's frame. */
-TL_NOINLINE TL_KEEP_FRAME __attribute__((noipa)) static void *bad_link(void *p)
-{
-    tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
-    return NULL;
-}
-
-/* The return address of the public function: the allocation site that
- * check mode's leak report names (read only on the slow paths). */
-#define TL_CALLER ((uintptr_t)__builtin_return_address(0))
-
-static inline void *fast_malloc(size_t size)
-{
-    unsigned cls;
-    if (TL_LIKELY(size <= 1024))
-        cls = tl_class_small[(size + 15) >> 4];
-    else if (size <= TL_SMALL_MAX)
-        cls = tl_class_medium[(size + 127) >> 7];
-    else
-        return tl_alloc_slow(size, TL_CALLER);
-    struct tc_bin *bin = &tl_tc.bins[cls];
-    void *p = bin->head;
-    if (TL_UNLIKELY(!p))
-        return tl_alloc_slow(size, TL_CALLER);
-    void *next = tl_link_get(p);
-    if (TL_FREE_CHECKS && TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
-        return bad_link(p);
-    bin->head = next;
-    bin->room++;
-    tl_clear_free_words(p);
-    tl_vg_alloc(p, tl_classes[cls].size);
-    return p;
-}
+static inline void *fast_malloc(size_t size) { return tl_fast_malloc(size, tl_alloc_slow); }
 
 static inline void fast_free(void *p)
 {
@@ -293,6 +240,9 @@ TL_ALIAS(__libc_memalign, tl_memalign);
 TL_ALIAS(__libc_valloc, tl_valloc);
 TL_ALIAS(__libc_pvalloc, tl_pvalloc);
 TL_ALIAS(__posix_memalign, tl_posix_memalign);
+
+/* operator delete (cxx.c) jumps here straight, not through the PLT. */
+extern __typeof__(tl_free) tl_free_direct __attribute__((alias("tl_free"), visibility("hidden")));
 
 TL_EXPORT void malloc_stats(void) { tl_stats_print(2, 0); }
 

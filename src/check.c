@@ -166,7 +166,13 @@ static struct trailer *format_block(void *p, size_t from, size_t size, bool zero
     return t;
 }
 
-void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller)
+/* The family that allocated a block (enum tl_family) rides in the top two
+ * bits of its site: return addresses are user-space, below 2^47. */
+#define SITE_FAMILY_SHIFT 62
+#define SITE_MASK (((uintptr_t)1 << SITE_FAMILY_SHIFT) - 1)
+
+static void *check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller,
+                         enum tl_family family)
 {
     size_t inner;
     if (__builtin_add_overflow(size, sizeof(struct trailer) + 1, &inner)) {
@@ -176,12 +182,22 @@ void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller)
     if (!p)
         return NULL;
     struct trailer *t = format_block(p, 0, size, zero);
-    t->site = call_site(caller);
+    t->site = call_site(caller) | (uintptr_t)family << SITE_FAMILY_SHIFT;
     t->block = p;
     tl_lock_acquire(&tl_check_lock);
     live_add(t);
     tl_lock_release(&tl_check_lock);
     return p;
+}
+
+void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller)
+{
+    return check_alloc(size, alignment, zero, caller, TL_FAMILY_MALLOC);
+}
+
+void *tl_check_alloc_family(size_t size, size_t alignment, enum tl_family family, uintptr_t caller)
+{
+    return check_alloc(size, alignment, false, caller, family);
 }
 
 /* The verified size of a live checked block, or SIZE_MAX after a report. */
@@ -235,12 +251,71 @@ static void evict(size_t bound)
     }
 }
 
-void tl_check_free(void *p, const char *who)
+/* A block freed by another family than the one that allocated it, or by a
+ * sized delete with another size: what the report needs, gathered under
+ * the lock and reported after it (so that both sites get symbol names). */
+struct mismatch {
+    enum tl_family allocated_by;
+    size_t size, passed; /* passed: a sized delete's size, else 0 */
+    uintptr_t site;
+};
+
+static const char *const family_alloc_name[] = {"malloc", "operator new", "operator new []"};
+static const char *const family_free_name[] = {"free", "operator delete", "operator delete []"};
+
+static TL_COLD void report_mismatch(void *p, const char *who, enum tl_family freed_by,
+                                    const struct mismatch *m, uintptr_t caller)
 {
-    if (!p)
-        return;
+    struct tl_buf b = {.fd = 2};
+    tl_buf_str(&b, "tlmalloc: ");
+    if (m->allocated_by != freed_by) {
+        tl_buf_str(&b, "alloc-dealloc mismatch (");
+        tl_buf_str(&b, family_alloc_name[m->allocated_by]);
+        tl_buf_str(&b, " vs ");
+        tl_buf_str(&b, who);
+    } else {
+        tl_buf_str(&b, "new-delete size mismatch (");
+        tl_buf_u64(&b, m->size);
+        tl_buf_str(&b, " bytes allocated, ");
+        tl_buf_u64(&b, m->passed);
+        tl_buf_str(&b, " passed to sized delete");
+    }
+    tl_buf_str(&b, ") of ");
+    tl_buf_hex(&b, (uintptr_t)p);
+    tl_buf_str(&b, " in ");
+    tl_buf_str(&b, who);
+    tl_buf_str(&b, "()\n    allocated by ");
+    tl_buf_str(&b, family_alloc_name[m->allocated_by]);
+    tl_buf_str(&b, " at ");
+    tl_put_frame(&b, m->site);
+    tl_buf_str(&b, "    freed by ");
+    tl_buf_str(&b, who);
+    tl_buf_str(&b, " at ");
+    tl_put_frame(&b, call_site(caller));
+    if (tl_conf.error_action & 1) {
+        tl_put_backtrace(&b);
+        tl_buf_flush(&b);
+    }
+    if (tl_conf.error_action & 2)
+        abort();
+}
+
+/* Frees p as `family` (with `passed` bytes from a sized delete, or 0), or
+ * returns false with *m filled in when that does not match the block. */
+static bool check_free(void *p, const char *who, enum tl_family family, size_t passed,
+                       struct mismatch *m)
+{
     tl_lock_acquire(&tl_check_lock);
     size_t size = verify(p, who);
+    if (size != SIZE_MAX) {
+        struct trailer *t = trailer_of(p, raw_usable(p));
+        enum tl_family by = (enum tl_family)(t->site >> SITE_FAMILY_SHIFT);
+        if (by != family || (passed && passed != size)) {
+            *m = (struct mismatch){by, size, passed, t->site & SITE_MASK};
+            tl_lock_release(&tl_check_lock);
+            return false;
+        }
+    }
     if (size != SIZE_MAX) {
         size_t usable = raw_usable(p);
         struct trailer *t = trailer_of(p, usable);
@@ -257,6 +332,27 @@ void tl_check_free(void *p, const char *who)
         evict(tl_conf.quarantine_bytes);
     }
     tl_lock_release(&tl_check_lock);
+    return true;
+}
+
+/* A mismatch the error action lets the program go on from frees the block
+ * as what it is: every family shares one heap here. */
+void tl_check_free_family(void *p, enum tl_family family, size_t size, uintptr_t caller)
+{
+    struct mismatch m;
+    if (!p || check_free(p, family_free_name[family], family, size, &m))
+        return;
+    report_mismatch(p, family_free_name[family], family, &m, caller);
+    check_free(p, family_free_name[family], m.allocated_by, 0, &m);
+}
+
+void tl_check_free(void *p, const char *who)
+{
+    struct mismatch m;
+    if (!p || check_free(p, who, TL_FAMILY_MALLOC, 0, &m))
+        return;
+    report_mismatch(p, who, TL_FAMILY_MALLOC, &m, 0);
+    check_free(p, who, m.allocated_by, 0, &m);
 }
 
 /* A new size that still leaves room for a canary byte keeps the block
@@ -326,10 +422,10 @@ void tl_check_leak_report(void)
         blocks++;
         bytes += size;
         size_t i = 0;
-        while (i < nsites && sites[i].site != t->site)
+        while (i < nsites && sites[i].site != (t->site & SITE_MASK))
             i++;
         if (i == nsites && nsites < MAX_SITES)
-            sites[nsites++] = (struct site_total){t->site, 0, 0};
+            sites[nsites++] = (struct site_total){t->site & SITE_MASK, 0, 0};
         if (i < nsites) {
             sites[i].blocks++;
             sites[i].bytes += size;

@@ -465,6 +465,15 @@ void tl_stats_at_exit(void);
 void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,
                        size_t *fordblks, size_t *keepcost);
 
+/* ---- C++ allocation functions (cxx.c) ---------------------------------- *
+ * Which family allocated a block, or which one frees it; check mode keeps
+ * it per block and reports a mismatched pair. */
+enum tl_family { TL_FAMILY_MALLOC = 0, TL_FAMILY_NEW, TL_FAMILY_NEW_ARRAY };
+void *tl_check_alloc_family(size_t size, size_t alignment, enum tl_family family, uintptr_t caller);
+/* size: what a sized delete passed, 0 for the other forms. */
+void tl_check_free_family(void *p, enum tl_family family, size_t size, uintptr_t caller);
+void tl_free_direct(void *p); /* tl_free, bound inside the library */
+
 /* ---- diagnostics (diag.c) ---------------------------------------------- */
 struct tl_buf {
     int fd;

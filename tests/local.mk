@@ -59,6 +59,30 @@ check_PROGRAMS += tests/fastpath_loop
 tests_fastpath_loop_SOURCES = tests/fastpath_loop.c
 tests_fastpath_loop_CFLAGS = $(TESTS_CFLAGS)
 
+# The C++ allocation functions (src/cxx.c), tested from C++ (built only for
+# the tests): test_cxx_linked (linked with libtlmalloc) and test_cxx_preload
+# (run with LD_PRELOAD), and the helper both run in child processes, in the
+# same two builds (symbols exported so that reports name its functions).
+TESTS_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -O2 -g -fno-omit-frame-pointer \
+	-I$(top_srcdir)/include $(CRITERION_CFLAGS)
+check_PROGRAMS += tests/test_cxx_linked tests/test_cxx_preload \
+	tests/cxx_child_linked tests/cxx_child_plain
+tests_test_cxx_linked_SOURCES = tests/t_cxx.cc
+tests_test_cxx_linked_CXXFLAGS = $(TESTS_CXXFLAGS)
+tests_test_cxx_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
+tests_test_cxx_preload_SOURCES = tests/t_cxx.cc
+tests_test_cxx_preload_CXXFLAGS = $(TESTS_CXXFLAGS)
+tests_test_cxx_preload_LDADD = $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
+tests_cxx_child_linked_SOURCES = tests/cxx_child.cc
+# No sibling calls: the functions a report must name keep their frames.
+CXX_CHILD_FLAGS = $(TESTS_CXXFLAGS) -fno-optimize-sibling-calls
+tests_cxx_child_linked_CXXFLAGS = $(CXX_CHILD_FLAGS)
+tests_cxx_child_linked_LDFLAGS = -no-install -export-dynamic
+tests_cxx_child_linked_LDADD = libtlmalloc.la
+tests_cxx_child_plain_SOURCES = tests/cxx_child.cc
+tests_cxx_child_plain_CXXFLAGS = $(CXX_CHILD_FLAGS)
+tests_cxx_child_plain_LDFLAGS = -export-dynamic
+
 check-local: $(check_PROGRAMS) libtlmalloc.la
 	TL_SRCDIR='$(abs_top_srcdir)' TL_BUILDDIR='$(abs_top_builddir)' \
 	  $(SHELL) '$(abs_top_srcdir)/tests/run.sh'

@@ -104,6 +104,33 @@ else
     note "test_preload: not built or library missing"
 fi
 
+# The C++ operators (tests/t_cxx.cc), linked and preloaded; and a C
+# program preloading tlmalloc loads no libstdc++ (its references are weak).
+section "C programs do not load libstdc++"
+if readelf -d "$lib" | grep -q 'NEEDED.*libstdc++' ||
+    LD_TRACE_LOADED_OBJECTS=1 LD_PRELOAD="$lib" "$builddir/tests/fastpath_loop" | grep -q 'libstdc++'; then
+    echo "FAIL libtlmalloc.so makes a C program load libstdc++"
+    failed=$((failed + 1))
+    note "libtlmalloc.so makes a C program load libstdc++"
+else
+    echo "PASS no libstdc++ in a C program preloading libtlmalloc.so"
+    passed=$((passed + 1))
+fi
+for v in linked preload; do
+    prog=$builddir/tests/test_cxx_$v
+    section "test_cxx_$v"
+    if [ ! -x "$prog" ] || [ ! -f "$lib" ]; then
+        echo "missing $prog or $lib"
+        failed=$((failed + 1))
+        note "test_cxx_$v: not built or library missing"
+    elif [ $v = linked ]; then
+        run_criterion test_cxx_linked timeout 300 env TL_BUILDDIR="$builddir" "$prog" --jobs="$jobs"
+    else
+        run_criterion test_cxx_preload timeout 300 env TL_BUILDDIR="$builddir" LD_PRELOAD="$lib" \
+            "$prog" --jobs="$jobs"
+    fi
+done
+
 section "smoke tests (real programs with tlmalloc preloaded)"
 timeout 600 sh "$srcdir/tests/smoke.sh" "$lib" 2>&1 | tee "$tmp/smoke.log"
 count_lines "$tmp/smoke.log"
