@@ -6,7 +6,7 @@
 # real programs, and the ThreadSanitizer and AddressSanitizer programs it
 # builds itself from the allocator sources. See tests/run.sh.
 
-EXTRA_DIST += tests/run.sh tests/smoke.sh tests/san_common.h tests/san_tsan.c tests/san_asan.c \
+EXTRA_DIST += tests/run.sh tests/smoke.sh tests/install.sh tests/san_common.h tests/san_tsan.c tests/san_asan.c \
 	tests/tsan.supp tests/check-all.sh tests/vg_errors.c
 
 if ENABLE_TESTS
