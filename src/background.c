@@ -111,8 +111,9 @@ static void start(void)
     pthread_attr_destroy(&attr);
     if (!ok)
         tl_warn("could not start the background thread", NULL);
-    /* Not retried on failure: each try would cost a failed clone. */
-    atomic_store_explicit(&tl_background_state, ok ? BG_RUNNING : BG_NEVER, memory_order_relaxed);
+    /* Not retried by the malloc side on failure: each try would cost a
+     * failed clone (tl_ctl may try again). */
+    atomic_store_explicit(&tl_background_state, ok ? BG_RUNNING : BG_NEVER, memory_order_release);
 }
 
 static size_t handed_out(void)

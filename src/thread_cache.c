@@ -369,7 +369,9 @@ static bool draining(const struct tc_state *st, unsigned cls)
 static void obey_limits(struct tc_state *st)
 {
     size_t max = __atomic_load_n(&tl_conf.tc_max, __ATOMIC_RELAXED);
-    bool over = atomic_load_explicit(&st->cap_bytes, memory_order_relaxed) > max;
+    /* release_cap keeps whole steps: a cap up to max rounded up is obeyed */
+    bool over =
+        atomic_load_explicit(&st->cap_bytes, memory_order_relaxed) > tl_round_up(max, CAP_STEP);
     bool debt = atomic_load_explicit(&budget_debt, memory_order_relaxed) != 0;
     if (TL_LIKELY(!over && !debt))
         return;
