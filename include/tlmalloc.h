@@ -58,6 +58,19 @@ void tl_thread_flush(void);
 void tl_stats_print(int fd, int json);
 size_t tl_stat(const char *name);
 
+/* glibc's malloc_info: the heap as XML on fp (see tlmalloc(3) for what
+ * each element holds). options must be 0, else EINVAL is returned. */
+int tl_malloc_info(int options, FILE *fp);
+
+/* Reads and changes settings at run time, and runs actions, by name (see
+ * tlmalloc(3) for the names and their types). When oldp is not NULL, the
+ * current value is copied there and *oldlenp must be its size; when newp
+ * is not NULL, newlen must be the size of the new value. Returns 0, or
+ * ENOENT for an unknown name, EINVAL for a wrong size or value (*oldlenp
+ * is then set to the right size), EPERM for writing a read-only name, or
+ * an error of the action. */
+int tl_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -246,6 +246,8 @@ extern __typeof__(tl_free) tl_free_direct __attribute__((alias("tl_free"), visib
 
 TL_EXPORT void malloc_stats(void) { tl_stats_print(2, 0); }
 
+TL_EXPORT int malloc_info(int options, FILE *fp) { return tl_malloc_info(options, fp); }
+
 /* The layouts of glibc's <malloc.h>, declared here so that its prototypes
  * (with their attributes) do not clash with the aliases above. */
 struct tl_mallinfo2 {

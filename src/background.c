@@ -28,6 +28,16 @@
  * thread takes the allocator's locks one at a time, in their usual order,
  * and never sleeps holding one, so the fork handlers, which take them all,
  * simply wait for it.
+ *
+ * Run-time control (tl_ctl "background_thread"): the setting changes at
+ * once. 0 stops the thread: the state goes RUNNING -> STOPPING, the thread
+ * is woken, sees it, ends, and the caller joins it before it returns, so
+ * no thread is left. 1 starts it (from the caller, with no allocator lock
+ * held), 2 goes back to auto. Every transition is a compare-and-swap of
+ * tl_background_state, with no lock, so a fork at any point leaves the
+ * child with a consistent state: the child handler makes it NEVER if the
+ * setting is 0, else NOT_STARTED. The thread sleeps on a futex word,
+ * bg_wake, that a stop or a new decay_ms bumps to wake it.
  */
 #include "internal.h"
 
@@ -37,17 +47,13 @@
 /* See the header comment and docs/DESIGN.md ("The background thread"). */
 #define TL_BACKGROUND_AUTO_BYTES ((size_t)32 << 20)
 
-enum bg_state { BG_NOT_STARTED = 0, BG_STARTING, BG_RUNNING, BG_NEVER };
+enum bg_state { BG_NOT_STARTED = 0, BG_STARTING, BG_RUNNING, BG_NEVER, BG_STOPPING };
 _Atomic int tl_background_state;
 static _Atomic bool constructed;
+static pthread_t bg_thread;      /* set before the state becomes RUNNING */
+static _Atomic uint32_t bg_wake; /* bumped to wake the thread early */
 
-/* Sleeps for ms milliseconds. */
-static void pause_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
+static int state(void) { return atomic_load(&tl_background_state); }
 
 /* Whether a look found anything that decay may give back later. */
 static bool anything_pending(void)
@@ -64,22 +70,31 @@ static bool anything_pending(void)
 static void *background_main(void *arg)
 {
     (void)arg;
-    uint64_t base = tl_conf.decay_ms / 4 < 10 ? 10 : tl_conf.decay_ms / 4;
-    uint64_t longest = tl_conf.decay_ms > base ? tl_conf.decay_ms : base;
-    uint64_t period = base;
+    uint64_t period = 0;
     for (;;) {
-        pause_ms(period);
+        /* decay_ms may change at run time (tl_ctl): read at every turn. */
+        uint64_t decay = __atomic_load_n(&tl_conf.decay_ms, __ATOMIC_RELAXED);
+        uint64_t base = decay / 4 < 10 ? 10 : decay / 4;
+        uint64_t longest = decay > base ? decay : base;
+        if (period < base || period > longest)
+            period = base;
+        uint32_t seq = atomic_load(&bg_wake);
+        if (state() == BG_STOPPING)
+            return NULL;
+        tl_os_wait_word(&bg_wake, seq, period);
+        if (state() == BG_STOPPING)
+            return NULL;
         tl_central_decay(tl_os_now_ms());
         tl_page_heap_tick();
         period = anything_pending() ? base : period * 2 > longest ? longest : period * 2;
     }
-    return NULL;
 }
 
 static void child_after_fork(void)
 {
-    if (atomic_load_explicit(&tl_background_state, memory_order_relaxed) != BG_NEVER)
-        atomic_store_explicit(&tl_background_state, BG_NOT_STARTED, memory_order_relaxed);
+    bool never = state() == BG_NEVER ||
+                 __atomic_load_n(&tl_conf.background, __ATOMIC_RELAXED) == TL_BACKGROUND_NEVER;
+    atomic_store(&tl_background_state, never ? BG_NEVER : BG_NOT_STARTED);
 }
 
 static void start(void)
@@ -88,17 +103,17 @@ static void start(void)
     if (!atomic_compare_exchange_strong_explicit(&tl_background_state, &expected, BG_STARTING,
                                                  memory_order_relaxed, memory_order_relaxed))
         return;
-    pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 << 10);
-    bool ok = pthread_create(&t, &attr, background_main, NULL) == 0;
+    /* Joinable: a stop waits for it to end (tl_background_set). */
+    bool ok = pthread_create(&bg_thread, &attr, background_main, NULL) == 0;
     pthread_attr_destroy(&attr);
     if (!ok)
         tl_warn("could not start the background thread", NULL);
-    /* Not retried on failure: each try would cost a failed clone. */
-    atomic_store_explicit(&tl_background_state, ok ? BG_RUNNING : BG_NEVER, memory_order_relaxed);
+    /* Not retried by the malloc side on failure: each try would cost a
+     * failed clone (tl_ctl may try again). */
+    atomic_store_explicit(&tl_background_state, ok ? BG_RUNNING : BG_NEVER, memory_order_release);
 }
 
 static size_t handed_out(void)
@@ -107,16 +122,19 @@ static size_t handed_out(void)
            atomic_load_explicit(&tl_stats.large_in_use, memory_order_relaxed);
 }
 
-/* From the constructor. */
+/* From the constructor. The fork handler is installed even when the
+ * setting is 0: tl_ctl may start the thread later. */
 void tl_background_start(void)
 {
-    if (tl_conf.background == TL_BACKGROUND_NEVER) {
-        atomic_store_explicit(&tl_background_state, BG_NEVER, memory_order_relaxed);
-        return;
-    }
     pthread_atfork(NULL, NULL, child_after_fork);
+    int mode = __atomic_load_n(&tl_conf.background, __ATOMIC_RELAXED);
+    if (mode == TL_BACKGROUND_NEVER) {
+        int expected = BG_NOT_STARTED;
+        atomic_compare_exchange_strong(&tl_background_state, &expected, BG_NEVER);
+    }
     atomic_store_explicit(&constructed, true, memory_order_release);
-    if (tl_conf.background == TL_BACKGROUND_ALWAYS || handed_out() > TL_BACKGROUND_AUTO_BYTES)
+    if (mode == TL_BACKGROUND_ALWAYS ||
+        (mode == TL_BACKGROUND_AUTO && handed_out() > TL_BACKGROUND_AUTO_BYTES))
         start();
 }
 
@@ -129,4 +147,71 @@ void tl_background_maybe_start(void)
         handed_out() <= TL_BACKGROUND_AUTO_BYTES || tl_lock_any_held_by_me())
         return;
     start();
+}
+
+bool tl_background_running(void) { return state() == BG_RUNNING; }
+
+void tl_background_poke(void)
+{
+    atomic_fetch_add(&bg_wake, 1);
+    tl_os_wake_word(&bg_wake);
+}
+
+/* Another caller is starting or stopping the thread: wait for it. */
+static void wait_transition(void)
+{
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Stops the thread, if it runs, and waits for it to end. */
+static void stop(void)
+{
+    for (;;) {
+        int s = state();
+        if (s == BG_NEVER)
+            return;
+        if (s == BG_STARTING || s == BG_STOPPING) {
+            wait_transition();
+            continue;
+        }
+        if (!atomic_compare_exchange_strong(&tl_background_state, &s,
+                                            s == BG_RUNNING ? BG_STOPPING : BG_NEVER))
+            continue;
+        if (s == BG_RUNNING) {
+            tl_background_poke();
+            pthread_join(bg_thread, NULL);
+            atomic_store(&tl_background_state, BG_NEVER);
+        }
+        return;
+    }
+}
+
+/* tl_ctl("background_thread", new): 0 never (stops it now), 1 always
+ * (starts it now), 2 auto. No allocator lock may be held (a public
+ * entry point). */
+int tl_background_set(int mode)
+{
+    if (mode != TL_BACKGROUND_NEVER && mode != TL_BACKGROUND_ALWAYS && mode != TL_BACKGROUND_AUTO)
+        return EINVAL;
+    __atomic_store_n(&tl_conf.background, mode, __ATOMIC_RELAXED);
+    if (mode == TL_BACKGROUND_NEVER) {
+        stop();
+        return 0;
+    }
+    int s;
+    while ((s = state()) == BG_STOPPING || s == BG_STARTING)
+        wait_transition();
+    if (s == BG_NEVER)
+        atomic_compare_exchange_strong(&tl_background_state, &s, BG_NOT_STARTED);
+    /* Before the constructor, the setting is all: it starts the thread. */
+    if (!atomic_load_explicit(&constructed, memory_order_acquire))
+        return 0;
+    if (mode == TL_BACKGROUND_ALWAYS)
+        start();
+    else
+        tl_background_maybe_start();
+    while (state() == BG_STARTING)
+        wait_transition();
+    return mode == TL_BACKGROUND_ALWAYS && state() != BG_RUNNING ? EAGAIN : 0;
 }

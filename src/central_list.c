@@ -329,14 +329,18 @@ void tl_central_drain_all(void)
  * to the page heap. Batches in use come and go above the mark. After a
  * peak (tl_peak_epoch), all of them go: those in use hold objects of the
  * freed peak too, which would otherwise pass from thread to thread. */
+static _Atomic uint64_t next_ms; /* when tl_central_decay runs next */
+
+void tl_central_decay_soon(void) { atomic_store_explicit(&next_ms, 0, memory_order_relaxed); }
+
 void tl_central_decay(uint64_t now)
 {
-    static _Atomic uint64_t next_ms;
     static _Atomic uint32_t seen_epoch;
     uint64_t due = atomic_load_explicit(&next_ms, memory_order_relaxed);
     if (now < due ||
-        !atomic_compare_exchange_strong_explicit(&next_ms, &due, now + tl_conf.decay_ms / 4,
-                                                 memory_order_relaxed, memory_order_relaxed))
+        !atomic_compare_exchange_strong_explicit(
+            &next_ms, &due, now + __atomic_load_n(&tl_conf.decay_ms, __ATOMIC_RELAXED) / 4,
+            memory_order_relaxed, memory_order_relaxed))
         return;
     uint32_t epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
     bool after_peak = atomic_exchange_explicit(&seen_epoch, epoch, memory_order_relaxed) != epoch;

@@ -88,6 +88,7 @@ void *tl_huge_alloc(size_t size, size_t alignment)
         tl_os_unmap(p, bytes);
         return tl_no_memory();
     }
+    tl_stat_add(&tl_stats.huge_allocs, 1);
     tl_vg_alloc(p, bytes);
     return p;
 }
@@ -96,6 +97,7 @@ void tl_huge_free(struct span *s)
 {
     void *p = (void *)s->start;
     size_t bytes = s->npages << TL_PAGE_SHIFT;
+    tl_stat_add(&tl_stats.huge_frees, 1);
     unregister_block(s);
     tl_os_unmap(p, bytes);
 }

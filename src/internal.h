@@ -302,6 +302,23 @@ void tl_page_heap_tick(void); /* decay if due; takes the lock only then */
  * looks, or given back in one: the program has just left a peak. */
 extern _Atomic uint32_t tl_peak_epoch;
 extern struct tl_lock tl_page_heap_lock;
+/* Counters kept by the page heap (page heap lock held to read them). */
+struct tl_page_heap_counts {
+    uint64_t large_allocs, large_frees; /* large blocks handed out and freed */
+    uint64_t grows, grow_bytes;         /* chunks mapped from the OS */
+    uint64_t releases, release_bytes;   /* free spans whose pages went back */
+    size_t small_spans_peak;            /* highest small_spans seen */
+    size_t large_side_peak;             /* highest mapped - small_spans seen */
+};
+void tl_page_heap_counts(struct tl_page_heap_counts *c);
+/* Free spans, grouped by the page heap's bins (page heap lock held):
+ * fills up to max groups, smallest spans first, and returns how many. */
+struct tl_free_span_group {
+    size_t count, bytes, min_bytes, max_bytes;
+};
+unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max);
+/* decay_ms changed: the next look at the clock decays at once. */
+void tl_page_heap_decay_soon(void);
 
 /* ---- central lists (central_list.c) ------------------------------------ */
 /* Takes up to n objects of class cls; returns how many, chained in *head
@@ -316,6 +333,7 @@ size_t tl_central_batches(void); /* batches on all transfer stacks */
 size_t tl_central_free_bytes(unsigned cls);
 size_t tl_central_span_bytes(unsigned cls);
 size_t tl_central_out_bytes(unsigned cls);
+void tl_central_decay_soon(void); /* decay_ms changed */
 extern struct tl_lock tl_central_locks[TL_MAX_CLASSES];
 
 /* ---- thread cache (thread_cache.c) ------------------------------------- */
@@ -358,6 +376,13 @@ struct tc_state {
     size_t drained_bytes;            /* freed past the cache since peak_epoch moved */
     void *gc_head[TL_MAX_CLASSES];   /* each list's head when gc_cursor passed */
     int32_t gc_room[TL_MAX_CLASSES]; /* and its room */
+    /* Operation counters, written by the owner on slow paths only, read
+     * racily by stats under the registry lock (see tl_tc_counts). */
+    uint64_t n_refills;    /* refills that took objects from a central list */
+    uint64_t n_flushes;    /* full batches flushed to a central list */
+    uint64_t n_slow_frees; /* small frees that reached tl_tc_free */
+    uint64_t n_fast_frees; /* frees done by the fast path, counted at each tick */
+    int32_t tick_base;     /* the value tc->tick was last set to */
 };
 enum tc_mode { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
 extern __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
@@ -368,6 +393,15 @@ void tl_tc_tick(void);
 void tl_tc_child_after_fork(void);
 void tl_tc_init_key(void);
 size_t tl_tc_total_bytes(size_t *per_class, unsigned *threads);
+/* Operation counts of all threads, those that exited included. */
+struct tl_tc_counts {
+    uint64_t refills, flushes, small_frees;
+};
+void tl_tc_counts(struct tl_tc_counts *c);
+/* Run-time control (tl_ctl): the new budget and per-thread cap of the
+ * thread caches, applied through the pool. */
+void tl_tc_set_budget(size_t bytes);
+void tl_tc_set_max(size_t bytes);
 extern struct tl_lock tl_registry_lock;
 extern _Atomic size_t tl_tc_unclaimed;
 
@@ -425,6 +459,11 @@ void tl_background_start(void); /* from the constructor */
  * side calls tl_background_maybe_start, with no allocator lock held. */
 extern _Atomic int tl_background_state;
 void tl_background_maybe_start(void);
+/* tl_ctl: the setting (TL_BACKGROUND_*), applied at once: 0 stops the
+ * thread and waits for it to end, 1 starts it. 0 or an errno value. */
+int tl_background_set(int mode);
+bool tl_background_running(void);
+void tl_background_poke(void); /* decay_ms changed: wake it to re-read */
 static inline void tl_background_check(void)
 {
     if (TL_UNLIKELY(!atomic_load_explicit(&tl_background_state, memory_order_relaxed)))
@@ -451,6 +490,11 @@ struct tl_counters {
     _Atomic size_t huge_mapped;  /* bytes of huge mappings */
     _Atomic size_t huge_count;
     _Atomic size_t meta; /* metadata arena bytes */
+    /* Operation counters of the rare paths, and those of exited threads
+     * (stats.c defines what each counts). */
+    _Atomic size_t small_frees_uncached; /* small frees by threads without a cache */
+    _Atomic size_t huge_allocs, huge_frees;
+    _Atomic size_t exited_refills, exited_flushes, exited_frees;
 };
 extern struct tl_counters tl_stats;
 static inline void tl_stat_add(_Atomic size_t *c, size_t v)

@@ -228,3 +228,18 @@ void tl_lock_wake(struct tl_lock *l)
     syscall(SYS_futex, &l->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     errno = saved;
 }
+
+void tl_os_wait_word(_Atomic uint32_t *word, uint32_t expected, uint64_t ms)
+{
+    int saved = errno;
+    struct timespec t = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &t, NULL, 0);
+    errno = saved;
+}
+
+void tl_os_wake_word(_Atomic uint32_t *word)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+    errno = saved;
+}

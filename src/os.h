@@ -6,6 +6,7 @@
 #ifndef TL_OS_H
 #define TL_OS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,5 +25,9 @@ size_t tl_os_page_size(void);                      /* the kernel's page (4 KiB h
 bool tl_os_write(int fd, const char *s, size_t n); /* false if not all was written */
 long tl_os_read_file(const char *path, char *buf, size_t cap);
 int tl_os_getpid(void);
+/* Sleeps up to ms milliseconds while *word == expected (a futex: returns
+ * at once if it differs, early on a wake or a signal). */
+void tl_os_wait_word(_Atomic uint32_t *word, uint32_t expected, uint64_t ms);
+void tl_os_wake_word(_Atomic uint32_t *word); /* wakes every waiter */
 
 #endif

@@ -36,7 +36,8 @@ struct bin_set {
 static struct bin_set dirty, returned;
 static struct span *lru_newest, *lru_oldest;
 static struct span *spare_spans;
-static _Atomic uint64_t next_decay_ms; /* read without the lock by tl_page_heap_tick */
+static _Atomic uint64_t next_decay_ms;    /* read without the lock by tl_page_heap_tick */
+static struct tl_page_heap_counts counts; /* guarded by the page heap lock */
 
 /* ---- metadata arena ----------------------------------------------------- */
 /* Lock: meta_lock guards the bump pointer. A leaf lock: nothing is taken
@@ -358,6 +359,8 @@ static bool grow(size_t npages)
     s->returned = 1; /* not resident yet */
     s->clean = 1;
     tl_stat_add(&tl_stats.mapped, bytes);
+    counts.grows++;
+    counts.grow_bytes += bytes;
     link_free(coalesce(s));
     return true;
 }
@@ -421,6 +424,19 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
     return high ? split_back(s, npages) : split_front(s, npages);
 }
 
+/* After a span was handed out: the peaks malloc_info reports, and the
+ * count of large blocks. Page heap lock held. */
+static void note_peaks(bool large)
+{
+    size_t small = atomic_load_explicit(&tl_stats.small_spans, memory_order_relaxed);
+    size_t other = atomic_load_explicit(&tl_stats.mapped, memory_order_relaxed) - small;
+    if (small > counts.small_spans_peak)
+        counts.small_spans_peak = small;
+    if (other > counts.large_side_peak)
+        counts.large_side_peak = other;
+    counts.large_allocs += large;
+}
+
 struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
                                 unsigned cls)
 {
@@ -438,6 +454,7 @@ struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_sta
             tl_stat_add(&tl_stats.small_spans, bytes_of(s));
         else
             tl_stat_add(&tl_stats.large_in_use, bytes_of(s));
+        note_peaks(state == SPAN_LARGE);
     }
     tl_lock_release(&tl_page_heap_lock);
     if (state == SPAN_LARGE) /* small spans: under a class lock, see refill */
@@ -479,7 +496,9 @@ static void check_peak(void)
 void tl_page_heap_free(struct span *s)
 {
     tl_lock_acquire(&tl_page_heap_lock);
+    counts.large_frees += s->state == SPAN_LARGE;
     free_locked(s);
+    note_peaks(false); /* the large side grows when a small span comes back */
     check_peak();
     tl_page_heap_maybe_decay();
     tl_lock_release(&tl_page_heap_lock);
@@ -588,8 +607,11 @@ static size_t release_locked(size_t max_bytes, bool all)
         struct span *newer = s == last ? NULL : s->lru_prev;
         size_t bytes = bytes_of(s);
         /* give_back may join s with returned neighbours, never with newer */
-        if ((all || now - s->freed_ms >= decay_after(s)) && give_back(s))
+        if ((all || now - s->freed_ms >= decay_after(s)) && give_back(s)) {
             done += bytes;
+            counts.releases++;
+            counts.release_bytes += bytes;
+        }
         s = newer;
     }
     if (done > tl_conf.tc_budget)
@@ -626,4 +648,38 @@ void tl_page_heap_tick(void)
     tl_lock_acquire(&tl_page_heap_lock);
     tl_page_heap_maybe_decay();
     tl_lock_release(&tl_page_heap_lock);
+}
+
+void tl_page_heap_counts(struct tl_page_heap_counts *c) { *c = counts; }
+
+void tl_page_heap_decay_soon(void)
+{
+    atomic_store_explicit(&next_decay_ms, 0, memory_order_relaxed);
+}
+
+static void add_to_group(struct tl_free_span_group *g, const struct span *s)
+{
+    size_t bytes = bytes_of(s);
+    if (!g->count || bytes < g->min_bytes)
+        g->min_bytes = bytes;
+    if (bytes > g->max_bytes)
+        g->max_bytes = bytes;
+    g->count++;
+    g->bytes += bytes;
+}
+
+/* One group per bin, dirty and returned spans together (malloc_info's
+ * <sizes>). Page heap lock held. */
+unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max)
+{
+    unsigned n = 0;
+    for (unsigned b = 0; b < NBINS && n < max; b++) {
+        memset(&g[n], 0, sizeof g[n]);
+        for (struct span *s = dirty.head[b]; s; s = s->next)
+            add_to_group(&g[n], s);
+        for (struct span *s = returned.head[b]; s; s = s->next)
+            add_to_group(&g[n], s);
+        n += g[n].count != 0;
+    }
+    return n;
 }

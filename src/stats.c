@@ -1,6 +1,7 @@
 /* stats.c - figures about the heap: the report of malloc_stats() and
- * tl_stats_print() (text or JSON), tl_stat(name), mallinfo2(), and the
- * report at exit (TLMALLOC_CONF=stats=1 or stats=json).
+ * tl_stats_print() (text or JSON), tl_stat(name), mallinfo2(),
+ * malloc_info() (glibc's XML), and the report at exit
+ * (TLMALLOC_CONF=stats=1 or stats=json).
  *
  * The page heap's memory adds up exactly:
  *   heap_mapped = small_spans + large_in_use + page_heap_free + returned
@@ -8,10 +9,32 @@
  * (span_tail: the ends of small spans too short for one more object).
  * Figures read while other threads run are a snapshot, each exact as of a
  * moment, not all of the same moment.
+ *
+ * Operation counters cost the fast paths nothing: they are counted on slow
+ * paths, under locks already held or in the thread's own cold state, and
+ * the rest is derived.
+ *  - frees: small frees that reach a slow path are counted there; those
+ *    of the fast path are counted by the decay tick, which the fast path
+ *    already counts down once per free (a thread's count since its last
+ *    tick is read from the tick itself); large and huge frees are slow.
+ *  - mallocs: no count can be derived for the malloc fast path alone (a
+ *    thread cache's content changes by refills + frees - mallocs -
+ *    flushes: one equation, two unknowns). But every small object out of
+ *    the central lists and not in a cache is live, so small mallocs =
+ *    small frees + live small objects, exact when the threads are still.
+ *    A block counts as allocated by any call that hands one out (malloc,
+ *    calloc, the aligned forms, a realloc that moves) and as freed by any
+ *    that takes one back (free, a realloc that moves or frees); a realloc
+ *    in place counts as neither. In check mode a freed block counts as
+ *    freed when it leaves the quarantine.
+ *  - remote frees (a free by a thread other than the allocating one) are
+ *    not counted: tlmalloc records no owner, and such a free is a local
+ *    free into the freeing thread's cache.
  */
 #include "internal.h"
 #include "tlmalloc.h"
 
+#include <stdio.h>
 #include <string.h>
 
 struct tl_counters tl_stats;
@@ -21,33 +44,76 @@ struct snapshot {
     size_t thread_cache, central_free, small_in_use, span_tail, huge, huge_count, meta, in_use;
     size_t mapped, resident_estimate, threads;
     size_t tc_class[TL_MAX_CLASSES], central_class[TL_MAX_CLASSES], span_class[TL_MAX_CLASSES];
+    /* operation counters (see the header comment) */
+    size_t mallocs, frees, small_mallocs, small_frees, large_mallocs, large_frees;
+    size_t huge_mallocs, huge_frees, refills, flushes;
+    size_t grows, grow_bytes, releases, release_bytes;
+    size_t small_spans_peak, large_side_peak;
 };
+
+/* Free spans of the page heap by bin, for malloc_info. */
+#define MAX_GROUPS 160
+struct span_groups {
+    unsigned n;
+    struct tl_free_span_group g[MAX_GROUPS];
+};
+
+static void add_counts(struct snapshot *s, size_t small_live, const struct tl_page_heap_counts *ph)
+{
+    struct tl_tc_counts tc;
+    tl_tc_counts(&tc);
+    s->refills = tc.refills;
+    s->flushes = tc.flushes;
+    s->small_frees = tc.small_frees;
+    s->small_mallocs = tc.small_frees + small_live;
+    s->large_mallocs = ph->large_allocs;
+    s->large_frees = ph->large_frees;
+    s->huge_mallocs = atomic_load_explicit(&tl_stats.huge_allocs, memory_order_relaxed);
+    s->huge_frees = atomic_load_explicit(&tl_stats.huge_frees, memory_order_relaxed);
+    s->mallocs = s->small_mallocs + s->large_mallocs + s->huge_mallocs;
+    s->frees = s->small_frees + s->large_frees + s->huge_frees;
+    s->grows = ph->grows;
+    s->grow_bytes = ph->grow_bytes;
+    s->releases = ph->releases;
+    s->release_bytes = ph->release_bytes;
+    s->small_spans_peak = ph->small_spans_peak;
+    s->large_side_peak = ph->large_side_peak;
+}
 
 static size_t load(_Atomic size_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
 
-static void take_snapshot(struct snapshot *s)
+/* groups: NULL, or where the page heap's free spans go (malloc_info). */
+static void take_snapshot(struct snapshot *s, struct span_groups *groups)
 {
     memset(s, 0, sizeof *s);
     unsigned threads = 0;
     s->thread_cache = tl_tc_total_bytes(s->tc_class, &threads);
     s->threads = threads;
-    size_t out = 0, span_object_bytes = 0;
+    size_t out = 0, span_object_bytes = 0, small_live = 0;
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
         tl_lock_acquire(&tl_central_locks[cls]);
         s->central_class[cls] = tl_central_free_bytes(cls);
         s->span_class[cls] = tl_central_span_bytes(cls);
-        out += tl_central_out_bytes(cls);
+        size_t class_out = tl_central_out_bytes(cls);
         tl_lock_release(&tl_central_locks[cls]);
+        out += class_out;
+        if (class_out > s->tc_class[cls])
+            small_live += (class_out - s->tc_class[cls]) / tl_classes[cls].size;
         s->central_free += s->central_class[cls];
         span_object_bytes += s->span_class[cls];
     }
+    struct tl_page_heap_counts ph;
     tl_lock_acquire(&tl_page_heap_lock);
     s->heap_mapped = load(&tl_stats.mapped);
     s->small_spans = load(&tl_stats.small_spans);
     s->large_in_use = load(&tl_stats.large_in_use);
     s->page_heap_free = load(&tl_stats.page_free);
     s->returned = load(&tl_stats.returned);
+    tl_page_heap_counts(&ph);
+    if (groups)
+        groups->n = tl_page_heap_free_groups(groups->g, MAX_GROUPS);
     tl_lock_release(&tl_page_heap_lock);
+    add_counts(s, small_live, &ph);
     s->huge = load(&tl_stats.huge_mapped);
     s->huge_count = load(&tl_stats.huge_count);
     s->meta = load(&tl_stats.meta);
@@ -84,22 +150,57 @@ static const struct figure figures[] = {
     FIG(resident_estimate, "resident at most"),
 };
 
+/* Operation counters, under their own names. */
+#define COUNT(field, name, label)                                                                  \
+    {                                                                                              \
+        name, offsetof(struct snapshot, field), label                                              \
+    }
+static const struct figure counters[] = {
+    COUNT(mallocs, "mallocs", "blocks allocated"),
+    COUNT(frees, "frees", "blocks freed"),
+    COUNT(small_mallocs, "small_mallocs", "  small allocated"),
+    COUNT(small_frees, "small_frees", "  small freed"),
+    COUNT(large_mallocs, "large_mallocs", "  large allocated"),
+    COUNT(large_frees, "large_frees", "  large freed"),
+    COUNT(huge_mallocs, "huge_mallocs", "  huge allocated"),
+    COUNT(huge_frees, "huge_frees", "  huge freed"),
+    COUNT(refills, "refills", "thread cache refills"),
+    COUNT(flushes, "flushes", "thread cache flushes"),
+    COUNT(grows, "page_heap_grows", "page heap grows"),
+    COUNT(grow_bytes, "page_heap_grow_bytes", "  bytes mapped"),
+    COUNT(releases, "page_heap_releases", "page heap releases"),
+    COUNT(release_bytes, "page_heap_release_bytes", "  bytes given back"),
+};
+#define NFIGURES (sizeof figures / sizeof figures[0])
+#define NCOUNTERS (sizeof counters / sizeof counters[0])
+
 static size_t field(const struct snapshot *s, size_t offset)
 {
     return *(const size_t *)((const char *)s + offset);
 }
 
+/* A label and the padding that lines values up. */
+static void put_label(struct tl_buf *b, const char *label)
+{
+    tl_buf_str(b, "  ");
+    tl_buf_str(b, label);
+    /* At least one space, even after a label as long as the column. */
+    tl_buf_str(b, " ");
+    for (size_t pad = strlen(label) + 1; pad < 36; pad++)
+        tl_buf_str(b, " ");
+}
+
 static void print_text(struct tl_buf *b, const struct snapshot *s)
 {
     tl_buf_str(b, "tlmalloc statistics\n");
-    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
-        tl_buf_str(b, "  ");
-        tl_buf_str(b, figures[i].label);
-        /* At least one space, even after a label as long as the column. */
-        tl_buf_str(b, " ");
-        for (size_t pad = strlen(figures[i].label) + 1; pad < 36; pad++)
-            tl_buf_str(b, " ");
+    for (size_t i = 0; i < NFIGURES; i++) {
+        put_label(b, figures[i].label);
         tl_buf_size(b, field(s, figures[i].offset));
+        tl_buf_str(b, "\n");
+    }
+    for (size_t i = 0; i < NCOUNTERS; i++) {
+        put_label(b, counters[i].label);
+        tl_buf_u64(b, field(s, counters[i].offset));
         tl_buf_str(b, "\n");
     }
     tl_buf_str(b, "  threads with a cache                ");
@@ -135,6 +236,12 @@ static void print_json(struct tl_buf *b, const struct snapshot *s)
     tl_buf_u64(b, s->threads);
     tl_buf_str(b, ", \"huge_count\": ");
     tl_buf_u64(b, s->huge_count);
+    for (size_t i = 0; i < NCOUNTERS; i++) {
+        tl_buf_str(b, ", \"");
+        tl_buf_str(b, counters[i].name);
+        tl_buf_str(b, "\": ");
+        tl_buf_u64(b, field(s, counters[i].offset));
+    }
     tl_buf_str(b, ", \"classes\": [");
     bool first = true;
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
@@ -158,7 +265,7 @@ TL_EXPORT void tl_stats_print(int fd, int json)
 {
     tl_ensure_init();
     struct snapshot s;
-    take_snapshot(&s);
+    take_snapshot(&s, NULL);
     struct tl_buf b = {.fd = fd};
     if (json)
         print_json(&b, &s);
@@ -171,10 +278,13 @@ TL_EXPORT size_t tl_stat(const char *name)
 {
     tl_ensure_init();
     struct snapshot s;
-    take_snapshot(&s);
-    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
+    take_snapshot(&s, NULL);
+    for (size_t i = 0; i < NFIGURES; i++)
         if (!strcmp(name, figures[i].name))
             return field(&s, figures[i].offset);
+    for (size_t i = 0; i < NCOUNTERS; i++)
+        if (!strcmp(name, counters[i].name))
+            return field(&s, counters[i].offset);
     if (!strcmp(name, "threads"))
         return s.threads;
     if (!strcmp(name, "huge_count"))
@@ -182,20 +292,24 @@ TL_EXPORT size_t tl_stat(const char *name)
     return (size_t)-1;
 }
 
+/* Check mode's quarantine holds blocks the program has freed: glibc's
+ * mallinfo counts freed memory as free, and so does this. */
+static size_t quarantined(const struct snapshot *s)
+{
+    size_t held = tl_conf.check ? tl_check_quarantined() : 0;
+    return held > s->in_use ? s->in_use : held;
+}
+
 /* mallinfo2's fields, in glibc's meaning as far as they carry over. */
 void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,
                        size_t *fordblks, size_t *keepcost)
 {
     struct snapshot s;
-    take_snapshot(&s);
+    take_snapshot(&s, NULL);
     *arena = s.heap_mapped;
     *hblks = s.huge_count;
     *hblkhd = s.huge;
-    /* Check mode's quarantine holds blocks the program has freed: glibc's
-     * mallinfo counts freed memory as free, and so does this. */
-    size_t held = tl_conf.check ? tl_check_quarantined() : 0;
-    if (held > s.in_use)
-        held = s.in_use;
+    size_t held = quarantined(&s);
     *uordblks = s.in_use - held;
     *fordblks = s.thread_cache + s.central_free + s.page_heap_free + s.returned + held;
     *keepcost = s.returned;
@@ -205,4 +319,117 @@ void tl_stats_at_exit(void)
 {
     if (tl_conf.stats_at_exit)
         tl_stats_print(2, tl_conf.stats_at_exit == 2);
+}
+
+/* ---- malloc_info ------------------------------------------------------- *
+ * glibc's XML, with one <heap> per part of tlmalloc's heap that frees
+ * blocks in its own way (glibc has one per arena):
+ *  heap 0, the size classes: <sizes> has one <size> per class holding
+ *    free objects (thread caches and central lists), from = to = the class
+ *    size; "fast" is what the thread caches hold (glibc's fast bins are
+ *    its cache of small blocks), "rest" the central lists (and check
+ *    mode's quarantine); "system" is the bytes of small spans.
+ *  heap 1, the page heap: <sizes> has the free spans, grouped by the page
+ *    heap's bins (from, to: the smallest and largest span), resident or
+ *    given back alike; "rest" is their total; "system" is the page heap's
+ *    mapping less the small spans.
+ *  The totals add both heaps up; "mmap" is the huge blocks (own mappings),
+ *  as glibc's mmapped chunks. So the "fast" and "rest" sizes add up to
+ *  mallinfo2's fordblks, "mmap" gives hblks and hblkhd, and the total
+ *  "system current" is its arena. The page heap never unmaps, so its
+ *  "max" is its current size; a heap's "max" is the highest seen.
+ * The snapshot is taken into this frame under the usual locks, and
+ * written with stdio only after every lock is released: the stream may
+ * allocate. */
+struct info_heap {
+    size_t fast_count, fast_bytes, rest_count, rest_bytes, current, max;
+};
+
+static void info_system(FILE *fp, size_t current, size_t max)
+{
+    fprintf(fp, "<system type=\"current\" size=\"%zu\"/>\n", current);
+    fprintf(fp, "<system type=\"max\" size=\"%zu\"/>\n", max);
+    fprintf(fp, "<aspace type=\"total\" size=\"%zu\"/>\n", current);
+    fprintf(fp, "<aspace type=\"mprotect\" size=\"%zu\"/>\n", current);
+}
+
+static void info_totals(FILE *fp, const struct info_heap *h)
+{
+    fprintf(fp, "<total type=\"fast\" count=\"%zu\" size=\"%zu\"/>\n", h->fast_count,
+            h->fast_bytes);
+    fprintf(fp, "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n", h->rest_count,
+            h->rest_bytes);
+}
+
+static void info_size(FILE *fp, size_t from, size_t to, size_t total, size_t count)
+{
+    fprintf(fp, "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" count=\"%zu\"/>\n", from, to, total,
+            count);
+}
+
+static void info_classes(FILE *fp, const struct snapshot *s, struct info_heap *h)
+{
+    fprintf(fp, "<heap nr=\"0\">\n<sizes>\n");
+    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        size_t size = tl_classes[cls].size, bytes = s->tc_class[cls] + s->central_class[cls];
+        if (bytes)
+            info_size(fp, size, size, bytes, bytes / size);
+        h->fast_count += s->tc_class[cls] / size;
+        h->rest_count += s->central_class[cls] / size;
+    }
+    h->fast_bytes = s->thread_cache;
+    h->rest_bytes = s->central_free + quarantined(s);
+    h->current = s->small_spans;
+    h->max = s->small_spans_peak > h->current ? s->small_spans_peak : h->current;
+    fprintf(fp, "</sizes>\n");
+    info_totals(fp, h);
+    info_system(fp, h->current, h->max);
+    fprintf(fp, "</heap>\n");
+}
+
+static void info_page_heap(FILE *fp, const struct snapshot *s, const struct span_groups *groups,
+                           struct info_heap *h)
+{
+    fprintf(fp, "<heap nr=\"1\">\n<sizes>\n");
+    for (unsigned i = 0; i < groups->n; i++) {
+        const struct tl_free_span_group *g = &groups->g[i];
+        info_size(fp, g->min_bytes, g->max_bytes, g->bytes, g->count);
+        h->rest_count += g->count;
+    }
+    h->rest_bytes = s->page_heap_free + s->returned;
+    h->current = s->heap_mapped - s->small_spans;
+    h->max = s->large_side_peak > h->current ? s->large_side_peak : h->current;
+    fprintf(fp, "</sizes>\n");
+    info_totals(fp, h);
+    info_system(fp, h->current, h->max);
+    fprintf(fp, "</heap>\n");
+}
+
+TL_EXPORT int tl_malloc_info(int options, FILE *fp)
+{
+    /* glibc 2.36 returns EINVAL (not -1) and leaves errno alone; errno is
+     * set as well, for programs that follow the manual page. */
+    if (options != 0) {
+        errno = EINVAL;
+        return EINVAL;
+    }
+    tl_ensure_init();
+    struct snapshot s;
+    struct span_groups groups;
+    take_snapshot(&s, &groups);
+    struct info_heap classes = {0}, pages = {0};
+    fprintf(fp, "<malloc version=\"1\">\n");
+    info_classes(fp, &s, &classes);
+    info_page_heap(fp, &s, &groups, &pages);
+    struct info_heap all = {
+        .fast_count = classes.fast_count + pages.fast_count,
+        .fast_bytes = classes.fast_bytes + pages.fast_bytes,
+        .rest_count = classes.rest_count + pages.rest_count,
+        .rest_bytes = classes.rest_bytes + pages.rest_bytes,
+    };
+    info_totals(fp, &all);
+    fprintf(fp, "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n", s.huge_count, s.huge);
+    info_system(fp, s.heap_mapped, s.heap_mapped);
+    fprintf(fp, "</malloc>\n");
+    return 0;
 }

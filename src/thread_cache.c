@@ -128,6 +128,56 @@ static void ask_for_cap(struct tc_state *self, size_t want)
     tl_lock_release(&tl_registry_lock);
 }
 
+/* Cap the budget owes: thread_cache_budget was lowered (tl_ctl) by more
+ * than the pool held, so the pool stays short of that much until threads
+ * give it back (pay_debt). Lock-free, so fork needs nothing for it. */
+static _Atomic size_t budget_debt;
+
+/* Cap going back to the pool pays the budget's debt first. */
+static void pool_return(size_t bytes)
+{
+    size_t debt = atomic_load_explicit(&budget_debt, memory_order_relaxed);
+    while (debt && bytes) {
+        size_t pay = debt < bytes ? debt : bytes;
+        if (atomic_compare_exchange_weak_explicit(&budget_debt, &debt, debt - pay,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            bytes -= pay;
+    }
+    if (bytes)
+        atomic_fetch_add_explicit(&tl_tc_unclaimed, bytes, memory_order_relaxed);
+}
+
+/* Takes up to want bytes from the pool; returns how many it took. */
+static size_t take_up_to(size_t want)
+{
+    size_t have = atomic_load_explicit(&tl_tc_unclaimed, memory_order_relaxed);
+    for (;;) {
+        size_t take = have < want ? have : want;
+        if (atomic_compare_exchange_weak_explicit(&tl_tc_unclaimed, &have, have - take,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return take;
+    }
+}
+
+/* tl_ctl("thread_cache_budget"): the pool grows or shrinks by the
+ * difference. What the pool cannot give at once becomes debt, which
+ * threads pay at their next slow paths (maybe_scavenge). */
+void tl_tc_set_budget(size_t bytes)
+{
+    size_t old = __atomic_exchange_n(&tl_conf.tc_budget, bytes, __ATOMIC_RELAXED);
+    if (bytes >= old) {
+        pool_return(bytes - old);
+        return;
+    }
+    size_t want = old - bytes, took = take_up_to(want);
+    if (took < want)
+        atomic_fetch_add_explicit(&budget_debt, want - took, memory_order_relaxed);
+}
+
+/* tl_ctl("thread_cache_max"): growth stops at the new cap at once; a
+ * thread above it shrinks at its next slow path (maybe_scavenge). */
+void tl_tc_set_max(size_t bytes) { __atomic_store_n(&tl_conf.tc_max, bytes, __ATOMIC_RELAXED); }
+
 /* Returns the cap above what the lists may hold to the pool, in whole steps. */
 static void release_cap(struct tc_state *st)
 {
@@ -135,7 +185,7 @@ static void release_cap(struct tc_state *st)
     size_t keep = tl_round_up(st->limit_bytes, CAP_STEP);
     if (cap > keep) {
         atomic_store_explicit(&st->cap_bytes, keep, memory_order_relaxed);
-        atomic_fetch_add_explicit(&tl_tc_unclaimed, cap - keep, memory_order_relaxed);
+        pool_return(cap - keep);
     }
 }
 
@@ -146,7 +196,7 @@ static bool reserve(struct tc_state *st, size_t bytes)
     if (st->limit_bytes + bytes <= cap)
         return true;
     size_t want = tl_round_up(st->limit_bytes + bytes - cap, CAP_STEP);
-    if (cap + want > tl_conf.tc_max)
+    if (cap + want > __atomic_load_n(&tl_conf.tc_max, __ATOMIC_RELAXED))
         return false;
     if (!take_unclaimed(want)) {
         ask_for_cap(st, want);
@@ -198,6 +248,7 @@ static void flush(struct tc_state *st, unsigned cls, unsigned n)
 {
     tl_central_give(cls, detach(&st->tc->bins[cls], n), n, false);
     mark_used(st, cls);
+    st->n_flushes++;
 }
 
 /* Objects a list does not need (a lowered limit, an idle class, an exiting
@@ -327,9 +378,26 @@ static bool draining(const struct tc_state *st, unsigned cls)
     return st->drain[cls / 64] & (1ull << (cls % 64));
 }
 
+/* The run-time controls lowered this thread's cap (thread_cache_max) or
+ * the budget (which then has a debt): lists shrink, and the cap goes back
+ * to the pool. */
+static void obey_limits(struct tc_state *st)
+{
+    size_t max = __atomic_load_n(&tl_conf.tc_max, __ATOMIC_RELAXED);
+    /* release_cap keeps whole steps: a cap up to max rounded up is obeyed */
+    bool over =
+        atomic_load_explicit(&st->cap_bytes, memory_order_relaxed) > tl_round_up(max, CAP_STEP);
+    bool debt = atomic_load_explicit(&budget_debt, memory_order_relaxed) != 0;
+    if (TL_LIKELY(!over && !debt))
+        return;
+    shrink_to(st, debt && st->limit_bytes / 2 < max ? st->limit_bytes / 2 : max);
+    release_cap(st);
+}
+
 static void maybe_scavenge(struct tc_state *st)
 {
     honour_request(st);
+    obey_limits(st);
     check_peak(st);
     if (++st->slow_calls % 16)
         return; /* the clock is read on every 16th slow path only */
@@ -401,6 +469,8 @@ static void cache_init(struct thread_cache *tc)
     st->peak_epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
     st->quiet_epoch = st->peak_epoch;
     st->drain[0] = st->drain[1] = 0;
+    st->n_refills = st->n_flushes = st->n_slow_frees = st->n_fast_frees = 0;
+    st->tick_base = tc->tick;
     atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     atomic_store_explicit(&st->give_back, 0, memory_order_relaxed);
     bool keyed = pthread_setspecific(exit_key, tc) == 0; /* fails with no memory */
@@ -424,11 +494,33 @@ static void retire(struct tc_state *st)
     st->tc->state = TC_DEAD;
     st->tc->st = NULL;
     size_t cap = atomic_exchange_explicit(&st->cap_bytes, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&tl_tc_unclaimed, cap, memory_order_relaxed);
+    pool_return(cap);
     tl_lock_acquire(&tl_registry_lock);
     st->reg_next = spare_states;
     spare_states = st;
     tl_lock_release(&tl_registry_lock);
+}
+
+/* Frees the fast path made since the tick was last set: it counts down
+ * from tick_base, and a free that takes it below 0 leaves for the slow
+ * path (counted there, in tl_tc_free). */
+static uint64_t fast_frees_pending(const struct tc_state *st)
+{
+    int32_t tick = st->tc->tick;
+    return (uint64_t)(tick < 0 ? st->tick_base : st->tick_base - tick);
+}
+
+/* A cache leaves the registry: its counts go to the totals of exited
+ * threads, in the same registry lock hold, so that no reader misses or
+ * counts them twice. Registry lock held. */
+static void fold_counts_locked(struct tc_state *st)
+{
+    tl_stat_add(&tl_stats.exited_refills, st->n_refills);
+    tl_stat_add(&tl_stats.exited_flushes, st->n_flushes);
+    tl_stat_add(&tl_stats.exited_frees,
+                st->n_slow_frees + st->n_fast_frees + fast_frees_pending(st));
+    st->n_refills = st->n_flushes = st->n_slow_frees = st->n_fast_frees = 0;
+    st->tick_base = st->tc->tick < 0 ? 0 : st->tc->tick;
 }
 
 /* Thread exit: the key destructor. */
@@ -439,6 +531,7 @@ static void cache_exit(void *arg)
         return;
     tc->state = TC_DEAD; /* re-entrant frees during the flush bypass the cache */
     tl_lock_acquire(&tl_registry_lock);
+    fold_counts_locked(tc->st);
     registry_remove_locked(tc->st);
     tl_lock_release(&tl_registry_lock);
     retire(tc->st);
@@ -480,6 +573,10 @@ void tl_tc_tick(void)
 {
     struct thread_cache *tc = &tl_tc;
     if (tc->state == TC_ACTIVE) {
+        /* The caller has just set the tick back to TL_TICK: the count
+         * from tick_base down to 0 were fast-path frees. */
+        tc->st->n_fast_frees += (uint64_t)tc->st->tick_base;
+        tc->st->tick_base = tc->tick;
         gc_step(tc->st);
         tc->st->slow_calls = 15; /* look at the clock now */
         maybe_scavenge(tc->st);
@@ -530,7 +627,7 @@ static void salvage(struct tc_state *st)
     st->tc->state = TC_DEAD;
     st->tc->st = NULL;
     size_t cap = atomic_exchange_explicit(&st->cap_bytes, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&tl_tc_unclaimed, cap, memory_order_relaxed);
+    pool_return(cap);
     st->reg_next = spare_states;
     spare_states = st;
 }
@@ -543,6 +640,7 @@ void tl_tc_child_after_fork(void)
     while (st) {
         struct tc_state *next = st->reg_next;
         if (st->tc != &tl_tc) {
+            fold_counts_locked(st);
             registry_remove_locked(st);
             salvage(st);
         }
@@ -599,6 +697,7 @@ static void refill(struct tc_state *st, unsigned cls)
         bin->head = head;
         bin->room -= (int32_t)got;
         mark_used(st, cls);
+        st->n_refills++;
     }
 }
 
@@ -634,11 +733,13 @@ void tl_tc_free(void *p, unsigned cls)
 {
     struct thread_cache *tc = &tl_tc;
     if (!ready(tc)) {
+        tl_stat_add(&tl_stats.small_frees_uncached, 1);
         tl_free_small_nocache(p, cls);
         return;
     }
     tl_vg_free_small(p);
     struct tc_state *st = tc->st;
+    st->n_slow_frees++;
     honour_request(st);
     struct tc_bin *bin = &tc->bins[cls];
     if (bin->room <= 0) {
@@ -688,4 +789,24 @@ __attribute__((no_sanitize("thread"))) size_t tl_tc_total_bytes(size_t *per_clas
     if (threads)
         *threads = n;
     return total;
+}
+
+/* Operation counts: live threads' own counters (read without their
+ * cooperation, as in tl_tc_total_bytes: a snapshot, exact for threads
+ * that are not running) plus those of exited threads and of the rare
+ * paths. Frees are small frees here; stats.c adds large and huge. */
+__attribute__((no_sanitize("thread"))) void tl_tc_counts(struct tl_tc_counts *c)
+{
+    c->refills = c->flushes = c->small_frees = 0;
+    tl_lock_acquire(&tl_registry_lock);
+    for (struct tc_state *st = registry; st; st = st->reg_next) {
+        c->refills += st->n_refills;
+        c->flushes += st->n_flushes;
+        c->small_frees += st->n_slow_frees + st->n_fast_frees + fast_frees_pending(st);
+    }
+    c->refills += atomic_load_explicit(&tl_stats.exited_refills, memory_order_relaxed);
+    c->flushes += atomic_load_explicit(&tl_stats.exited_flushes, memory_order_relaxed);
+    c->small_frees += atomic_load_explicit(&tl_stats.exited_frees, memory_order_relaxed) +
+                      atomic_load_explicit(&tl_stats.small_frees_uncached, memory_order_relaxed);
+    tl_lock_release(&tl_registry_lock);
 }

@@ -6,7 +6,7 @@
 # real programs, and the ThreadSanitizer and AddressSanitizer programs it
 # builds itself from the allocator sources. See tests/run.sh.
 
-EXTRA_DIST += tests/run.sh tests/smoke.sh tests/san_common.h tests/san_tsan.c tests/san_asan.c \
+EXTRA_DIST += tests/run.sh tests/smoke.sh tests/install.sh tests/san_common.h tests/san_tsan.c tests/san_asan.c \
 	tests/tsan.supp tests/check-all.sh tests/vg_errors.c
 
 if ENABLE_TESTS
@@ -29,13 +29,13 @@ check_PROGRAMS += tests/test_linked tests/test_preload
 # Linked with libtlmalloc; adds the tests of the tl_ interface, and those
 # that run tests/diag_child in fresh processes with their own environment
 # (heap error reports, memory coming back, options).
-tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c \
+tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c tests/t_introspect.c \
 	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c tests/t_checkmode.c
 tests_test_linked_CFLAGS = $(TESTS_CFLAGS)
 tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
 
 # Not linked with tlmalloc: run with LD_PRELOAD=.libs/libtlmalloc.so.
-tests_test_preload_SOURCES = $(tests_general_sources)
+tests_test_preload_SOURCES = $(tests_general_sources) tests/t_introspect.c
 tests_test_preload_CFLAGS = $(TESTS_CFLAGS)
 tests_test_preload_LDADD = $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
 

@@ -4,7 +4,8 @@
 #  1. tests/test_linked   Criterion tests, linked with libtlmalloc
 #  2. tests/test_preload  the same general tests, tlmalloc injected with
 #                         LD_PRELOAD=<builddir>/.libs/libtlmalloc.so
-#  3. tests/smoke.sh      real programs (python3, sort, gcc, sqlite3) preloaded
+#  3. tests/smoke.sh      real programs (python3, sort, gcc, sqlite3) preloaded;
+#     tests/install.sh    make install into a DESTDIR: pkg-config, man pages;
 #     and "check mode off costs nothing": callgrind counts the instructions
 #     of tests/fastpath_loop (preloaded) with and without options that leave
 #     check mode off; the cost per malloc+free pair must not change
@@ -137,6 +138,14 @@ count_lines "$tmp/smoke.log"
 grep -q '^smoke: ' "$tmp/smoke.log" || {
     failed=$((failed + 1))
     note "smoke.sh did not complete"
+}
+
+section "make install: pkg-config and manual pages (tests/install.sh)"
+timeout 600 sh "$srcdir/tests/install.sh" "$builddir" "$srcdir" 2>&1 | tee "$tmp/install.log"
+count_lines "$tmp/install.log"
+grep -q '^install: ' "$tmp/install.log" || {
+    failed=$((failed + 1))
+    note "install.sh did not complete"
 }
 
 # ---- check mode off costs nothing ----------------------------------------
