@@ -75,9 +75,11 @@ static void check_case(const char *scenario, const char *arg, const char *env_it
     nth_line(r.err, 1, second, sizeof second);
     if (prints) {
         char re[1024];
-        snprintf(re, sizeof re,
-                 "^tlmalloc: %s of (0x[0-9a-f]+)( \\(size class [0-9]+ B\\))? in %s\\(\\)%s$",
-                 ex->error, ex->func, ex->detail);
+        snprintf(
+            re, sizeof re,
+            "^tlmalloc: %s of (0x[0-9a-f]+)( \\(size class [0-9]+ B\\))?( \\([0-9]+ bytes\\))? "
+            "in %s\\(\\)%s$",
+            ex->error, ex->func, ex->detail);
         regmatch_t m[2];
         cr_expect(matches(first, re, NULL, 0),
                   "%s: first stderr line is\n    '%s'\n  expected the form\n    'tlmalloc: %s of "
