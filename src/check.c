@@ -392,7 +392,7 @@ static enum verdict verify(void *p, struct block *b, struct problem *pr)
     if (!tl_pagemap_span(a))
         return V_FOREIGN;
     if ((a & 15) || !block_at(a, b) || a < (uintptr_t)b->raw + FRONT) {
-        set_problem(pr, "invalid pointer", "not a block handed out in check mode", p, SIZE_MAX, 0);
+        set_problem(pr, "invalid pointer", "pointer into the middle of a block", p, SIZE_MAX, 0);
         return V_PROBLEM;
     }
     const struct trailer *t = b->t;
@@ -415,7 +415,7 @@ static enum verdict verify(void *p, struct block *b, struct problem *pr)
         set_problem(pr, "heap corruption", "the block's front and trailer are both overwritten", p,
                     SIZE_MAX, 0);
     else
-        set_problem(pr, "invalid pointer", "not a block handed out in check mode", p, SIZE_MAX, 0);
+        set_problem(pr, "invalid pointer", "pointer into the middle of a block", p, SIZE_MAX, 0);
     return V_PROBLEM;
 }
 

@@ -54,6 +54,7 @@ struct scan {
     size_t n;
     uint32_t *work; /* indices of reached blocks not yet looked at */
     size_t nwork;
+    int pagemap; /* /proc/self/pagemap, or -1: every page is read */
 };
 
 /* The live block (not damaged) that w points into, or SIZE_MAX. */
@@ -107,18 +108,26 @@ static uintptr_t parse_hex(const char **s)
     }
 }
 
-/* A root mapping, page by page, less the pages of tlmalloc's spans and
- * the scan's own memory [skip_lo, skip_hi). */
+/* A root mapping, page by page, less the pages of tlmalloc's spans, the
+ * scan's own memory [skip_lo, skip_hi), and pages never touched (they
+ * read as zero; reading them would fault in memory, a whole huge page
+ * where transparent huge pages are on). */
 static void scan_mapping(struct scan *sc, uintptr_t start, uintptr_t end, uintptr_t skip_lo,
                          uintptr_t skip_hi)
 {
+    enum { BATCH = 512 };
+    bool touched[BATCH];
     size_t page = tl_os_page_size();
-    for (uintptr_t a = start; a < end; a += page) {
-        uintptr_t stop = a + page < end ? a + page : end;
-        if ((a >= skip_lo && a < skip_hi) || tl_pagemap_span(a))
-            continue;
-        scan_words(sc, a, stop);
-        scan_reached(sc);
+    for (uintptr_t batch = start; batch < end; batch += BATCH * page) {
+        size_t n = (end - batch) / page < BATCH ? (end - batch) / page : BATCH;
+        bool known = sc->pagemap >= 0 && tl_os_pages_touched(sc->pagemap, batch, n, touched);
+        for (size_t i = 0; i < n; i++) {
+            uintptr_t a = batch + i * page;
+            if ((known && !touched[i]) || (a >= skip_lo && a < skip_hi) || tl_pagemap_span(a))
+                continue;
+            scan_words(sc, a, a + page);
+            scan_reached(sc);
+        }
     }
 }
 
@@ -136,8 +145,13 @@ static void scan_line(struct scan *sc, const char *line, uintptr_t stack_from, u
         return;
     if (strstr(s, " /dev/"))
         return;
-    if (stack_from >= start && stack_from < end)
-        start = stack_from & ~(uintptr_t)7; /* this thread: the caller's frames up */
+    if (stack_from >= start && stack_from < end) { /* this thread: the caller's frames up */
+        size_t page = tl_os_page_size();
+        uintptr_t up = (stack_from + page - 1) & ~(uintptr_t)(page - 1);
+        scan_words(sc, stack_from, up);
+        scan_reached(sc);
+        start = up;
+    }
     scan_mapping(sc, start, end, skip_lo, skip_hi);
 }
 
@@ -172,13 +186,15 @@ void tl_leak_scan(struct tl_scan_block *blocks, size_t n, uintptr_t stack_from, 
             tl_os_unmap(work, work_bytes);
         return;
     }
-    struct scan sc = {blocks, n, work, 0};
+    struct scan sc = {blocks, n, work, 0, tl_os_pagemap_open()};
     /* The caller's memory is skipped: it holds every block's address. */
     uintptr_t skip_lo = (uintptr_t)skip, skip_hi = skip_lo + skip_len;
     for (char *line = maps, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
         *nl = 0;
         scan_line(&sc, line, stack_from, skip_lo, skip_hi);
     }
+    if (sc.pagemap >= 0)
+        tl_os_close(sc.pagemap);
     tl_os_unmap(maps, maps_cap);
     tl_os_unmap(work, work_bytes);
 }

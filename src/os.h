@@ -24,5 +24,12 @@ size_t tl_os_page_size(void);                      /* the kernel's page (4 KiB h
 bool tl_os_write(int fd, const char *s, size_t n); /* false if not all was written */
 long tl_os_read_file(const char *path, char *buf, size_t cap);
 int tl_os_getpid(void);
+/* /proc/self/pagemap, for the leak scan: which pages were ever touched. */
+int tl_os_pagemap_open(void); /* -1 if it cannot be read */
+/* Of npages kernel pages from start, sets touched[i] to whether page i is
+ * present or swapped out (an untouched page reads as zero: nothing to scan).
+ * False if the entries cannot be read. */
+bool tl_os_pages_touched(int fd, uintptr_t start, size_t npages, bool *touched);
+void tl_os_close(int fd);
 
 #endif
