@@ -137,11 +137,19 @@ static bool front_size(void *p, const struct block *b, size_t *size)
 
 static size_t room_of(void *p, const struct block *b) { return (size_t)((char *)b->t - (char *)p); }
 
-/* First changed byte of [from, from + n) against fill, or -1. */
+/* First changed byte of [from, from + n) against fill, or -1. Word by
+ * word where it can: huge blocks are verified whole on free. */
 static long first_changed(const void *from, size_t n, unsigned char fill)
 {
     const unsigned char *c = from;
-    for (size_t i = 0; i < n; i++)
+    uint64_t word = 0x0101010101010101ULL * fill;
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(c + i) & 7); i++)
+        if (c[i] != fill)
+            return (long)i;
+    for (; i + 8 <= n && *(const uint64_t *)(c + i) == word; i += 8)
+        ;
+    for (; i < n; i++)
         if (c[i] != fill)
             return (long)i;
     return -1;

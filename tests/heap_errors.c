@@ -164,6 +164,25 @@ static void underrun_never_freed(void)
     ((char *)opq_ptr(kept))[-16] = 'X'; /* the first byte before the block's front canary */
 }
 
+/* Huge blocks (above a 1 MiB threshold) are their own mappings. */
+static void huge_from_1mib(void)
+{
+    if (mallopt(M_MMAP_THRESHOLD, 1 << 20) != 1) {
+        out("error mallopt(M_MMAP_THRESHOLD) refused");
+        _exit(3);
+    }
+}
+
+static void overrun_huge_never_freed(void)
+{
+    static void *kept;
+    huge_from_1mib();
+    if (posix_memalign(&kept, 8192, 2 << 20) != 0)
+        _exit(3);
+    out("ptr %p", kept);
+    memset(opq_ptr(kept), 'X', (2 << 20) + 16);
+}
+
 static void use_after_free_read(void)
 {
     char *p = xmalloc(64);
@@ -375,6 +394,31 @@ static void *worker(void *arg)
     return arg;
 }
 
+/* Every alignment with small, large and huge sizes, resized and freed;
+ * one huge aligned block kept in a global until exit. */
+static void *kept_aligned;
+static void correct_aligned(void)
+{
+    static const size_t aligns[] = {16, 32, 64, 256, 4096, 8192, 65536, 1 << 21};
+    static const size_t sizes[] = {0, 1, 24, 1000, 70000, 2 << 20};
+    huge_from_1mib();
+    for (size_t i = 0; i < sizeof aligns / sizeof aligns[0]; i++)
+        for (size_t j = 0; j < sizeof sizes / sizeof sizes[0]; j++) {
+            void *p;
+            if (posix_memalign(&p, aligns[i], sizes[j]) != 0 || ((uintptr_t)p & (aligns[i] - 1)) ||
+                malloc_usable_size(p) < sizes[j]) {
+                out("error posix_memalign(%zu, %zu) gave %p", aligns[i], sizes[j], p);
+                _exit(3);
+            }
+            memset(p, 1, sizes[j]);
+            p = realloc(p, sizes[j] + 100);
+            free(p);
+        }
+    if (posix_memalign(&kept_aligned, 1 << 21, 3 << 20) != 0)
+        _exit(3);
+    memset(kept_aligned, 2, 3 << 20);
+}
+
 static void correct_threads(void)
 {
     pthread_t t[4];
@@ -397,6 +441,7 @@ static const struct {
     {"underrun_then_realloc", underrun_then_realloc},
     {"underrun_aligned", underrun_aligned},
     {"underrun_never_freed", underrun_never_freed},
+    {"overrun_huge_never_freed", overrun_huge_never_freed},
     {"use_after_free_read", use_after_free_read},
     {"use_after_free_write", use_after_free_write},
     {"use_after_free_write_at_exit", use_after_free_write_at_exit},
@@ -413,6 +458,7 @@ static const struct {
     {"house_of_spirit_bss", house_of_spirit_bss},
     {"header_size_overwrite", header_size_overwrite},
     {"partial_link_overwrite", partial_link_overwrite},
+    {"correct_aligned", correct_aligned},
     {"correct_threads", correct_threads},
 };
 
