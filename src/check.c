@@ -397,8 +397,18 @@ static bool live_damage(void *p, const struct block *b, struct problem *pr)
 static enum verdict verify(void *p, struct block *b, struct problem *pr)
 {
     uintptr_t a = (uintptr_t)p;
-    if (!tl_pagemap_span(a))
+    if (!tl_pagemap_span(a)) {
+        /* A huge block's mapping goes on free: a second free finds no span.
+         * Its mapping began at p - 16, or at p - alignment (a page, or more:
+         * the page boundary below p is then tried). */
+        uintptr_t page_below = (a - 1) & ~(uintptr_t)(TL_PAGE_SIZE - 1);
+        if (a > FRONT &&
+            (tl_huge_recently_freed(a - FRONT) || tl_huge_recently_freed(page_below))) {
+            set_problem(pr, "double free", NULL, p, SIZE_MAX, 0);
+            return V_PROBLEM;
+        }
         return V_FOREIGN;
+    }
     if ((a & 15) || !block_at(a, b) || a < (uintptr_t)b->raw + FRONT) {
         set_problem(pr, "invalid pointer", "pointer into the middle of a block", p, SIZE_MAX, 0);
         return V_PROBLEM;
@@ -510,14 +520,14 @@ static void quarantine_add(void *p, const struct block *b, uintptr_t free_site)
 static void drop_damaged(void *p, const struct block *b)
 {
     uint64_t state;
-    if (trailer_state(p, b->t, room_of(p, b), &state) && state == LIVE_MARK &&
+    if (b->t && trailer_state(p, b->t, room_of(p, b), &state) && state == LIVE_MARK &&
         trailer_plausible(b->t->next) && trailer_plausible(b->t->prev))
         live_remove(b->t);
 }
 
 static void free_at(void *p, const char *who, uintptr_t free_site)
 {
-    struct block b;
+    struct block b = {0}; /* b.t stays NULL if p is in no block */
     struct problem pr = {0}, evicted = {0};
     tl_lock_acquire(&tl_check_lock);
     enum verdict v = verify(p, &b, &pr);
