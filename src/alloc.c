@@ -230,8 +230,8 @@ void tl_free_slow(void *p)
         tl_tc.tick = TL_TICK;
         tl_tc_tick();
     }
-    if (TL_UNLIKELY(tl_conf.check))
-        tl_check_free(p, "free");
+    if (TL_UNLIKELY(tl_conf.check)) /* free jumps here: the return address is its caller's */
+        tl_check_free_at(p, "free", (uintptr_t)__builtin_return_address(0));
     else
         tl_free_checked(p, "free");
 }

@@ -1,21 +1,38 @@
 /* check.c - check mode (MALLOC_CHECK_=1..3 or TLMALLOC_CONF=check=1..3):
- * catches overruns, reads of uninitialised memory, writes after free,
- * double frees and leaks, at the price of speed (thread caches are off).
+ * catches overruns, underruns, reads of uninitialised memory, writes after
+ * free, double frees and leaks, at the price of speed (thread caches are
+ * off).
  *
- * A checked block is an ordinary block of at least size + 41 bytes whose
- * last 40 bytes hold a trailer:
- *     [ user bytes | canary (>= 1 byte) | trailer: size^key, site, block, next, prev ]
- * - on allocation the user bytes are filled with 0xbe (calloc: zero) and
- *   the gap after them with the canary 0xca;
- * - on free and realloc the trailer and canary are verified (an overrun
- *   shows as a changed canary), the block is filled with 0xdf and put in a
- *   quarantine of quarantine_bytes (16 MiB by default), first in first out;
- *   when it leaves the quarantine the 0xdf fill is verified (a changed byte
- *   is a write through a dangling pointer) and the block is really freed;
- * - a freed block's trailer says so, so a second free of it is a double
- *   free even while it waits in quarantine;
- * - live blocks are linked through their trailers, so at exit the leak
- *   report (leaks=1 only) groups them by allocation site, largest first.
+ * A checked block is an ordinary block (its start: raw) laid out as
+ *     [ front redzone | front word | canary word | user bytes | canary (>= 1 byte) | trailer ]
+ *     raw               p - 16      p - 8         p
+ * - the front is 16 bytes, or `alignment` bytes for an aligned request (so
+ *   p keeps the alignment); all of it is canary 0xca except the front
+ *   word, size ^ key_of(p): a write before p (an underrun) changes one of
+ *   them, and the front word still gives the size when an overrun has
+ *   destroyed the trailer;
+ * - the trailer (64 bytes, at the end of the raw block) begins with a
+ *   canary word, so a short overrun leaves the fields after it intact: the
+ *   allocation and free sites, the size, a seal over them that says whether
+ *   the block is live or freed, the user pointer, and the list links;
+ * - on allocation the user bytes are filled with 0xbe (calloc: zero);
+ * - on free and realloc both canaries, the front word and the seal are
+ *   verified, the user bytes and the tail canary are filled with 0xdf and
+ *   the block waits in a quarantine of quarantine_bytes (16 MiB by
+ *   default), first in first out; when it leaves, the fill, the front and
+ *   the trailer are verified (a change is a write through a dangling
+ *   pointer) and the block is really freed;
+ * - a freed block's seal says so, so a second free of it is a double free
+ *   even while it waits in quarantine;
+ * - at exit the quarantine is verified, then every live block (an overrun
+ *   of a block never freed is reported there, before any leak line), then
+ *   with leaks=1 a conservative scan (leak_scan.c) finds the live blocks
+ *   nothing points to any more, and only those are reported as lost.
+ * Reports are written after tl_check_lock is dropped.
+ *
+ * The raw block of a pointer is found from the pagemap, never from bytes
+ * the program could have overwritten; the trailer then says whether the
+ * pointer is that block's user pointer.
  *
  * Lock: tl_check_lock guards the live list and the quarantine. Order:
  * registry -> check -> central lists -> page heap. Fork: taken in prepare.
@@ -31,55 +48,190 @@ struct tl_lock tl_check_lock = TL_LOCK_INIT;
 #define FILL_ALLOC 0xbe
 #define FILL_CANARY 0xca
 #define FILL_FREED 0xdf
+#define CANARY_WORD 0xcacacacacacacacaULL
+#define LIVE_MARK 0x4c495645424c4f4bULL  /* "LIVEBLOK" */
 #define FREED_MARK 0x46524545444f4e45ULL /* "FREEDONE" */
+#define FRONT 16                         /* front word + canary word */
 
 struct trailer {
-    uint64_t size_key;           /* size ^ key_of(block); FREED_MARK ^ key once freed */
+    uint64_t guard;              /* CANARY_WORD: a short overrun stops here */
+    uintptr_t free_site;         /* where it was freed; 0 while live */
     uintptr_t site;              /* return address of the allocation */
-    void *block;                 /* the block's start */
+    uint64_t size;               /* user bytes */
+    uint64_t seal;               /* LIVE_MARK or FREED_MARK ^ seal_of(user, size, site) */
+    void *user;                  /* the pointer handed out */
     struct trailer *next, *prev; /* live list, or quarantine (next only) */
 };
+_Static_assert(sizeof(struct trailer) % 16 == 0, "the trailer keeps the block's alignment");
 
-static struct trailer live = {0, 0, NULL, &live, &live};
+static struct trailer live = {0, 0, 0, 0, 0, NULL, &live, &live};
+static size_t live_count;
 static struct trailer *quarantine_head, *quarantine_tail;
 static size_t quarantine_bytes;
 static uint64_t check_key;
 
 void tl_check_init(void) { check_key = tl_key_secret * 0x9e3779b97f4a7c15ULL; }
 
-static uint64_t key_of(void *p) { return (uint64_t)(uintptr_t)p * 0x100000001b3ULL ^ check_key; }
-
-static size_t raw_usable(void *p) { return tl_usable_size(p, "free"); }
-
-static struct trailer *trailer_of(void *p, size_t usable)
+static uint64_t key_of(const void *p)
 {
-    return (struct trailer *)((char *)p + usable - sizeof(struct trailer));
+    return (uint64_t)(uintptr_t)p * 0x100000001b3ULL ^ check_key;
 }
 
-/* ---- reports ------------------------------------------------------------- */
-/* "tlmalloc: <what> of <p> in <who>()[: <before><n><after>]" */
-static void report(void *p, const char *who, const char *what, const char *before, uint64_t n,
-                   const char *after)
+static uint64_t seal_of(const void *user, uint64_t size, uintptr_t site)
+{
+    return key_of(user) ^ size * 0x9e3779b97f4a7c15ULL ^ (uint64_t)site * 0xc2b2ae3d27d4eb4fULL;
+}
+
+static uint64_t *front_word(void *p) { return (uint64_t *)((char *)p - FRONT); }
+
+/* ---- block geometry, from the pagemap ------------------------------------ */
+struct block {
+    char *raw;         /* the allocator's block */
+    size_t usable;     /* its usable size */
+    struct trailer *t; /* at its end */
+};
+
+/* The block holding address a (in use, small, large or huge), or false. */
+static bool block_at(uintptr_t a, struct block *b)
+{
+    struct span *s = tl_pagemap_span(a);
+    if (!s)
+        return false;
+    uintptr_t start = s->start, end = start + tl_span_bytes(s);
+    if (a < start || a >= end)
+        return false;
+    if (s->state == SPAN_SMALL) {
+        size_t size = tl_classes[s->size_class].size;
+        b->raw = (char *)(start + (a - start) / size * size);
+        b->usable = size;
+        if ((uintptr_t)b->raw + size > end)
+            return false;
+    } else if (s->state == SPAN_LARGE || s->state == SPAN_HUGE) {
+        b->raw = (char *)start;
+        b->usable = tl_span_bytes(s);
+    } else {
+        return false;
+    }
+    if (b->usable < FRONT + sizeof(struct trailer) + 1)
+        return false;
+    b->t = (struct trailer *)(b->raw + b->usable - sizeof(struct trailer));
+    return true;
+}
+
+/* Is t the trailer of a block (read from the pagemap, not from t)? */
+static bool trailer_plausible(const struct trailer *t)
+{
+    struct block b;
+    return t == &live || (!((uintptr_t)t & 7) && block_at((uintptr_t)t, &b) && b.t == t);
+}
+
+/* The size the front word at p gives, if it is a plausible one. */
+static bool front_size(void *p, const struct block *b, size_t *size)
+{
+    size_t s = *front_word(p) ^ key_of(p);
+    if (s >= (size_t)((char *)b->t - (char *)p))
+        return false;
+    *size = s;
+    return true;
+}
+
+static size_t room_of(void *p, const struct block *b) { return (size_t)((char *)b->t - (char *)p); }
+
+/* First changed byte of [from, from + n) against fill, or -1. Word by
+ * word where it can: huge blocks are verified whole on free. */
+static long first_changed(const void *from, size_t n, unsigned char fill)
+{
+    const unsigned char *c = from;
+    uint64_t word = 0x0101010101010101ULL * fill;
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(c + i) & 7); i++)
+        if (c[i] != fill)
+            return (long)i;
+    for (; i + 8 <= n && *(const uint64_t *)(c + i) == word; i += 8)
+        ;
+    for (; i < n; i++)
+        if (c[i] != fill)
+            return (long)i;
+    return -1;
+}
+
+/* Are the front canary bytes (all of the front but the front word) intact? */
+static bool front_canary_intact(void *p, const struct block *b)
+{
+    size_t pad = (size_t)((char *)p - b->raw) - FRONT;
+    return first_changed(b->raw, pad, FILL_CANARY) < 0 && ((uint64_t *)p)[-1] == CANARY_WORD;
+}
+
+/* ---- problems: found under the lock, reported after it ---------------- */
+struct problem {
+    const char *what;   /* NULL: none */
+    const char *detail; /* may be NULL */
+    void *p;
+    size_t size; /* SIZE_MAX: unknown */
+    uintptr_t site, free_site;
+    long byte; /* >= 0: the first changed byte, named in the detail */
+};
+
+static void put_problem(struct tl_buf *b, const struct problem *pr, const char *who)
+{
+    tl_buf_str(b, "tlmalloc: ");
+    tl_buf_str(b, pr->what);
+    tl_buf_str(b, " of ");
+    tl_buf_hex(b, (uintptr_t)pr->p);
+    if (pr->size != SIZE_MAX) {
+        tl_buf_str(b, " (");
+        tl_buf_u64(b, pr->size);
+        tl_buf_str(b, " bytes)");
+    }
+    if (who) {
+        tl_buf_str(b, " in ");
+        tl_buf_str(b, who);
+        tl_buf_str(b, "()");
+    } else {
+        tl_buf_str(b, " found at exit");
+    }
+    if (pr->detail) {
+        tl_buf_str(b, ": ");
+        if (pr->byte >= 0) {
+            tl_buf_str(b, "byte ");
+            tl_buf_u64(b, (uint64_t)pr->byte);
+            tl_buf_str(b, " ");
+        }
+        tl_buf_str(b, pr->detail);
+    }
+    tl_buf_str(b, "\n");
+}
+
+/* What check mode knows of the block: where it was allocated and freed. */
+static void put_sites(struct tl_buf *b, const struct problem *pr)
+{
+    if (pr->site) {
+        tl_buf_str(b, "    allocated at ");
+        tl_put_frame(b, pr->site);
+    }
+    if (pr->free_site) {
+        tl_buf_str(b, "    freed at ");
+        tl_put_frame(b, pr->free_site);
+    }
+}
+
+/* who: the function the error was found in, or NULL: found at exit (no
+ * backtrace: it would show only the exit handlers). Lock not held. */
+static void print_problem(const struct problem *pr, const char *who)
 {
     struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: ");
-    tl_buf_str(&b, what);
-    tl_buf_str(&b, " of ");
-    tl_buf_hex(&b, (uintptr_t)p);
-    tl_buf_str(&b, " in ");
-    tl_buf_str(&b, who);
-    tl_buf_str(&b, "()");
-    if (before) {
-        tl_buf_str(&b, ": ");
-        tl_buf_str(&b, before);
-        tl_buf_u64(&b, n);
-        tl_buf_str(&b, after);
-    }
-    tl_buf_str(&b, "\n");
     if (tl_conf.error_action & 1) {
-        tl_put_backtrace(&b);
+        put_problem(&b, pr, who);
+        if (who)
+            tl_put_backtrace(&b);
+        put_sites(&b, pr);
         tl_buf_flush(&b);
     }
+}
+
+static void report_problem(const struct problem *pr, const char *who)
+{
+    print_problem(pr, who);
     if (tl_conf.error_action & 2)
         abort();
 }
@@ -91,12 +243,14 @@ static void live_add(struct trailer *t)
     t->prev = &live;
     live.next->prev = t;
     live.next = t;
+    live_count++;
 }
 
 static void live_remove(struct trailer *t)
 {
     t->prev->next = t->next;
     t->next->prev = t->prev;
+    live_count--;
 }
 
 /* ---- allocation ---------------------------------------------------------------- */
@@ -154,40 +308,63 @@ static uintptr_t call_site(uintptr_t caller)
     return n ? pcs[n - 1] : 0;
 }
 
-/* Lays out a checked block of `size` user bytes in p: fill (or zero) the
- * user bytes from `from`, canary up to the trailer, the size. */
-static struct trailer *format_block(void *p, size_t from, size_t size, bool zero)
+/* Lays out a checked block of `size` user bytes at p in b: fill (or zero)
+ * the user bytes from `from`, the tail canary, the seal. The front is laid
+ * out once, by new_block. */
+static void format_block(void *p, const struct block *b, size_t from, size_t size, bool zero,
+                         uintptr_t site)
 {
-    struct trailer *t = trailer_of(p, raw_usable(p));
+    struct trailer *t = b->t;
     if (size > from)
         memset((char *)p + from, zero ? 0 : FILL_ALLOC, size - from);
-    memset((char *)p + size, FILL_CANARY, (size_t)((char *)t - (char *)p) - size);
-    t->size_key = size ^ key_of(p);
-    return t;
+    memset((char *)p + size, FILL_CANARY, room_of(p, b) - size);
+    *front_word(p) = size ^ key_of(p);
+    t->guard = CANARY_WORD;
+    t->free_site = 0;
+    t->site = site;
+    t->size = size;
+    t->user = p;
+    t->seal = LIVE_MARK ^ seal_of(p, size, site);
 }
 
 /* The family that allocated a block (enum tl_family) rides in the top two
- * bits of its site: return addresses are user-space, below 2^47. */
+ * bits of its site: return addresses are user-space, below 2^47. Reports
+ * and the leak report see the site without them. */
 #define SITE_FAMILY_SHIFT 62
 #define SITE_MASK (((uintptr_t)1 << SITE_FAMILY_SHIFT) - 1)
+
+static enum tl_family family_of(uintptr_t site)
+{
+    return (enum tl_family)(site >> SITE_FAMILY_SHIFT);
+}
+
+static void *new_block(void *raw, size_t front, size_t size, bool zero, uintptr_t site)
+{
+    char *p = (char *)raw + front;
+    struct block b;
+    if (!block_at((uintptr_t)p, &b) || b.raw != raw)
+        tl_fatal("check mode: a new block is not where the pagemap says");
+    memset(raw, FILL_CANARY, front);
+    format_block(p, &b, 0, size, zero, site);
+    tl_lock_acquire(&tl_check_lock);
+    live_add(b.t);
+    tl_lock_release(&tl_check_lock);
+    return p;
+}
 
 static void *check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller,
                          enum tl_family family)
 {
+    /* The front keeps p aligned: alignment bytes before it, at least 16. */
+    size_t front = alignment > FRONT ? alignment : FRONT;
     size_t inner;
-    if (__builtin_add_overflow(size, sizeof(struct trailer) + 1, &inner)) {
+    if (__builtin_add_overflow(size, front + sizeof(struct trailer) + 1, &inner))
         return tl_no_memory();
-    }
-    void *p = alignment > TL_ALIGNMENT ? tl_alloc_aligned(alignment, inner) : tl_alloc(inner);
-    if (!p)
+    void *raw = alignment > TL_ALIGNMENT ? tl_alloc_aligned(alignment, inner) : tl_alloc(inner);
+    if (!raw)
         return NULL;
-    struct trailer *t = format_block(p, 0, size, zero);
-    t->site = call_site(caller) | (uintptr_t)family << SITE_FAMILY_SHIFT;
-    t->block = p;
-    tl_lock_acquire(&tl_check_lock);
-    live_add(t);
-    tl_lock_release(&tl_check_lock);
-    return p;
+    return new_block(raw, front, size, zero,
+                     call_site(caller) | (uintptr_t)family << SITE_FAMILY_SHIFT);
 }
 
 void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller)
@@ -200,55 +377,175 @@ void *tl_check_alloc_family(size_t size, size_t alignment, enum tl_family family
     return check_alloc(size, alignment, false, caller, family);
 }
 
-/* The verified size of a live checked block, or SIZE_MAX after a report. */
-static size_t verify(void *p, const char *who)
+/* ---- verification ---------------------------------------------------------- */
+enum verdict {
+    V_OK,      /* a live checked block, intact */
+    V_PROBLEM, /* *pr says what is wrong */
+    V_FOREIGN  /* not in any span of ours: tl_lookup says what it is */
+};
+
+static void set_problem(struct problem *pr, const char *what, const char *detail, void *p,
+                        size_t size, uintptr_t site)
 {
-    if (!tl_lookup(p, who))
-        return SIZE_MAX;
-    size_t usable = raw_usable(p);
-    struct trailer *t = trailer_of(p, usable);
-    size_t room = usable - sizeof(struct trailer);
-    if ((t->size_key ^ key_of(p)) == FREED_MARK) {
-        report(p, who, "double free", NULL, 0, NULL);
-        return SIZE_MAX;
-    }
-    size_t size = t->size_key ^ key_of(p);
-    if (size >= room) {
-        report(p, who, "heap corruption", "block trailer overwritten (overrun?), size field ", size,
-               "");
-        return SIZE_MAX;
-    }
-    const unsigned char *c = (const unsigned char *)p + size;
-    for (size_t i = 0; i < room - size; i++)
-        if (c[i] != FILL_CANARY) {
-            report(p, who, "buffer overrun", "written past the end of its ", size, " bytes");
-            return SIZE_MAX;
-        }
-    return size;
+    *pr = (struct problem){what, detail, p, size, site & SITE_MASK, 0, -1};
 }
 
-/* Releases the oldest quarantined blocks beyond the bound. Lock held. */
-static void evict(size_t bound)
+/* A trailer whose seal holds: the size and site can be believed. */
+static bool trailer_state(void *p, const struct trailer *t, size_t room, uint64_t *state)
+{
+    if (t->user != p || t->size >= room)
+        return false;
+    *state = t->seal ^ seal_of(p, t->size, t->site);
+    return *state == LIVE_MARK || *state == FREED_MARK;
+}
+
+/* The damage a live block p (trailer sealed live) shows, if any. */
+static bool live_damage(void *p, const struct block *b, struct problem *pr)
+{
+    const struct trailer *t = b->t;
+    size_t fsize;
+    if (!front_size(p, b, &fsize) || fsize != t->size || !front_canary_intact(p, b)) {
+        set_problem(pr, "buffer underrun", "written before its start", p, t->size, t->site);
+        return true;
+    }
+    if (t->guard != CANARY_WORD ||
+        first_changed((char *)p + t->size, room_of(p, b) - t->size, FILL_CANARY) >= 0) {
+        set_problem(pr, "buffer overrun", "written past its end", p, t->size, t->site);
+        return true;
+    }
+    return false;
+}
+
+/* Checks p before free, realloc or malloc_usable_size. Lock held. */
+static enum verdict verify(void *p, struct block *b, struct problem *pr)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (!tl_pagemap_span(a)) {
+        /* A huge block's mapping goes on free: a second free finds no span.
+         * Its mapping began at p - 16, or at p - alignment (a page, or more:
+         * the page boundary below p is then tried). */
+        uintptr_t page_below = (a - 1) & ~(uintptr_t)(TL_PAGE_SIZE - 1);
+        if (a > FRONT &&
+            (tl_huge_recently_freed(a - FRONT) || tl_huge_recently_freed(page_below))) {
+            set_problem(pr, "double free", NULL, p, SIZE_MAX, 0);
+            return V_PROBLEM;
+        }
+        return V_FOREIGN;
+    }
+    if ((a & 15) || !block_at(a, b) || a < (uintptr_t)b->raw + FRONT) {
+        set_problem(pr, "invalid pointer", "pointer into the middle of a block", p, SIZE_MAX, 0);
+        return V_PROBLEM;
+    }
+    const struct trailer *t = b->t;
+    size_t room = room_of(p, b), fsize;
+    uint64_t state;
+    if (trailer_state(p, t, room, &state)) {
+        if (state == FREED_MARK) {
+            set_problem(pr, "double free", NULL, p, t->size, t->site);
+            pr->free_site = t->free_site;
+            return V_PROBLEM;
+        }
+        return live_damage(p, b, pr) ? V_PROBLEM : V_OK;
+    }
+    /* The trailer does not name p: p is not a block, or an overrun has
+     * written over the trailer. The front word tells them apart. */
+    if (front_size(p, b, &fsize) && front_canary_intact(p, b))
+        set_problem(pr, "buffer overrun", "written past its end, over the block's trailer", p,
+                    fsize, 0);
+    else if (t->user == p)
+        set_problem(pr, "heap corruption", "the block's front and trailer are both overwritten", p,
+                    SIZE_MAX, 0);
+    else
+        set_problem(pr, "invalid pointer", "pointer into the middle of a block", p, SIZE_MAX, 0);
+    return V_PROBLEM;
+}
+
+/* After the lock is dropped: the report of a verdict. */
+static void report_verdict(enum verdict v, const struct problem *pr, void *p, const char *who)
+{
+    if (v == V_PROBLEM)
+        report_problem(pr, who);
+    else if (v == V_FOREIGN)
+        tl_lookup(p, who); /* reports it (not ours, or a huge block freed before) */
+}
+
+/* ---- quarantine -------------------------------------------------------------- */
+/* The damage a quarantined block shows, if any: a write after free. */
+static bool freed_damage(const struct block *b, struct problem *pr)
+{
+    const struct trailer *t = b->t;
+    void *p = t->user;
+    uint64_t state = 0;
+    if ((uintptr_t)p < (uintptr_t)b->raw + FRONT || (uintptr_t)p >= (uintptr_t)t ||
+        ((uintptr_t)p & 15) || !trailer_state(p, t, room_of(p, b), &state) || state != FREED_MARK) {
+        set_problem(pr, "write after free", "the freed block's trailer was overwritten",
+                    b->raw + FRONT, SIZE_MAX, 0);
+        return true;
+    }
+    set_problem(pr, "write after free", NULL, p, t->size, t->site);
+    pr->free_site = t->free_site;
+    size_t fsize;
+    if (t->guard != CANARY_WORD || !front_size(p, b, &fsize) || fsize != t->size ||
+        !front_canary_intact(p, b)) {
+        pr->detail = "the bytes around the freed block changed";
+        return true;
+    }
+    pr->byte = first_changed(p, room_of(p, b), FILL_FREED);
+    pr->detail = "changed after the block was freed";
+    return pr->byte >= 0;
+}
+
+/* Releases the oldest quarantined blocks beyond the bound; the first
+ * damaged one goes to *pr. Lock held. */
+static void evict(size_t bound, struct problem *pr)
 {
     while (quarantine_head && quarantine_bytes > bound) {
         struct trailer *t = quarantine_head;
+        struct block b;
+        if (!trailer_plausible(t)) { /* cannot happen: the links live in trailers we wrote */
+            quarantine_head = quarantine_tail = NULL;
+            __atomic_store_n(&quarantine_bytes, 0, __ATOMIC_RELAXED);
+            break;
+        }
+        block_at((uintptr_t)t, &b);
         quarantine_head = t->next;
-        if (!quarantine_head)
-            quarantine_tail = NULL;
-        void *p = t->block;
-        size_t span = (size_t)((char *)t - (char *)p);
+        if (!quarantine_head || !trailer_plausible(quarantine_head))
+            quarantine_head = quarantine_tail = NULL;
         /* Atomic stores: tl_check_quarantined reads without the lock. */
-        __atomic_store_n(&quarantine_bytes, quarantine_bytes - (span + sizeof *t),
-                         __ATOMIC_RELAXED);
-        const unsigned char *c = p;
-        for (size_t i = 0; i < span; i++)
-            if (c[i] != FILL_FREED) {
-                report(p, "free", "write after free", "byte ", i,
-                       " changed after the block was freed");
-                break;
-            }
-        tl_free_checked(p, "free");
+        size_t left = quarantine_bytes > b.usable ? quarantine_bytes - b.usable : 0;
+        __atomic_store_n(&quarantine_bytes, left, __ATOMIC_RELAXED);
+        struct problem found;
+        if (freed_damage(&b, &found) && !pr->what)
+            *pr = found;
+        tl_free_checked(b.raw, "free");
     }
+}
+
+static void quarantine_add(void *p, const struct block *b, uintptr_t free_site)
+{
+    struct trailer *t = b->t;
+    live_remove(t);
+    memset(p, FILL_FREED, room_of(p, b));
+    t->free_site = free_site;
+    t->seal = FREED_MARK ^ seal_of(p, t->size, t->site);
+    t->next = NULL;
+    if (quarantine_tail)
+        quarantine_tail->next = t;
+    else
+        quarantine_head = t;
+    quarantine_tail = t;
+    __atomic_store_n(&quarantine_bytes, quarantine_bytes + b->usable, __ATOMIC_RELAXED);
+}
+
+/* A block found damaged is not freed (its neighbours' bytes may be
+ * wrong too); it leaves the live list if its links can be believed, so
+ * that the exit check does not report it twice. */
+static void drop_damaged(void *p, const struct block *b)
+{
+    uint64_t state;
+    if (b->t && trailer_state(p, b->t, room_of(p, b), &state) && state == LIVE_MARK &&
+        trailer_plausible(b->t->next) && trailer_plausible(b->t->prev))
+        live_remove(b->t);
 }
 
 /* A block freed by another family than the one that allocated it, or by a
@@ -264,7 +561,7 @@ static const char *const family_alloc_name[] = {"malloc", "operator new", "opera
 static const char *const family_free_name[] = {"free", "operator delete", "operator delete []"};
 
 static TL_COLD void report_mismatch(void *p, const char *who, enum tl_family freed_by,
-                                    const struct mismatch *m, uintptr_t caller)
+                                    const struct mismatch *m, uintptr_t free_site)
 {
     struct tl_buf b = {.fd = 2};
     tl_buf_str(&b, "tlmalloc: ");
@@ -291,7 +588,7 @@ static TL_COLD void report_mismatch(void *p, const char *who, enum tl_family fre
     tl_buf_str(&b, "    freed by ");
     tl_buf_str(&b, who);
     tl_buf_str(&b, " at ");
-    tl_put_frame(&b, call_site(caller));
+    tl_put_frame(&b, free_site);
     if (tl_conf.error_action & 1) {
         tl_put_backtrace(&b);
         tl_buf_flush(&b);
@@ -301,80 +598,85 @@ static TL_COLD void report_mismatch(void *p, const char *who, enum tl_family fre
 }
 
 /* Frees p as `family` (with `passed` bytes from a sized delete, or 0), or
- * returns false with *m filled in when that does not match the block. */
-static bool check_free(void *p, const char *who, enum tl_family family, size_t passed,
-                       struct mismatch *m)
+ * returns false with *m filled in, freeing nothing, when that does not
+ * match the block. */
+static bool free_at(void *p, const char *who, uintptr_t free_site, enum tl_family family,
+                    size_t passed, struct mismatch *m)
 {
+    struct block b = {0}; /* b.t stays NULL if p is in no block */
+    struct problem pr = {0}, evicted = {0};
     tl_lock_acquire(&tl_check_lock);
-    size_t size = verify(p, who);
-    if (size != SIZE_MAX) {
-        struct trailer *t = trailer_of(p, raw_usable(p));
-        enum tl_family by = (enum tl_family)(t->site >> SITE_FAMILY_SHIFT);
-        if (by != family || (passed && passed != size)) {
-            *m = (struct mismatch){by, size, passed, t->site & SITE_MASK};
+    enum verdict v = verify(p, &b, &pr);
+    if (v == V_OK) {
+        enum tl_family by = family_of(b.t->site);
+        if (by != family || (passed && passed != b.t->size)) {
+            *m = (struct mismatch){by, b.t->size, passed, b.t->site & SITE_MASK};
             tl_lock_release(&tl_check_lock);
             return false;
         }
-    }
-    if (size != SIZE_MAX) {
-        size_t usable = raw_usable(p);
-        struct trailer *t = trailer_of(p, usable);
-        live_remove(t);
-        memset(p, FILL_FREED, (size_t)((char *)t - (char *)p));
-        t->size_key = FREED_MARK ^ key_of(p);
-        t->next = NULL;
-        if (quarantine_tail)
-            quarantine_tail->next = t;
-        else
-            quarantine_head = t;
-        quarantine_tail = t;
-        __atomic_store_n(&quarantine_bytes, quarantine_bytes + usable, __ATOMIC_RELAXED);
-        evict(tl_conf.quarantine_bytes);
+        quarantine_add(p, &b, free_site);
+        evict(tl_conf.quarantine_bytes, &evicted);
+    } else if (v == V_PROBLEM) {
+        drop_damaged(p, &b);
     }
     tl_lock_release(&tl_check_lock);
+    report_verdict(v, &pr, p, who);
+    if (evicted.what)
+        report_problem(&evicted, "free");
     return true;
 }
 
 /* A mismatch the error action lets the program go on from frees the block
  * as what it is: every family shares one heap here. */
-void tl_check_free_family(void *p, enum tl_family family, size_t size, uintptr_t caller)
+static void free_as(void *p, const char *who, uintptr_t free_site, enum tl_family family,
+                    size_t passed)
 {
     struct mismatch m;
-    if (!p || check_free(p, family_free_name[family], family, size, &m))
+    if (free_at(p, who, free_site, family, passed, &m))
         return;
-    report_mismatch(p, family_free_name[family], family, &m, caller);
-    check_free(p, family_free_name[family], m.allocated_by, 0, &m);
+    report_mismatch(p, who, family, &m, free_site);
+    free_at(p, who, free_site, m.allocated_by, 0, &m);
 }
 
-void tl_check_free(void *p, const char *who)
+void tl_check_free_family(void *p, enum tl_family family, size_t size, uintptr_t caller)
 {
-    struct mismatch m;
-    if (!p || check_free(p, who, TL_FAMILY_MALLOC, 0, &m))
-        return;
-    report_mismatch(p, who, TL_FAMILY_MALLOC, &m, 0);
-    check_free(p, who, m.allocated_by, 0, &m);
+    if (p)
+        free_as(p, family_free_name[family], call_site(caller), family, size);
 }
+
+void tl_check_free_at(void *p, const char *who, uintptr_t caller)
+{
+    if (p)
+        free_as(p, who, call_site(caller), TL_FAMILY_MALLOC, 0);
+}
+
+void tl_check_free(void *p, const char *who) { tl_check_free_at(p, who, 0); }
 
 /* A new size that still leaves room for a canary byte keeps the block
  * where it is, as glibc keeps a block resized within its usable size
  * (programs rely on it: realloc to malloc_usable_size never moves). */
 void *tl_check_realloc(void *p, size_t size, uintptr_t caller)
 {
+    struct block b;
+    struct problem pr = {0};
     tl_lock_acquire(&tl_check_lock);
-    size_t old = verify(p, "realloc");
-    bool in_place = old != SIZE_MAX && size < raw_usable(p) - sizeof(struct trailer);
+    enum verdict v = verify(p, &b, &pr);
+    size_t old = v == V_OK ? b.t->size : 0;
+    bool in_place = v == V_OK && size < room_of(p, &b);
     if (in_place)
-        format_block(p, old, size, false);
+        format_block(p, &b, old, size, false, b.t->site);
     tl_lock_release(&tl_check_lock);
-    if (old == SIZE_MAX)
+    if (v != V_OK) {
+        report_verdict(v, &pr, p, "realloc");
         return NULL;
+    }
     if (in_place)
         return p;
     void *q = tl_check_alloc(size, 0, false, caller);
     if (!q)
         return NULL;
     memcpy(q, p, old < size ? old : size);
-    tl_check_free(p, "realloc");
+    free_as(p, "realloc", call_site(caller), TL_FAMILY_MALLOC, 0);
     return q;
 }
 
@@ -384,77 +686,184 @@ size_t tl_check_quarantined(void) { return __atomic_load_n(&quarantine_bytes, __
 
 size_t tl_check_usable_size(void *p)
 {
+    struct block b;
+    struct problem pr = {0};
     tl_lock_acquire(&tl_check_lock);
-    size_t size = verify(p, "malloc_usable_size");
+    enum verdict v = verify(p, &b, &pr);
+    size_t size = v == V_OK ? b.t->size : 0;
     tl_lock_release(&tl_check_lock);
-    return size == SIZE_MAX ? 0 : size;
+    if (v == V_PROBLEM && !strcmp(pr.what, "double free"))
+        pr.what = "already freed block"; /* not a free: the pointer is free */
+    report_verdict(v, &pr, p, "malloc_usable_size");
+    return size;
 }
 
-/* ---- leak report ----------------------------------------------------------------- */
+/* ---- at exit ------------------------------------------------------------------ */
+/* The user pointer of a live block whose trailer may be overwritten: the
+ * trailer's if it lies in the block, else the first front that verifies. */
+static void *user_of(const struct block *b)
+{
+    const struct trailer *t = b->t;
+    uintptr_t a = (uintptr_t)t->user;
+    if (a >= (uintptr_t)b->raw + FRONT && a < (uintptr_t)t && !(a & 15))
+        return t->user;
+    size_t size;
+    for (size_t front = FRONT; front < b->usable - sizeof *t; front *= 2)
+        if (front_size(b->raw + front, b, &size) && front_canary_intact(b->raw + front, b))
+            return b->raw + front;
+    return b->raw + FRONT;
+}
+
+/* One live block at exit: its entry for the leak scan, and its damage
+ * (a block never freed is verified here or never). */
+static void visit_live(struct trailer *t, struct tl_scan_block *e, struct problem *pr)
+{
+    struct block b;
+    block_at((uintptr_t)t, &b); /* trailer_plausible said it is there */
+    void *p = user_of(&b);
+    uint64_t state;
+    size_t fsize;
+    *e = (struct tl_scan_block){(uintptr_t)p, 0, 0, TL_SCAN_DAMAGED};
+    pr->what = NULL;
+    if (trailer_state(p, t, room_of(p, &b), &state) && state == LIVE_MARK) {
+        if (!live_damage(p, &b, pr))
+            *e = (struct tl_scan_block){(uintptr_t)p, t->size, t->site & SITE_MASK, TL_SCAN_LIVE};
+    } else if (front_size(p, &b, &fsize) && front_canary_intact(p, &b)) {
+        set_problem(pr, "buffer overrun", "written past its end, over the block's trailer", p,
+                    fsize, 0);
+    } else {
+        set_problem(pr, "heap corruption", "the block's front and trailer are both overwritten", p,
+                    SIZE_MAX, 0);
+    }
+}
+
+/* Walks the live list forwards, and if a damaged trailer breaks it,
+ * backwards from its other end up to the break. Lock held. */
+static size_t collect_live(struct tl_scan_block *blocks, struct problem *probs, size_t cap,
+                           size_t *nprobs)
+{
+    size_t n = 0;
+    struct trailer *t = live.next, *last = &live;
+    for (; t != &live && n < cap && trailer_plausible(t); last = t, t = t->next) {
+        visit_live(t, &blocks[n], &probs[*nprobs]);
+        *nprobs += probs[*nprobs].what != NULL;
+        n++;
+    }
+    if (t == &live)
+        return n;
+    for (t = live.prev; t != &live && t != last && n < cap && trailer_plausible(t); t = t->prev) {
+        visit_live(t, &blocks[n], &probs[*nprobs]);
+        *nprobs += probs[*nprobs].what != NULL;
+        n++;
+    }
+    return n;
+}
+
 struct site_total {
     uintptr_t site;
     size_t blocks, bytes;
 };
 
-void tl_check_leak_report(void)
+/* Groups the lost blocks by allocation site, largest first (the array of
+ * blocks is reused: it is not needed after). Returns the number of sites. */
+static size_t group_lost(struct tl_scan_block *blocks, size_t n, struct site_total *sites,
+                         size_t max_sites)
 {
-    if (!tl_conf.check)
-        return;
-    /* Blocks still in quarantine are verified now: a write after free
-     * into one of them would otherwise go unseen. */
-    tl_lock_acquire(&tl_check_lock);
-    evict(0);
-    tl_lock_release(&tl_check_lock);
-    /* Opt-in only (leaks=1): tlmalloc cannot tell a block still reachable
-     * at exit (stdio's buffers, a program's globals) from a lost one, so a
-     * report by default would accuse correct programs, and MALLOC_CHECK_,
-     * which test harnesses set for every process, must not print one. */
-    if (!tl_conf.leak_report)
-        return;
-    enum { MAX_SITES = 4096 };
-    struct site_total *sites = tl_os_map(MAX_SITES * sizeof *sites);
-    if (!sites)
-        return;
-    size_t nsites = 0, blocks = 0, bytes = 0;
-    tl_lock_acquire(&tl_check_lock);
-    for (struct trailer *t = live.next; t != &live; t = t->next) {
-        size_t size = t->size_key ^ key_of(t->block);
-        blocks++;
-        bytes += size;
+    size_t nsites = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (blocks[k].state != TL_SCAN_LIVE)
+            continue;
         size_t i = 0;
-        while (i < nsites && sites[i].site != (t->site & SITE_MASK))
+        while (i < nsites && sites[i].site != blocks[k].site)
             i++;
-        if (i == nsites && nsites < MAX_SITES)
-            sites[nsites++] = (struct site_total){t->site & SITE_MASK, 0, 0};
+        if (i == nsites && nsites < max_sites)
+            sites[nsites++] = (struct site_total){blocks[k].site, 0, 0};
         if (i < nsites) {
             sites[i].blocks++;
-            sites[i].bytes += size;
+            sites[i].bytes += blocks[k].size;
         }
     }
-    tl_lock_release(&tl_check_lock);
-    /* Largest first (insertion sort: sites are few). */
-    for (size_t i = 1; i < nsites; i++)
+    for (size_t i = 1; i < nsites; i++) /* insertion sort: sites are few */
         for (size_t j = i; j > 0 && sites[j].bytes > sites[j - 1].bytes; j--) {
             struct site_total tmp = sites[j];
             sites[j] = sites[j - 1];
             sites[j - 1] = tmp;
         }
-    struct tl_buf b = {.fd = 2};
-    if (blocks) {
-        tl_buf_str(&b, "tlmalloc: leak report: ");
-        tl_buf_u64(&b, bytes);
-        tl_buf_str(&b, " bytes in ");
-        tl_buf_u64(&b, blocks);
-        tl_buf_str(&b, " blocks still allocated at exit\n");
+    return nsites;
+}
+
+static void put_leaks(struct tl_scan_block *blocks, size_t n, struct site_total *sites,
+                      size_t max_sites)
+{
+    size_t lost = 0, lost_bytes = 0, kept = 0, kept_bytes = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (blocks[k].state == TL_SCAN_LIVE) {
+            lost++;
+            lost_bytes += blocks[k].size;
+        } else if (blocks[k].state == TL_SCAN_REACHED) {
+            kept++;
+            kept_bytes += blocks[k].size;
+        }
     }
+    if (!lost)
+        return; /* blocks still reachable are not leaks */
+    size_t nsites = group_lost(blocks, n, sites, max_sites);
+    struct tl_buf b = {.fd = 2};
+    tl_buf_str(&b, "tlmalloc: leak report: ");
+    tl_buf_u64(&b, lost_bytes);
+    tl_buf_str(&b, " bytes in ");
+    tl_buf_u64(&b, lost);
+    tl_buf_str(&b, " blocks definitely lost (nothing points to them); ");
+    tl_buf_u64(&b, kept_bytes);
+    tl_buf_str(&b, " bytes in ");
+    tl_buf_u64(&b, kept);
+    tl_buf_str(&b, " blocks still reachable\n");
     for (size_t i = 0; i < nsites && i < 20; i++) {
         tl_buf_str(&b, "    ");
         tl_buf_u64(&b, sites[i].bytes);
         tl_buf_str(&b, " bytes in ");
         tl_buf_u64(&b, sites[i].blocks);
-        tl_buf_str(&b, " blocks allocated at ");
+        tl_buf_str(&b, " blocks lost, allocated at ");
         tl_put_frame(&b, sites[i].site);
     }
     tl_buf_flush(&b);
-    tl_os_unmap(sites, MAX_SITES * sizeof *sites);
+}
+
+/* At exit: the quarantine and every live block are verified (reported
+ * before any leak line); with leaks=1 the live blocks nothing points to
+ * any more are reported as lost. */
+void tl_check_leak_report(void)
+{
+    if (!tl_conf.check)
+        return;
+    enum { MAX_SITES = 4096 };
+    uintptr_t stack_from = (uintptr_t)__builtin_frame_address(0);
+    struct problem evicted = {0};
+    tl_lock_acquire(&tl_check_lock);
+    evict(0, &evicted);
+    size_t cap = live_count + 1;
+    size_t bytes = cap * (sizeof(struct tl_scan_block) + sizeof(struct problem)) +
+                   MAX_SITES * sizeof(struct site_total);
+    char *area = tl_os_map(bytes);
+    size_t n = 0, nprobs = 0;
+    struct tl_scan_block *blocks = (struct tl_scan_block *)area;
+    struct problem *probs = (struct problem *)(blocks + cap);
+    struct site_total *sites = (struct site_total *)(probs + cap);
+    if (area) {
+        n = collect_live(blocks, probs, cap, &nprobs);
+        if (tl_conf.leak_report)
+            tl_leak_scan(blocks, n, stack_from, area, bytes);
+    }
+    tl_lock_release(&tl_check_lock);
+    /* Errors first, all of them, then one abort. */
+    if (evicted.what)
+        print_problem(&evicted, NULL);
+    for (size_t i = 0; i < nprobs; i++)
+        print_problem(&probs[i], NULL);
+    if (tl_conf.leak_report && area)
+        put_leaks(blocks, n, sites, MAX_SITES);
+    if (area)
+        tl_os_unmap(area, bytes);
+    if ((evicted.what || nprobs) && (tl_conf.error_action & 2))
+        abort();
 }

@@ -41,9 +41,14 @@ bool tl_huge_recently_freed(uintptr_t start)
     return false;
 }
 
+/* Pages of a huge block the pagemap maps: the first is enough to free it;
+ * check mode finds a block from any address in it (its trailer is at the
+ * end, its user pointer may be pages in), so there every page is mapped. */
+static size_t mapped_pages(size_t npages) { return tl_conf.check ? npages : 1; }
+
 static struct span *register_block(uintptr_t start, size_t bytes)
 {
-    if (!tl_pagemap_ensure(start, TL_PAGE_SIZE))
+    if (!tl_pagemap_ensure(start, mapped_pages(bytes >> TL_PAGE_SHIFT) << TL_PAGE_SHIFT))
         return NULL;
     tl_lock_acquire(&tl_page_heap_lock);
     struct span *s = tl_span_new();
@@ -52,7 +57,7 @@ static struct span *register_block(uintptr_t start, size_t bytes)
         s->npages = bytes >> TL_PAGE_SHIFT;
         s->state = SPAN_HUGE;
         forget_unmap(start);
-        tl_pagemap_set_range(start, 1, s, 0);
+        tl_pagemap_set_range(start, mapped_pages(s->npages), s, 0);
     }
     tl_lock_release(&tl_page_heap_lock);
     if (s) {
@@ -69,7 +74,7 @@ static void unregister_block(struct span *s)
     tl_lock_acquire(&tl_page_heap_lock);
     atomic_store_explicit(&recent_unmaps[recent_next++ % RECENT_UNMAPS], s->start,
                           memory_order_relaxed);
-    tl_pagemap_set_range(s->start, 1, NULL, 0);
+    tl_pagemap_set_range(s->start, mapped_pages(s->npages), NULL, 0);
     tl_span_delete(s);
     tl_lock_release(&tl_page_heap_lock);
 }

@@ -429,11 +429,26 @@ void *tl_huge_realloc(struct span *s, size_t size);
  * the leak report names), or 0 to find it by walking the stack. */
 void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller);
 void tl_check_free(void *p, const char *who);
+/* caller: the return address of the public function (the free site that
+ * reports of a write after free or a double free name), or 0. */
+void tl_check_free_at(void *p, const char *who, uintptr_t caller);
 void *tl_check_realloc(void *p, size_t size, uintptr_t caller);
 size_t tl_check_quarantined(void); /* freed bytes held in the quarantine */
 size_t tl_check_usable_size(void *p);
 void tl_check_init(void);
-void tl_check_leak_report(void);
+void tl_check_leak_report(void); /* verifies live blocks at exit; leaks=1: reports lost ones */
+/* The conservative reachability scan at exit (leak_scan.c). */
+struct tl_scan_block {
+    uintptr_t user; /* the pointer handed out */
+    size_t size;
+    uintptr_t site;
+    uint8_t state; /* TL_SCAN_* */
+};
+enum { TL_SCAN_LIVE = 0, TL_SCAN_REACHED, TL_SCAN_DAMAGED };
+/* Sorts blocks by address and marks those reachable from the roots; skip
+ * is the caller's memory (it holds the blocks' addresses). Check lock held. */
+void tl_leak_scan(struct tl_scan_block *blocks, size_t n, uintptr_t stack_from, const void *skip,
+                  size_t skip_len);
 
 /* ---- configuration (config.c) ------------------------------------------ */
 struct tl_config {

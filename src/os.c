@@ -134,6 +134,46 @@ long tl_os_read_file(const char *path, char *buf, size_t cap)
 
 int tl_os_getpid(void) { return (int)syscall(SYS_getpid); }
 
+int tl_os_pagemap_open(void)
+{
+    int saved = errno;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    errno = saved;
+    return fd;
+}
+
+/* One 64-bit entry a page: bit 63 present, bit 62 swapped. */
+bool tl_os_pages_touched(int fd, uintptr_t start, size_t npages, bool *touched)
+{
+    enum { BATCH = 512 };
+    uint64_t entries[BATCH];
+    int saved = errno;
+    size_t page = tl_os_page_size();
+    for (size_t done = 0; done < npages;) {
+        size_t n = npages - done < BATCH ? npages - done : BATCH;
+        off_t at = (off_t)((start / page + done) * sizeof entries[0]);
+        ssize_t r = pread(fd, entries, n * sizeof entries[0], at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)(n * sizeof entries[0])) {
+            errno = saved;
+            return false;
+        }
+        for (size_t i = 0; i < n; i++)
+            touched[done + i] = (entries[i] >> 62) != 0;
+        done += n;
+    }
+    errno = saved;
+    return true;
+}
+
+void tl_os_close(int fd)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+
 /* ---- locks (lock.h) ------------------------------------------------------ */
 __thread uint32_t tl_lock_id __attribute__((tls_model("initial-exec")));
 static _Atomic uint32_t last_lock_id;

@@ -29,5 +29,12 @@ int tl_os_getpid(void);
  * at once if it differs, early on a wake or a signal). */
 void tl_os_wait_word(_Atomic uint32_t *word, uint32_t expected, uint64_t ms);
 void tl_os_wake_word(_Atomic uint32_t *word); /* wakes every waiter */
+/* /proc/self/pagemap, for the leak scan: which pages were ever touched. */
+int tl_os_pagemap_open(void); /* -1 if it cannot be read */
+/* Of npages kernel pages from start, sets touched[i] to whether page i is
+ * present or swapped out (an untouched page reads as zero: nothing to scan).
+ * False if the entries cannot be read. */
+bool tl_os_pages_touched(int fd, uintptr_t start, size_t npages, bool *touched);
+void tl_os_close(int fd);
 
 #endif

@@ -73,9 +73,12 @@ static inline int find_in_build(const char *rel, int mode, char *path, size_t ca
     return 0;
 }
 
-static inline void child_paths(enum child_variant v, char *helper, char *lib, size_t cap)
+/* The helper program of a variant: "<prog>_linked" or "<prog>_plain". */
+static inline void child_paths_of(const char *prog, enum child_variant v, char *helper, char *lib,
+                                  size_t cap)
 {
-    const char *rel = v == CHILD_LINKED ? "tests/diag_child_linked" : "tests/diag_child_plain";
+    char rel[256];
+    snprintf(rel, sizeof rel, "%s_%s", prog, v == CHILD_LINKED ? "linked" : "plain");
     cr_assert(find_in_build(rel, X_OK, helper, cap),
               "cannot find %s: set TL_BUILDDIR to the build directory", rel);
     lib[0] = 0;
@@ -103,14 +106,16 @@ static inline void append(char **buf, size_t *len, size_t *cap, const char *data
     (*buf)[*len] = 0;
 }
 
-/* Runs the helper with argv {scenario, arg} and exactly the environment
- * env (NULL-terminated; LD_PRELOAD is added for CHILD_PRELOAD). The child
- * is killed after timeout_s seconds. */
-static inline void run_child(enum child_variant v, const char *const *env, const char *scenario,
-                             const char *arg, int timeout_s, struct child_result *r)
+/* Runs the helper program prog (tests/diag_child, tests/heap_errors...)
+ * with argv {scenario, arg} and exactly the environment env
+ * (NULL-terminated; LD_PRELOAD is added for CHILD_PRELOAD). The child is
+ * killed after timeout_s seconds. */
+static inline void run_program(const char *prog, enum child_variant v, const char *const *env,
+                               const char *scenario, const char *arg, int timeout_s,
+                               struct child_result *r)
 {
     char helper[4096], lib[4096], preload[4200];
-    child_paths(v, helper, lib, sizeof helper);
+    child_paths_of(prog, v, helper, lib, sizeof helper);
     memset(r, 0, sizeof *r);
 
     const char *envp[16];
@@ -178,6 +183,12 @@ static inline void run_child(enum child_variant v, const char *const *env, const
         }
     }
     cr_assert_eq(waitpid(pid, &r->status, 0), pid);
+}
+
+static inline void run_child(enum child_variant v, const char *const *env, const char *scenario,
+                             const char *arg, int timeout_s, struct child_result *r)
+{
+    run_program("tests/diag_child", v, env, scenario, arg, timeout_s, r);
 }
 
 /* "exit 0", "signal 6 (Aborted)", ... */

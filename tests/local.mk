@@ -30,7 +30,8 @@ check_PROGRAMS += tests/test_linked tests/test_preload
 # that run tests/diag_child in fresh processes with their own environment
 # (heap error reports, memory coming back, options).
 tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c tests/t_introspect.c \
-	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c tests/t_checkmode.c
+	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c tests/t_checkmode.c \
+	tests/t_heaperrors.c
 tests_test_linked_CFLAGS = $(TESTS_CFLAGS)
 tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
 
@@ -52,6 +53,27 @@ tests_diag_child_plain_SOURCES = tests/diag_child.c
 tests_diag_child_plain_CFLAGS = $(TESTS_CFLAGS)
 tests_diag_child_plain_LDFLAGS = -export-dynamic
 tests_diag_child_plain_LDADD = $(PTHREAD_LIBS) -ldl
+
+# The scenario programs of the heap-error suite (t_heaperrors.c), in the
+# same two builds: one heap error or exploitation primitive per run, and a
+# correct multithreaded C++ program.
+check_PROGRAMS += tests/heap_errors_linked tests/heap_errors_plain \
+	tests/heap_errors_cxx_linked tests/heap_errors_cxx_plain
+tests_heap_errors_linked_SOURCES = tests/heap_errors.c
+tests_heap_errors_linked_CFLAGS = $(TESTS_CFLAGS)
+tests_heap_errors_linked_LDFLAGS = -no-install
+tests_heap_errors_linked_LDADD = libtlmalloc.la $(PTHREAD_LIBS)
+tests_heap_errors_plain_SOURCES = tests/heap_errors.c
+tests_heap_errors_plain_CFLAGS = $(TESTS_CFLAGS)
+tests_heap_errors_plain_LDADD = $(PTHREAD_LIBS)
+TESTS_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -O2 -g -pthread
+tests_heap_errors_cxx_linked_SOURCES = tests/heap_errors_cxx.cc
+tests_heap_errors_cxx_linked_CXXFLAGS = $(TESTS_CXXFLAGS)
+tests_heap_errors_cxx_linked_LDFLAGS = -no-install
+tests_heap_errors_cxx_linked_LDADD = libtlmalloc.la $(PTHREAD_LIBS)
+tests_heap_errors_cxx_plain_SOURCES = tests/heap_errors_cxx.cc
+tests_heap_errors_cxx_plain_CXXFLAGS = $(TESTS_CXXFLAGS)
+tests_heap_errors_cxx_plain_LDADD = $(PTHREAD_LIBS)
 
 # The fast-path loop whose instructions tests/run.sh counts with callgrind
 # (run with LD_PRELOAD=libtlmalloc.so).
