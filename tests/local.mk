@@ -66,13 +66,13 @@ tests_heap_errors_linked_LDADD = libtlmalloc.la $(PTHREAD_LIBS)
 tests_heap_errors_plain_SOURCES = tests/heap_errors.c
 tests_heap_errors_plain_CFLAGS = $(TESTS_CFLAGS)
 tests_heap_errors_plain_LDADD = $(PTHREAD_LIBS)
-TESTS_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -O2 -g -pthread
+HEAP_ERRORS_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -O2 -g -pthread
 tests_heap_errors_cxx_linked_SOURCES = tests/heap_errors_cxx.cc
-tests_heap_errors_cxx_linked_CXXFLAGS = $(TESTS_CXXFLAGS)
+tests_heap_errors_cxx_linked_CXXFLAGS = $(HEAP_ERRORS_CXXFLAGS)
 tests_heap_errors_cxx_linked_LDFLAGS = -no-install
 tests_heap_errors_cxx_linked_LDADD = libtlmalloc.la $(PTHREAD_LIBS)
 tests_heap_errors_cxx_plain_SOURCES = tests/heap_errors_cxx.cc
-tests_heap_errors_cxx_plain_CXXFLAGS = $(TESTS_CXXFLAGS)
+tests_heap_errors_cxx_plain_CXXFLAGS = $(HEAP_ERRORS_CXXFLAGS)
 tests_heap_errors_cxx_plain_LDADD = $(PTHREAD_LIBS)
 
 # The fast-path loop whose instructions tests/run.sh counts with callgrind
