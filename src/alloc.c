@@ -236,9 +236,10 @@ void tl_free_slow(void *p)
         tl_free_checked(p, "free");
 }
 
-void tl_free_slow_room(void *p, unsigned cls)
+void tl_free_slow_room(void *p)
 {
-    tl_tc.bins[cls].room++;
+    uintptr_t a = (uintptr_t)p;
+    tl_tc.bins[tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)].size_class].room++;
     tl_free_slow(p);
 }
 

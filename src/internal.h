@@ -19,18 +19,19 @@
  *     other pages map to no span: NULL, or tl_no_span where a span's
  *     pointer was before (see I3). A pointer whose page maps to no span is
  *     not ours; tl_pagemap_span() reads both as NULL.
- *  I3 The pagemap's class byte of a page is the span's size class when the
- *     span is small and in use, else 0. Class 0 is never a real class, so
- *     the fast paths need no other test to leave for the slow path. A page
- *     never has a class without a span pointer: setting a small span
- *     stores the pointer, then the class (release); clearing stores class
- *     0, then the pointer. A reader who loads the class with acquire finds
- *     the span it belongs to, or a newer value: tl_no_span if the span
- *     was cleared between the two loads, which only a free racing with
- *     the span's last free can meet (a double free or a free of a block
- *     in use elsewhere). tl_no_span fails every object-start test, so the
- *     free fast path needs no NULL test; tl_pagemap_span() reads it as
- *     NULL for everyone else.
+ *  I3 The pagemap's class of a page (its hot entry's size_class) is the
+ *     span's size class when the span is small and in use, else 0. Class 0
+ *     is never a real class, so the fast paths need no other test to leave
+ *     for the slow path. A page never has a class without a span pointer
+ *     and its hot entry's constants: setting a small span stores the
+ *     pointer, the constants, then the class (release); clearing stores
+ *     class 0, then the pointer. The free fast path loads the class with
+ *     acquire and then reads only the hot entry (one line). A free racing
+ *     with the span's last free (a double free or a free of a block in use
+ *     elsewhere) may read a newer span's constants; as with the span
+ *     pointer that free read before this layout, it is not always caught.
+ *     A cleared span pointer is tl_no_span, which fails every object-start
+ *     test; tl_pagemap_span() reads it as NULL.
  *  I4 A free object's first word is the encoded link to the next free
  *     object (tl_link_set: keyed by the word's own address); its second
  *     word is a key that says where the object is: tl_free_key(p) in a
@@ -204,11 +205,9 @@ static inline bool tl_is_object_start(const struct span *s, uintptr_t p)
 }
 
 /* Class lock held: objects [0, carved) of s may be freed (carved 0 still
- * admits object 0, carved next under the same lock hold). */
-static inline void tl_span_set_carved(struct span *s, uint32_t carved)
-{
-    __atomic_store_n(&s->div_limit, carved ? (uint64_t)carved - 1 : 0, __ATOMIC_RELAXED);
-}
+ * admits object 0, carved next under the same lock hold). Sets the span's
+ * limit and its pages' copies (pagemap.c). */
+void tl_span_set_carved(struct span *s, uint32_t carved);
 
 /* ---- pagemap (pagemap.c) ----------------------------------------------- *
  * A two-level radix tree over the 48-bit address space: 17 bits of root,
@@ -216,10 +215,24 @@ static inline void tl_span_set_carved(struct span *s, uint32_t carved)
 #define TL_PM_LEAF_BITS 18
 #define TL_PM_ROOT_BITS (48 - TL_PAGE_SHIFT - TL_PM_LEAF_BITS)
 #define TL_PM_LEAF_SIZE ((size_t)1 << TL_PM_LEAF_BITS)
+/* What the free fast path needs of a page, in one 32-byte entry (one cache
+ * line): the class (I3) and, for a page of a small span, a copy of the
+ * span's object-start constants (tl_is_object_start). Free reads this one
+ * line, not a class byte, a span pointer and the span struct, three lines
+ * in three places; on a heap larger than the cache each of them missed. */
+struct pagemap_hot {
+    uintptr_t start;    /* small: the span's first byte */
+    uint64_t div_inv;   /* small: the class's exact-division constants */
+    uint64_t div_limit; /* small: the span's highest object index carved */
+    uint8_t size_class; /* I3: the span's class when small and in use, else 0 */
+    uint8_t div_shift;
+    uint8_t pad[6];
+};
+_Static_assert(sizeof(struct pagemap_hot) == 32, "a page's hot entry is 32 bytes");
 struct pagemap_leaf {
-    uint8_t size_class[TL_PM_LEAF_SIZE]; /* I3 */
-    struct span *span[TL_PM_LEAF_SIZE];  /* I2 */
-    struct span slot[TL_PM_LEAF_SIZE];   /* I5: the struct of a span starting at the page */
+    struct pagemap_hot hot[TL_PM_LEAF_SIZE]; /* I3 */
+    struct span *span[TL_PM_LEAF_SIZE];      /* I2 */
+    struct span slot[TL_PM_LEAF_SIZE];       /* I5: the struct of a span starting at the page */
 };
 _Static_assert(offsetof(struct pagemap_leaf, slot) % 32 == 0 && sizeof(struct span) % 32 == 0,
                "every slot starts at offset 0 or 32 of a cache line, so a span's first 32 "
@@ -393,8 +406,8 @@ extern _Atomic size_t tl_tc_unclaimed;
 /* The fast paths' miss handlers (api.c); caller as for tl_check_alloc. */
 void *tl_alloc_slow(size_t size, uintptr_t caller);
 void tl_free_slow(void *p);
-/* tl_free_slow after the fast path took room in class cls's list. */
-void tl_free_slow_room(void *p, unsigned cls);
+/* tl_free_slow after the fast path took room in p's class's list. */
+void tl_free_slow_room(void *p);
 void *tl_alloc_small_nocache(unsigned cls);
 void tl_free_small_nocache(void *p, unsigned cls);
 void *tl_alloc_large(size_t size, size_t alignment);
@@ -502,14 +515,14 @@ static TL_ALWAYS_INLINE void tl_fast_free(void *p)
     /* I3: acquire, so that the span below is this class's or newer; it is
      * tl_no_span if a racing free has just given the span back (the slow
      * path reports that free). */
-    size_t cls = __atomic_load_n(&leaf->size_class[i], __ATOMIC_ACQUIRE);
+    const struct pagemap_hot *h = &leaf->hot[i];
+    size_t cls = __atomic_load_n(&h->size_class, __ATOMIC_ACQUIRE);
     if (TL_UNLIKELY(!cls))
         goto slow;
-    if (TL_FREE_CHECKS) {
-        const struct span *s = leaf->span[i]; /* never NULL here (I3) */
-        if (TL_UNLIKELY(!tl_is_object_start(s, a)))
-            goto slow;
-    }
+    if (TL_FREE_CHECKS &&
+        TL_UNLIKELY(!tl_divides(h->div_inv, __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED),
+                                h->div_shift, a - h->start)))
+        goto slow;
     struct tc_bin *bin = &tl_tc.bins[cls];
     /* free(p); free(p): found here, at no cost in lines (I4). */
     if (TL_FREE_CHECKS && TL_UNLIKELY(p == bin->head))
@@ -524,7 +537,7 @@ static TL_ALWAYS_INLINE void tl_fast_free(void *p)
     tl_tc_push_counted(bin, p);
     return;
 slow_room:
-    tl_free_slow_room(p, cls);
+    tl_free_slow_room(p);
     return;
 slow:
     tl_free_slow(p);

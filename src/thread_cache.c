@@ -510,7 +510,7 @@ static bool salvageable(void *p, unsigned cls)
 {
     uintptr_t a = (uintptr_t)p;
     struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
-    return !(a & 15) && leaf && leaf->size_class[tl_pagemap_index(a)] == cls &&
+    return !(a & 15) && leaf && leaf->hot[tl_pagemap_index(a)].size_class == cls &&
            tl_key_of(p) == tl_free_key(p);
 }
 
