@@ -145,8 +145,8 @@ static struct span *new_span(unsigned cls)
     if (s) {
         const struct size_class_info *c = &tl_classes[cls];
         s->div_inv = c->div_inv;
-        tl_span_set_carved(s, 0);
         s->div_shift = (uint8_t)c->div_shift;
+        tl_span_set_carved(s, 0); /* after the constants: it copies them */
         /* May have been a freed large block, which memcheck sees as no-access. */
         tl_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
         s->allocated = 0;

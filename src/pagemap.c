@@ -74,31 +74,41 @@ static void set_span(struct pagemap_leaf *leaf, size_t idx, struct span *v)
         __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
 }
 
-/* A small span's page gets its hot entry's constants before its class
- * (release), so that a free that reads the class with acquire finds them;
- * its limit is 0 until the central list carves (tl_span_set_carved). */
+/* A small span's page gets its hot entry's start before its class
+ * (release), with constants that admit only the span's first object
+ * (a free racing with the span's creation finds no other object start);
+ * the central list then sets the class's constants and the carved limit
+ * (tl_span_set_carved). */
 static void set_class(struct pagemap_leaf *leaf, size_t idx, struct span *v, uint8_t cls)
 {
     struct pagemap_hot *h = &leaf->hot[idx];
     if (cls) {
-        const struct size_class_info *c = &tl_classes[cls];
         h->start = v->start;
-        h->div_inv = c->div_inv;
-        h->div_shift = (uint8_t)c->div_shift;
+        h->div_inv = 1;
+        h->div_shift = 0;
         __atomic_store_n(&h->div_limit, 0, __ATOMIC_RELAXED);
     }
     if (__atomic_load_n(&h->size_class, __ATOMIC_RELAXED) != cls)
         __atomic_store_n(&h->size_class, cls, __ATOMIC_RELEASE);
 }
 
+/* The span's constants (set before the first call) and limit go to each
+ * of its pages' hot entries. */
 void tl_span_set_carved(struct span *s, uint32_t carved)
 {
     uint64_t limit = carved ? (uint64_t)carved - 1 : 0;
     __atomic_store_n(&s->div_limit, limit, __ATOMIC_RELAXED);
     uintptr_t a = s->start;
-    for (size_t i = 0; i < s->npages; i++, a += TL_PAGE_SIZE)
-        __atomic_store_n(&tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)].div_limit, limit,
-                         __ATOMIC_RELAXED);
+    for (size_t i = 0; i < s->npages; i++, a += TL_PAGE_SIZE) {
+        struct pagemap_hot *h = &tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)];
+        if (h->div_inv != s->div_inv || h->div_shift != s->div_shift) {
+            /* Only on the span's first carve, before any of its objects is
+             * out: later carves race with frees reading these fields. */
+            h->div_inv = s->div_inv;
+            h->div_shift = s->div_shift;
+        }
+        __atomic_store_n(&h->div_limit, limit, __ATOMIC_RELAXED);
+    }
 }
 
 /* The order of the two stores is part of I3: a page never has a class
