@@ -7,7 +7,7 @@
 # plain flags (not TL_CFLAGS, which is meant for the library).
 
 bench_programs = \
-	bench/fastpath bench/larson bench/prodcons bench/falseshare \
+	bench/fastpath bench/larson bench/server bench/prodcons bench/falseshare \
 	bench/reallocchain bench/churn bench/large bench/memory bench/maxrss bench/cxxmap
 
 EXTRA_PROGRAMS += $(bench_programs)
@@ -22,6 +22,9 @@ bench_fastpath_LDADD = $(BENCH_LDADD)
 bench_larson_SOURCES = bench/larson.c bench/bench.h
 bench_larson_CFLAGS = $(BENCH_CFLAGS)
 bench_larson_LDADD = $(BENCH_LDADD)
+bench_server_SOURCES = bench/server.c bench/bench.h
+bench_server_CFLAGS = $(BENCH_CFLAGS)
+bench_server_LDADD = $(BENCH_LDADD)
 bench_prodcons_SOURCES = bench/prodcons.c bench/bench.h
 bench_prodcons_CFLAGS = $(BENCH_CFLAGS)
 bench_prodcons_LDADD = $(BENCH_LDADD)

@@ -4,7 +4,7 @@
 #
 #   bench/main-job.sh [--lib PATH] [--bin-dir DIR] [--allocators a,b,..]
 #
-# Runs larson and prodcons at 2 and 8 threads (8 interleaved rounds each) and
+# Runs larson, server (cache-cold) and prodcons at 2 and 8 threads (8 interleaved rounds each) and
 # counts instructions per malloc+free pair with callgrind, then prints the
 # medians, the ratios to tlmalloc and peak RSS.  Takes 1-2 minutes.
 #

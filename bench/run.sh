@@ -13,7 +13,7 @@
 #
 #   --quick        small sizes, 3 rounds of 1 run: under 5 minutes
 #   (default)      full sizes, 4 rounds of 2 runs: about 10-15 minutes
-#   --main-job     larson and prodcons at 2 and 8 threads plus the callgrind
+#   --main-job     larson, server and prodcons at 2 and 8 threads plus the callgrind
 #                  count, printed side by side (what bench/main-job.sh runs);
 #                  writes nothing under bench/results except its tmp/ folder
 #   --lib PATH     libtlmalloc.so to preload (default: $TLMALLOC_LIB, else
@@ -94,7 +94,7 @@ elapsed() { local s=$(( $(date +%s) - START_TS )); printf '%d:%02d' $((s / 60)) 
 say() { printf '[%s] %s\n' "$(elapsed)" "$*" >&2; }
 
 # ---------------------------------------------------------------- programs
-PROGRAMS="fastpath larson prodcons falseshare reallocchain churn large memory maxrss cxxmap"
+PROGRAMS="fastpath larson server prodcons falseshare reallocchain churn large memory maxrss cxxmap"
 if [ -z "$BIN_DIR" ]; then
 	BIN_DIR=$OUT_DIR/tmp/bin
 	mkdir -p "$BIN_DIR"
@@ -158,9 +158,9 @@ say "allocators: ${ALLOCS[*]}"
 # ----------------------------------------------------------------- configs
 # id | workload | threads | arguments (without -t)
 if [ "$MODE" = quick ]; then
-	S_FP=5m S_LAR=5m S_PC=1m S_FS="-n 300 -w 50000" S_RC=5000 S_CH=5000 S_LG=30 S_CX=500k
+	S_FP=5m S_LAR=5m S_SRV=4m S_PC=1m S_FS="-n 300 -w 50000" S_RC=5000 S_CH=5000 S_LG=30 S_CX=500k
 else
-	S_FP=10m S_LAR=10m S_PC=2m S_FS="-n 600 -w 50000" S_RC=10000 S_CH=10000 S_LG=60 S_CX=1m
+	S_FP=10m S_LAR=10m S_SRV=8m S_PC=2m S_FS="-n 600 -w 50000" S_RC=10000 S_CH=10000 S_LG=60 S_CX=1m
 fi
 CONFIGS=()
 addcfg() { # workload threads args...
@@ -173,12 +173,17 @@ addcfg() { # workload threads args...
 }
 if [ "$MODE" = main-job ]; then
 	for t in 2 8; do addcfg larson "$t" larson -n 6m; done
+	for t in 2 8; do addcfg server "$t" server -n 8m; done
 	for t in 2 8; do addcfg prodcons "$t" prodcons -n 1500k; done
 else
 	for t in 1 2 8; do addcfg fastpath-pairs "$t" fastpath -m pairs -n $S_FP; done
 	addcfg fastpath-sweep 1 fastpath -m sweep -n $S_FP
 	for t in 1 2 8; do addcfg larson "$t" larson -n $S_LAR; done
+	# cache-cold: 2.5 MB per thread, mostly own frees; then mostly remote
+	for t in 2 8; do addcfg server "$t" server -n $S_SRV; done
+	for t in 2 8; do addcfg server-handoff "$t" server -n $S_SRV -g 400; done
 	for t in 2 8; do addcfg prodcons "$t" prodcons -n $S_PC; done
+	for t in 2 8; do addcfg prodcons-small "$t" prodcons -n $S_PC -s 16 -S 64; done
 	for t in 1 2 8; do addcfg falseshare-active "$t" falseshare -m active $S_FS; done
 	for t in 1 2 8; do addcfg falseshare-passive "$t" falseshare -m passive $S_FS; done
 	for t in 1 2 8; do addcfg reallocchain "$t" reallocchain -n $S_RC; done

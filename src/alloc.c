@@ -153,7 +153,7 @@ struct span *tl_lookup(void *p, const char *who)
             return NULL;
         }
         tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */
-        if (TL_UNLIKELY(((uint64_t *)p)[1] == tl_free_key(p))) {
+        if (TL_UNLIKELY(tl_key_of(p) == tl_free_key(p) || tl_key_of(p) == tl_span_key(p))) {
             report_free_block(p, s->size_class, who);
             return NULL;
         }
@@ -234,6 +234,13 @@ void tl_free_slow(void *p)
         tl_check_free_at(p, "free", (uintptr_t)__builtin_return_address(0));
     else
         tl_free_checked(p, "free");
+}
+
+void tl_free_slow_room(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    tl_tc.bins[tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)].size_class].room++;
+    tl_free_slow(p);
 }
 
 /* ---- realloc ---------------------------------------------------------------- */

@@ -1,10 +1,7 @@
 /* api.c - the exported functions: the malloc family (when built with
  * TL_OVERRIDE=1, replacing the system allocator) and the tl_ API.
  *
- * The two fast paths live here, inlined into malloc and free:
- *  malloc: size -> class by table, pop the thread cache list of the class.
- *  free:   pagemap -> class and span, check the pointer is an object start
- *          and not already free (I4), push onto the thread cache list.
+ * The two fast paths (internal.h) are inlined into malloc and free.
  * Anything unusual - an empty or full list, a large block, a bad pointer,
  * an uninitialised allocator or thread, check mode, and every TL_TICK-th
  * free (the decay clock) - leaves for the slow paths in alloc.c. Neither fast path takes a lock, makes an atomic
@@ -22,50 +19,40 @@
 
 #include <errno.h>
 
-#include "fast_malloc.h"
+/* The fast paths need no frame: they tail-call the slow paths, whose frames
+ * then link straight to the caller's for backtraces. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("omit-frame-pointer")
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define TL_KEEP_FRAME __attribute__((optimize("no-omit-frame-pointer")))
+#else
+#define TL_KEEP_FRAME
+#endif
+
+/* Out of line so that the fast path keeps no registers for them; with a
+ * frame of their own, so that the report's backtrace reaches the caller.
+ * noipa: the compiler must not see that they never return, or it calls
+ * them from the frameless fast path instead of jumping to them, and the
+ * backtrace loses the program's frame. */
+TL_NOINLINE TL_KEEP_FRAME __attribute__((noipa)) void *tl_pop_bad_link(void *p)
+{
+    tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
+    return NULL;
+}
+
+/* A block whose key is wrong when malloc takes it was freed twice (and
+ * handed out meanwhile, which cleared the key), or written after its free. */
+TL_NOINLINE TL_KEEP_FRAME __attribute__((noipa)) void *tl_pop_bad_key(void *p)
+{
+    tl_report_corruption(p, "malloc",
+                         "double free or corrupted free block, detected when malloc reused it");
+    return NULL;
+}
 
 static inline void *fast_malloc(size_t size) { return tl_fast_malloc(size, tl_alloc_slow); }
-
-static inline void fast_free(void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    /* An address above 48 bits lands, masked, in some leaf: its offset
-     * from that leaf's span is then 2^48 or more, never an object's, so
-     * the object-start test sends it to the slow path, which reports it. */
-    size_t root = (a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)) & (((size_t)1 << TL_PM_ROOT_BITS) - 1);
-    struct pagemap_leaf *leaf = tl_pagemap_root[root];
-    if (TL_UNLIKELY(!leaf))
-        goto slow;
-    size_t i = tl_pagemap_index(a);
-    /* I3: acquire, so that the span below is this class's or newer; it is
-     * tl_no_span if a racing free has just given the span back (the slow
-     * path reports that free). */
-    size_t cls = __atomic_load_n(&leaf->size_class[i], __ATOMIC_ACQUIRE);
-    if (TL_UNLIKELY(!cls))
-        goto slow;
-    if (TL_FREE_CHECKS) {
-        const struct span *s = leaf->span[i]; /* never NULL here (I3) */
-        if (TL_UNLIKELY(!tl_is_object_start(s, a)))
-            goto slow;
-    }
-    uint64_t key = tl_free_key(p);
-    tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */
-    if (TL_FREE_CHECKS && TL_UNLIKELY(((uint64_t *)p)[1] == key))
-        goto slow;
-    struct tc_bin *bin = &tl_tc.bins[cls];
-    if (TL_UNLIKELY(bin->room <= 0))
-        goto slow;
-    if (TL_UNLIKELY(--tl_tc.tick < 0))
-        goto slow;
-    tl_vg_free_small(p);
-    tl_link_set(p, bin->head);
-    ((uint64_t *)p)[1] = key;
-    bin->head = p;
-    bin->room--;
-    return;
-slow:
-    tl_free_slow(p);
-}
+static inline void fast_free(void *p) { tl_fast_free(p); }
 
 static void *einval(void)
 {

@@ -145,8 +145,8 @@ static struct span *new_span(unsigned cls)
     if (s) {
         const struct size_class_info *c = &tl_classes[cls];
         s->div_inv = c->div_inv;
-        tl_span_set_carved(s, 0);
         s->div_shift = (uint8_t)c->div_shift;
+        tl_span_set_carved(s, 0); /* after the constants: it copies them */
         /* May have been a freed large block, which memcheck sees as no-access. */
         tl_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
         s->allocated = 0;
@@ -155,6 +155,43 @@ static struct span *new_span(unsigned cls)
         central[cls].span_objects += tl_classes[cls].objects;
     }
     return s;
+}
+
+/* A list walk found obj out of place (I4): its key is not the one of the
+ * list it is on, so it was freed twice or written after its free. The
+ * lists cannot be trusted past it; this aborts, under the class lock as
+ * the link checks do. */
+TL_COLD static void bad_block(void *obj, const char *who, const char *when)
+{
+    tl_report_corruption(obj, who, when);
+}
+#define FOUND_BY_MALLOC "double free or corrupted free block, detected when malloc reused it"
+#define FOUND_BY_FREE "double free or corrupted free block, detected when it went back to its span"
+
+/* The object after obj in a chain of thread cache or transfer objects. */
+static void *chain_next(void *obj, const char *who, const char *when)
+{
+    if (TL_UNLIKELY(!obj || tl_key_of(obj) != tl_free_key(obj)))
+        bad_block(obj, who, when);
+    return tl_link_get(obj);
+}
+
+/* A span whose count says that all its objects are back: its free list
+ * must hold exactly the carved objects, each once, each with its span key
+ * (I4). A block freed twice after it went back to its span entered the
+ * list twice and made the count one short: without this walk the span's
+ * pages would be reused under a block still in use. Its cost is a walk
+ * of the span's objects when the span goes back to the page heap. */
+static void check_span_list(const struct span *s)
+{
+    uint32_t n = 0;
+    for (void *obj = tl_link_get(&s->free_list); obj; obj = tl_link_get(obj)) {
+        if (TL_UNLIKELY(++n > s->carved || !tl_is_object_start(s, (uintptr_t)obj) ||
+                        tl_key_of(obj) != tl_span_key(obj)))
+            bad_block(obj, "free", FOUND_BY_FREE);
+    }
+    if (TL_UNLIKELY(n != s->carved))
+        bad_block((void *)s->start, "free", FOUND_BY_FREE);
 }
 
 /* A span free-list link is NULL or an object of that span. */
@@ -180,6 +217,8 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
         while (got < n) {
             void *obj = tl_link_get(&s->free_list);
             if (obj) {
+                if (TL_UNLIKELY(tl_key_of(obj) != tl_span_key(obj)))
+                    bad_block(obj, "malloc", FOUND_BY_MALLOC);
                 void *next = tl_link_get(obj);
                 if (TL_UNLIKELY(!link_in_span(s, next)))
                     tl_report_corruption(obj, "malloc",
@@ -211,16 +250,17 @@ static void give_to_spans(unsigned cls, void *head, unsigned n)
     struct central_list *cl = &central[cls];
     for (unsigned i = 0; i < n && head; i++) {
         void *obj = head;
-        head = tl_link_get(obj);
         struct span *s = tl_pagemap_span((uintptr_t)obj);
         if (TL_UNLIKELY(!s || s->state != SPAN_SMALL || s->size_class != cls))
             tl_report_corruption(obj, "free", "free-list link points outside its size class");
+        head = chain_next(obj, "free", FOUND_BY_FREE);
         tl_link_set(obj, tl_link_get(&s->free_list));
-        ((uint64_t *)obj)[1] = tl_free_key(obj);
+        ((uint64_t *)obj)[1] = tl_span_key(obj);
         tl_link_set(&s->free_list, obj);
         s->allocated--;
         cl->allocated--;
         if (s->allocated == 0) {
+            check_span_list(s);
             if (s->on_central)
                 partial_remove(cl, s);
             cl->span_objects -= tl_classes[cls].objects;
@@ -272,8 +312,8 @@ unsigned tl_central_take(unsigned cls, unsigned n, void **head)
         if (n < batch_n) {
             void *last = batch;
             for (unsigned i = 1; i < n; i++)
-                last = tl_link_get(last);
-            give_to_spans(cls, tl_link_get(last), batch_n - n);
+                last = chain_next(last, "malloc", FOUND_BY_MALLOC);
+            give_to_spans(cls, chain_next(last, "malloc", FOUND_BY_MALLOC), batch_n - n);
             tl_link_set(last, NULL);
         }
     } else {

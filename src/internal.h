@@ -19,24 +19,39 @@
  *     other pages map to no span: NULL, or tl_no_span where a span's
  *     pointer was before (see I3). A pointer whose page maps to no span is
  *     not ours; tl_pagemap_span() reads both as NULL.
- *  I3 The pagemap's class byte of a page is the span's size class when the
- *     span is small and in use, else 0. Class 0 is never a real class, so
- *     the fast paths need no other test to leave for the slow path. A page
- *     never has a class without a span pointer: setting a small span
- *     stores the pointer, then the class (release); clearing stores class
- *     0, then the pointer. A reader who loads the class with acquire finds
- *     the span it belongs to, or a newer value: tl_no_span if the span
- *     was cleared between the two loads, which only a free racing with
- *     the span's last free can meet (a double free or a free of a block
- *     in use elsewhere). tl_no_span fails every object-start test, so the
- *     free fast path needs no NULL test; tl_pagemap_span() reads it as
- *     NULL for everyone else.
+ *  I3 The pagemap's class of a page (its hot entry's size_class) is the
+ *     span's size class when the span is small and in use, else 0. Class 0
+ *     is never a real class, so the fast paths need no other test to leave
+ *     for the slow path. A page never has a class without a span pointer
+ *     and its hot entry's constants: setting a small span stores the
+ *     pointer, the constants, then the class (release); clearing stores
+ *     class 0, then the pointer. The free fast path loads the class with
+ *     acquire and then reads only the hot entry (one line). A free racing
+ *     with the span's last free (a double free or a free of a block in use
+ *     elsewhere) may read a newer span's constants; as with the span
+ *     pointer that free read before this layout, it is not always caught.
+ *     A cleared span pointer is tl_no_span, which fails every object-start
+ *     test; tl_pagemap_span() reads it as NULL.
  *  I4 A free object's first word is the encoded link to the next free
  *     object (tl_link_set: keyed by the word's own address); its second
- *     word is free_key(p) while it sits in any free list. Both words are
- *     zero once the block is handed out (tl_clear_free_words).
- *     So a free of a block whose second word is free_key(p) is a double
- *     free. Every object is at least 16 bytes, so both words exist.
+ *     word is a key that says where the object is: tl_free_key(p) in a
+ *     thread cache list or a transfer batch, tl_span_key(p) in its span's
+ *     free list. Both words are zero once the block is handed out
+ *     (tl_clear_free_words). Every object is at least 16 bytes, so both
+ *     words exist. The key is checked where the object is taken off a
+ *     list - the pop of malloc's fast path, every walk of a list - not
+ *     where it is pushed: free only stores it, so that the free fast path
+ *     reads no line of the block (a block freed long ago is out of the
+ *     cache, and a load that misses stalls free; a store does not). A block
+ *     pushed twice is thus found when one of its two places is taken: the
+ *     first hand-out clears the key, so the second pop finds it wrong, and
+ *     a UAF write over the key is found the same way. Hand-outs clear it;
+ *     list walks follow a link only after checking its key, so they never
+ *     follow a link the user wrote. Each move between the two kinds of
+ *     list checks one key and writes the other, so a block cannot enter
+ *     its span's list twice. What free still sees at once costs no cold
+ *     line: a block that is already its list's head (free(p); free(p)),
+ *     and, on the slow path, a block carrying either key.
  *  I5 A span's metadata (struct span) never lives inside the span. A page
  *     heap span's struct is the pagemap slot of its first page: a slot is
  *     in use exactly while a span starts on that page, so splitting needs
@@ -64,6 +79,7 @@
 #include <stdint.h>
 
 #include "lock.h"
+#include "memcheck.h"
 #include "os.h"
 
 /* Everything declared from here on is internal to the library: the
@@ -189,11 +205,9 @@ static inline bool tl_is_object_start(const struct span *s, uintptr_t p)
 }
 
 /* Class lock held: objects [0, carved) of s may be freed (carved 0 still
- * admits object 0, carved next under the same lock hold). */
-static inline void tl_span_set_carved(struct span *s, uint32_t carved)
-{
-    __atomic_store_n(&s->div_limit, carved ? (uint64_t)carved - 1 : 0, __ATOMIC_RELAXED);
-}
+ * admits object 0, carved next under the same lock hold). Sets the span's
+ * limit and its pages' copies (pagemap.c). */
+void tl_span_set_carved(struct span *s, uint32_t carved);
 
 /* ---- pagemap (pagemap.c) ----------------------------------------------- *
  * A two-level radix tree over the 48-bit address space: 17 bits of root,
@@ -201,10 +215,24 @@ static inline void tl_span_set_carved(struct span *s, uint32_t carved)
 #define TL_PM_LEAF_BITS 18
 #define TL_PM_ROOT_BITS (48 - TL_PAGE_SHIFT - TL_PM_LEAF_BITS)
 #define TL_PM_LEAF_SIZE ((size_t)1 << TL_PM_LEAF_BITS)
+/* What the free fast path needs of a page, in one 32-byte entry (one cache
+ * line): the class (I3) and, for a page of a small span, a copy of the
+ * span's object-start constants (tl_is_object_start). Free reads this one
+ * line, not a class byte, a span pointer and the span struct, three lines
+ * in three places; on a heap larger than the cache each of them missed. */
+struct pagemap_hot {
+    uintptr_t start;    /* small: the span's first byte */
+    uint64_t div_inv;   /* small: the class's exact-division constants */
+    uint64_t div_limit; /* small: the span's highest object index carved */
+    uint8_t size_class; /* I3: the span's class when small and in use, else 0 */
+    uint8_t div_shift;
+    uint8_t pad[6];
+};
+_Static_assert(sizeof(struct pagemap_hot) == 32, "a page's hot entry is 32 bytes");
 struct pagemap_leaf {
-    uint8_t size_class[TL_PM_LEAF_SIZE]; /* I3 */
-    struct span *span[TL_PM_LEAF_SIZE];  /* I2 */
-    struct span slot[TL_PM_LEAF_SIZE];   /* I5: the struct of a span starting at the page */
+    struct pagemap_hot hot[TL_PM_LEAF_SIZE]; /* I3 */
+    struct span *span[TL_PM_LEAF_SIZE];      /* I2 */
+    struct span slot[TL_PM_LEAF_SIZE];       /* I5: the struct of a span starting at the page */
 };
 _Static_assert(offsetof(struct pagemap_leaf, slot) % 32 == 0 && sizeof(struct span) % 32 == 0,
                "every slot starts at offset 0 or 32 of a cache line, so a span's first 32 "
@@ -271,7 +299,11 @@ static inline void *tl_link_get(const void *slot)
 {
     return (void *)(uintptr_t)(*(const uint64_t *)slot ^ tl_link_key(slot));
 }
-static inline uint64_t tl_free_key(void *p) { return (uint64_t)(uintptr_t)p ^ tl_key_secret; }
+/* The key of a free object (I4), from the slot's link key, which the fast
+ * paths compute anyway: one more XOR. */
+static inline uint64_t tl_free_key(const void *p) { return tl_link_key(p) ^ tl_key_secret; }
+static inline uint64_t tl_span_key(const void *p) { return tl_free_key(p) ^ 1; }
+static inline uint64_t tl_key_of(const void *p) { return ((const uint64_t *)p)[1]; }
 
 /* Handing a block out: neither word of the free object (I4) reaches the
  * user, so an uninitialised read learns no link and no key. One 16-byte
@@ -409,6 +441,8 @@ extern _Atomic size_t tl_tc_unclaimed;
 /* The fast paths' miss handlers (api.c); caller as for tl_check_alloc. */
 void *tl_alloc_slow(size_t size, uintptr_t caller);
 void tl_free_slow(void *p);
+/* tl_free_slow after the fast path took room in p's class's list. */
+void tl_free_slow_room(void *p);
 void *tl_alloc_small_nocache(unsigned cls);
 void tl_free_small_nocache(void *p, unsigned cls);
 void *tl_alloc_large(size_t size, size_t alignment);
@@ -423,6 +457,131 @@ void *tl_huge_alloc(size_t size, size_t alignment);
 void tl_huge_free(struct span *s);
 bool tl_huge_recently_freed(uintptr_t start); /* a huge block began there */
 void *tl_huge_realloc(struct span *s, size_t size);
+
+/* ---- the fast paths (api.c; cxx.c's operators use them too) ------------ *
+ * malloc: size -> class by table, pop the thread cache list of the class.
+ * free:   pagemap -> class and span, check the pointer is an object start
+ *         and not the list's head, push onto the thread cache list.
+ * Anything unusual leaves for the slow paths (alloc.c). Neither takes a
+ * lock, makes an atomic read-modify-write or calls a function; they are
+ * inlined into every public entry point. */
+
+/* TL_FREE_CHECKS=0 builds a variant without the fast paths' pointer checks
+ * (object start, free key, free-list link), only so that
+ * bench/check-cost.sh can measure what they cost. It is never installed. */
+#ifndef TL_FREE_CHECKS
+#define TL_FREE_CHECKS 1
+#endif
+#define TL_ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Cold ends of a pop that found the list damaged: both report and abort
+ * (api.c). Out of line so that the fast path keeps no registers for them. */
+void *tl_pop_bad_key(void *p);
+void *tl_pop_bad_link(void *p);
+
+/* Pops the head of a non-empty thread cache list (I4): its key must say
+ * it is in a thread cache list, and its link must be plausible, before it
+ * becomes the new head. The key and the link share the line the pop
+ * loads anyway. The block is handed out with both words cleared. */
+static TL_ALWAYS_INLINE void *tl_tc_pop(struct tc_bin *bin, void *p)
+{
+    uint64_t link_key = tl_link_key(p);
+    if (TL_FREE_CHECKS && TL_UNLIKELY(tl_key_of(p) != (link_key ^ tl_key_secret)))
+        return tl_pop_bad_key(p);
+    void *next = (void *)(uintptr_t)(*(uint64_t *)p ^ link_key);
+    if (TL_FREE_CHECKS && TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
+        return tl_pop_bad_link(p);
+    bin->head = next;
+    bin->room++;
+    tl_clear_free_words(p);
+    return p;
+}
+
+/* Pushes p onto a list whose room the caller has already taken: stores
+ * only, no load of p's line. */
+static TL_ALWAYS_INLINE void tl_tc_push_counted(struct tc_bin *bin, void *p)
+{
+    uint64_t link_key = tl_link_key(p);
+    ((uint64_t *)p)[0] = (uint64_t)(uintptr_t)bin->head ^ link_key;
+    ((uint64_t *)p)[1] = link_key ^ tl_key_secret;
+    bin->head = p;
+}
+
+/* Pushes p onto a list with room. */
+static TL_ALWAYS_INLINE void tl_tc_push(struct tc_bin *bin, void *p)
+{
+    tl_tc_push_counted(bin, p);
+    bin->room--;
+}
+
+/* Always inlined: the slow path passes the return address of the public
+ * function it is inlined into (the allocation site check mode's leak
+ * report names), read only there. */
+#define TL_CALLER ((uintptr_t)__builtin_return_address(0))
+
+/* What a miss does differs between malloc (tl_alloc_slow) and each operator
+ * new (cxx.c); always inlined, the handler becomes a direct tail jump. */
+typedef void *tl_alloc_miss(size_t size, uintptr_t caller);
+
+static TL_ALWAYS_INLINE void *tl_fast_malloc(size_t size, tl_alloc_miss *miss)
+{
+    unsigned cls;
+    if (TL_LIKELY(size <= 1024))
+        cls = tl_class_small[(size + 15) >> 4];
+    else if (size <= TL_SMALL_MAX)
+        cls = tl_class_medium[(size + 127) >> 7];
+    else
+        return miss(size, TL_CALLER);
+    struct tc_bin *bin = &tl_tc.bins[cls];
+    void *p = bin->head;
+    if (TL_UNLIKELY(!p))
+        return miss(size, TL_CALLER);
+    p = tl_tc_pop(bin, p);
+    tl_vg_alloc(p, tl_classes[cls].size);
+    return p;
+}
+
+static TL_ALWAYS_INLINE void tl_fast_free(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    /* An address above 48 bits lands, masked, in some leaf: its offset
+     * from that leaf's span is then 2^48 or more, never an object's, so
+     * the object-start test sends it to the slow path, which reports it. */
+    size_t root = (a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)) & (((size_t)1 << TL_PM_ROOT_BITS) - 1);
+    struct pagemap_leaf *leaf = tl_pagemap_root[root];
+    if (TL_UNLIKELY(!leaf))
+        goto slow;
+    size_t i = tl_pagemap_index(a);
+    /* I3: acquire, so that the span below is this class's or newer; it is
+     * tl_no_span if a racing free has just given the span back (the slow
+     * path reports that free). */
+    const struct pagemap_hot *h = &leaf->hot[i];
+    size_t cls = __atomic_load_n(&h->size_class, __ATOMIC_ACQUIRE);
+    if (TL_UNLIKELY(!cls))
+        goto slow;
+    if (TL_FREE_CHECKS &&
+        TL_UNLIKELY(!tl_divides(h->div_inv, __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED),
+                                h->div_shift, a - h->start)))
+        goto slow;
+    struct tc_bin *bin = &tl_tc.bins[cls];
+    /* free(p); free(p): found here, at no cost in lines (I4). */
+    if (TL_FREE_CHECKS && TL_UNLIKELY(p == bin->head))
+        goto slow;
+    /* Room taken first, given back if the free goes slow: one
+     * read-modify-write instead of a load, a test and a store. */
+    if (TL_UNLIKELY(--bin->room < 0))
+        goto slow_room;
+    if (TL_UNLIKELY(--tl_tc.tick < 0))
+        goto slow_room;
+    tl_vg_free_small(p);
+    tl_tc_push_counted(bin, p);
+    return;
+slow_room:
+    tl_free_slow_room(p);
+    return;
+slow:
+    tl_free_slow(p);
+}
 
 /* ---- check mode (check.c) --------------------------------------------- */
 /* caller: the return address of the public function (the allocation site

@@ -3,8 +3,9 @@
  *
  * A two-level radix tree over 48-bit addresses: a static root of 2^17
  * pointers (1 MiB of .bss, touched only where used) to leaves of 2^18 pages
- * (2 GiB of address space each). A leaf holds a class byte, a span pointer
- * and a 96-byte span slot per page (26.25 MiB of address space, of which
+ * (2 GiB of address space each). A leaf holds a 32-byte hot entry (the
+ * class and object-start constants free reads), a span pointer and a
+ * 96-byte span slot per page (34 MiB of address space, of which
  * only the written parts become resident, and the parts that only a
  * returned free span's interior used are given back). Leaves are never
  * unmapped, so a reader needs no lock: a root entry goes from NULL to a
@@ -73,10 +74,41 @@ static void set_span(struct pagemap_leaf *leaf, size_t idx, struct span *v)
         __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
 }
 
-static void set_class(struct pagemap_leaf *leaf, size_t idx, uint8_t cls)
+/* A small span's page gets its hot entry's start before its class
+ * (release), with constants that admit only the span's first object
+ * (a free racing with the span's creation finds no other object start);
+ * the central list then sets the class's constants and the carved limit
+ * (tl_span_set_carved). */
+static void set_class(struct pagemap_leaf *leaf, size_t idx, struct span *v, uint8_t cls)
 {
-    if (__atomic_load_n(&leaf->size_class[idx], __ATOMIC_RELAXED) != cls)
-        __atomic_store_n(&leaf->size_class[idx], cls, __ATOMIC_RELEASE);
+    struct pagemap_hot *h = &leaf->hot[idx];
+    if (cls) {
+        h->start = v->start;
+        h->div_inv = 1;
+        h->div_shift = 0;
+        __atomic_store_n(&h->div_limit, 0, __ATOMIC_RELAXED);
+    }
+    if (__atomic_load_n(&h->size_class, __ATOMIC_RELAXED) != cls)
+        __atomic_store_n(&h->size_class, cls, __ATOMIC_RELEASE);
+}
+
+/* The span's constants (set before the first call) and limit go to each
+ * of its pages' hot entries. */
+void tl_span_set_carved(struct span *s, uint32_t carved)
+{
+    uint64_t limit = carved ? (uint64_t)carved - 1 : 0;
+    __atomic_store_n(&s->div_limit, limit, __ATOMIC_RELAXED);
+    uintptr_t a = s->start;
+    for (size_t i = 0; i < s->npages; i++, a += TL_PAGE_SIZE) {
+        struct pagemap_hot *h = &tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)];
+        if (h->div_inv != s->div_inv || h->div_shift != s->div_shift) {
+            /* Only on the span's first carve, before any of its objects is
+             * out: later carves race with frees reading these fields. */
+            h->div_inv = s->div_inv;
+            h->div_shift = s->div_shift;
+        }
+        __atomic_store_n(&h->div_limit, limit, __ATOMIC_RELAXED);
+    }
 }
 
 /* The order of the two stores is part of I3: a page never has a class
@@ -90,9 +122,9 @@ void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_
         size_t idx = tl_pagemap_index(a);
         if (cls) {
             set_span(leaf, idx, v);
-            set_class(leaf, idx, cls);
+            set_class(leaf, idx, v, cls);
         } else {
-            set_class(leaf, idx, cls);
+            set_class(leaf, idx, v, cls);
             set_span(leaf, idx, v);
         }
     }
@@ -138,7 +170,7 @@ void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t 
         size_t i = tl_pagemap_index(start), j = i + ((stop - start) >> TL_PAGE_SHIFT);
         size_t l = lo > leaf_start ? tl_pagemap_index(lo) : 0;
         size_t h = hi < leaf_end ? tl_pagemap_index(hi) : TL_PM_LEAF_SIZE;
-        release_elems((char *)leaf->size_class, 1, i, j, l, h);
+        release_elems((char *)leaf->hot, sizeof(struct pagemap_hot), i, j, l, h);
         release_elems((char *)leaf->span, sizeof(struct span *), i, j, l, h);
         release_elems((char *)leaf->slot, sizeof(struct span), i, j, l, h);
         start = stop;

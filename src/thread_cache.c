@@ -207,13 +207,33 @@ static bool reserve(struct tc_state *st, size_t bytes)
 }
 
 /* ---- moving objects ----------------------------------------------------- */
+/* A walk of a class's list found obj out of place: its key is not a thread
+ * cache list's (I4), so it was handed out while still in the list (a
+ * double free) or written after its free; or the list ended early. The
+ * list cannot be trusted past it. */
+TL_COLD static void bad_list(void *obj)
+{
+    tl_report_corruption(obj, "free",
+                         "double free or corrupted free block, detected when the thread cache "
+                         "gave it back");
+}
+
+/* The object after obj in a thread cache list, once obj's key says that
+ * it is in one (I4): a walk never follows a link the user wrote. */
+static void *walk_next(void *obj)
+{
+    if (TL_UNLIKELY(!obj || tl_key_of(obj) != tl_free_key(obj)))
+        bad_list(obj);
+    return tl_link_get(obj);
+}
+
 /* Detaches n objects from the head of a class's list (n <= held). */
 static void *detach(struct tc_bin *bin, unsigned n)
 {
     void *first = bin->head, *last = first;
     for (unsigned i = 1; i < n; i++)
-        last = tl_link_get(last);
-    bin->head = tl_link_get(last);
+        last = walk_next(last);
+    bin->head = walk_next(last);
     tl_link_set(last, NULL);
     bin->room += (int32_t)n;
     return first;
@@ -225,8 +245,8 @@ static void *detach_bottom(struct tc_bin *bin, unsigned keep, unsigned n)
 {
     void *last = bin->head;
     for (unsigned i = 1; i < keep; i++)
-        last = tl_link_get(last);
-    void *rest = tl_link_get(last);
+        last = walk_next(last);
+    void *rest = walk_next(last);
     tl_link_set(last, NULL);
     bin->room += (int32_t)n;
     return rest;
@@ -601,7 +621,8 @@ static bool salvageable(void *p, unsigned cls)
 {
     uintptr_t a = (uintptr_t)p;
     struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
-    return !(a & 15) && leaf && leaf->size_class[tl_pagemap_index(a)] == cls;
+    return !(a & 15) && leaf && leaf->hot[tl_pagemap_index(a)].size_class == cls &&
+           tl_key_of(p) == tl_free_key(p);
 }
 
 static void salvage(struct tc_state *st)
@@ -717,13 +738,7 @@ void *tl_tc_alloc(unsigned cls)
         if (!bin->head)
             return tl_alloc_small_nocache(cls);
     }
-    void *p = bin->head;
-    void *next = tl_link_get(p);
-    if (TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
-        tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
-    bin->head = next;
-    bin->room++;
-    tl_clear_free_words(p);
+    void *p = tl_tc_pop(bin, bin->head);
     tl_vg_alloc(p, class_size(cls));
     return p;
 }
@@ -737,11 +752,15 @@ void tl_tc_free(void *p, unsigned cls)
         tl_free_small_nocache(p, cls);
         return;
     }
-    tl_vg_free_small(p);
     struct tc_state *st = tc->st;
-    st->n_slow_frees++;
-    honour_request(st);
     struct tc_bin *bin = &tc->bins[cls];
+    if (TL_UNLIKELY(p == bin->head)) { /* its key may have been wiped (I4) */
+        tl_report_double_free(p, cls, "free");
+        return;
+    }
+    st->n_slow_frees++;
+    tl_vg_free_small(p);
+    honour_request(st);
     if (bin->room <= 0) {
         maybe_scavenge(st);
         if (draining(st, cls)) {
@@ -759,10 +778,7 @@ void tl_tc_free(void *p, unsigned cls)
         tl_central_give_one(p, cls);
         return;
     }
-    tl_link_set(p, bin->head);
-    ((uint64_t *)p)[1] = tl_free_key(p);
-    bin->head = p;
-    bin->room--;
+    tl_tc_push(bin, p);
 }
 
 /* Sum of bytes cached by all threads (and per class when per_class is not

@@ -115,9 +115,13 @@ static void double_free_of_batch_head(void *unused)
     pthread_t t;
     pthread_create(&t, NULL, free_all_then_head_again, blocks);
     pthread_join(t, NULL);
-    /* Unreported, the block would now be handed out twice. */
-    void *a = malloc(48), *b = malloc(48);
-    fprintf(stderr, "continued: %p %p\n", a, b);
+    /* Unreported, the block would now be handed out twice. free does not
+     * read the block, so the second free is found when the batch is taken:
+     * enough mallocs to empty this thread's cache and refill it. */
+    static void *again[96];
+    for (int i = 0; i < 96; i++)
+        again[i] = malloc(48);
+    fprintf(stderr, "continued: %p %p\n", again[0], again[95]);
 }
 
 Test(defects, double_free_of_transfer_batch_head_is_reported, .timeout = 60)

@@ -95,3 +95,90 @@ Test(hardening, double_free_of_unmapped_huge_block_is_a_double_free, .timeout = 
     struct report r = run_bad_free(double_free_of_huge_block, NULL);
     assert_reported(&r, "double free", scenario_ptr(&r, "huge"));
 }
+
+/* ---- double frees after a use-after-free write over the free key ----------
+ * free only stores a freed block's key; malloc checks it when it takes the
+ * block again, and the first hand-out clears it. A second free after the
+ * key was wiped must still never give the block out twice. Each scenario
+ * prints the blocks malloc returns; the child must abort with a report
+ * naming the block before any two of them are the same. */
+static void report_duplicates(void **got, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (got[i] == got[j])
+                fprintf(stderr, "handed out twice: %p\n", got[i]);
+}
+
+/* Freed twice with another free between: the list is a, b, a. */
+static void wiped_key_then_double_free(void *unused)
+{
+    (void)unused;
+    char *a = malloc(48), *b = malloc(48);
+    free(a);
+    free(b);
+    fprintf(stderr, "wiped %p\n", (void *)a);
+    memset(opq_ptr(a + 8), 0, 8); /* bytes 8..15 of the freed block */
+    free(opq_ptr(a));
+    void *got[3];
+    for (int i = 0; i < 3; i++) {
+        got[i] = malloc(48);
+        fprintf(stderr, "got %p\n", got[i]);
+        report_duplicates(got, i + 1);
+    }
+}
+
+Test(hardening, double_free_after_wiped_key_is_caught_before_reuse, .timeout = 60)
+{
+    struct report r = run_bad_free(wiped_key_then_double_free, NULL);
+    cr_assert(!strstr(r.text, "handed out twice"), "%s", r.text);
+    assert_reported(&r, "double free", scenario_ptr(&r, "wiped"));
+}
+
+/* Freed twice in a row: the block is its list's head, found by free. */
+static void wiped_key_then_free_again(void *unused)
+{
+    (void)unused;
+    char *a = malloc(48);
+    free(a);
+    fprintf(stderr, "wiped %p\n", (void *)a);
+    memset(opq_ptr(a + 8), 0, 8);
+    free(opq_ptr(a));
+    void *got[2] = {malloc(48), malloc(48)};
+    report_duplicates(got, 2);
+}
+
+Test(hardening, free_again_after_wiped_key_is_a_double_free, .timeout = 60)
+{
+    struct report r = run_bad_free(wiped_key_then_free_again, NULL);
+    cr_assert(!strstr(r.text, "handed out twice"), "%s", r.text);
+    assert_reported(&r, "double free", scenario_ptr(&r, "wiped"));
+}
+
+/* The block went back into its span (malloc_trim empties the thread cache)
+ * before its key was wiped and it was freed again: it is then in its span's
+ * list and in the thread cache at once. */
+static void wiped_key_in_span_then_double_free(void *unused)
+{
+    (void)unused;
+    enum { N = 400 };
+    static void *got[N];
+    char *a = malloc(48), *keep = malloc(48); /* keeps the span in use */
+    free(a);
+    malloc_trim(0);
+    fprintf(stderr, "wiped %p\n", (void *)a);
+    memset(opq_ptr(a + 8), 0, 8);
+    free(opq_ptr(a));
+    for (int i = 0; i < N; i++) {
+        got[i] = malloc(48);
+        report_duplicates(got, i + 1);
+    }
+    fprintf(stderr, "continued %p\n", (void *)keep);
+}
+
+Test(hardening, double_free_of_block_in_its_span_after_wiped_key, .timeout = 60)
+{
+    struct report r = run_bad_free(wiped_key_in_span_then_double_free, NULL);
+    cr_assert(!strstr(r.text, "handed out twice"), "%s", r.text);
+    assert_reported(&r, "double free", scenario_ptr(&r, "wiped"));
+}

@@ -226,7 +226,7 @@ Test(pageheap, pagemap_store_order)
     cr_assert(tl_pagemap_ensure(a, TL_PAGE_SIZE));
     struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
     size_t i = tl_pagemap_index(a);
-    order_pages[0] = (uintptr_t)&leaf->size_class[i] & ~(uintptr_t)4095;
+    order_pages[0] = (uintptr_t)&leaf->hot[i].size_class & ~(uintptr_t)4095;
     order_pages[1] = (uintptr_t)&leaf->span[i] & ~(uintptr_t)4095;
     struct span *s = tl_pagemap_slot(a);
     const char *set = store_order(a, s, 7);
