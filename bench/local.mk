@@ -22,8 +22,8 @@ bench_fastpath_LDADD = $(BENCH_LDADD)
 bench_larson_SOURCES = bench/larson.c bench/bench.h
 bench_larson_CFLAGS = $(BENCH_CFLAGS)
 bench_larson_LDADD = $(BENCH_LDADD)
-bench_server_SOURCES = bench/server.c bench/bench.h
-bench_server_CFLAGS = $(BENCH_CFLAGS)
+bench_server_SOURCES = bench/larson.c bench/bench.h
+bench_server_CFLAGS = $(BENCH_CFLAGS) -DBENCH_SERVER=1
 bench_server_LDADD = $(BENCH_LDADD)
 bench_prodcons_SOURCES = bench/prodcons.c bench/bench.h
 bench_prodcons_CFLAGS = $(BENCH_CFLAGS)
