@@ -182,7 +182,9 @@ static bool put_symbol(struct tl_buf *b, uintptr_t pc)
     return true;
 }
 
-static uintptr_t parse_hex(const char **s)
+/* Reads lower-case hex digits at *s (as /proc/self/maps writes them),
+ * leaving *s at the first other character. */
+uintptr_t tl_parse_hex(const char **s)
 {
     uintptr_t v = 0;
     for (;; (*s)++) {
@@ -210,14 +212,14 @@ static const char *next_field(const char *s)
 static bool put_if_mapped(struct tl_buf *b, const char *line, uintptr_t pc)
 {
     const char *s = line;
-    uintptr_t start = parse_hex(&s);
+    uintptr_t start = tl_parse_hex(&s);
     if (*s++ != '-')
         return false;
-    uintptr_t end = parse_hex(&s);
+    uintptr_t end = tl_parse_hex(&s);
     if (pc < start || pc >= end)
         return false;
     s = next_field(next_field(s)); /* past perms */
-    uintptr_t offset = parse_hex(&s);
+    uintptr_t offset = tl_parse_hex(&s);
     const char *path = next_field(next_field(next_field(s))); /* past dev, inode */
     if (*path == '/') {
         tl_buf_str(b, " ");

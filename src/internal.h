@@ -701,6 +701,7 @@ struct tl_buf {
 void tl_buf_str(struct tl_buf *b, const char *s);
 void tl_buf_u64(struct tl_buf *b, uint64_t v);
 void tl_buf_hex(struct tl_buf *b, uint64_t v);
+uintptr_t tl_parse_hex(const char **s); /* hex digits at *s; *s moves past them */
 void tl_buf_flush(struct tl_buf *b);
 void tl_buf_size(struct tl_buf *b, uint64_t bytes); /* "12.5 MiB" */
 /* Reports of errors the error action may let the program go on from

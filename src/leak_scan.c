@@ -94,20 +94,6 @@ static void scan_reached(struct scan *sc)
     }
 }
 
-static uintptr_t parse_hex(const char **s)
-{
-    uintptr_t v = 0;
-    for (;; (*s)++) {
-        char c = **s;
-        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                                            : 16;
-        if (d == 16)
-            return v;
-        v = v << 4 | d;
-    }
-}
-
 /* A root mapping, page by page, less the pages of tlmalloc's spans, the
  * scan's own memory [skip_lo, skip_hi), and pages never touched (they
  * read as zero; reading them would fault in memory, a whole huge page
@@ -137,10 +123,10 @@ static void scan_line(struct scan *sc, const char *line, uintptr_t stack_from, u
                       uintptr_t skip_hi)
 {
     const char *s = line;
-    uintptr_t start = parse_hex(&s);
+    uintptr_t start = tl_parse_hex(&s);
     if (*s++ != '-')
         return;
-    uintptr_t end = parse_hex(&s);
+    uintptr_t end = tl_parse_hex(&s);
     if (*s++ != ' ' || s[0] != 'r' || s[1] != 'w' || s[3] != 'p')
         return;
     if (strstr(s, " /dev/"))
