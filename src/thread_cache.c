@@ -523,8 +523,9 @@ static void retire(struct tc_state *st)
 
 /* Frees the fast path made since the tick was last set: it counts down
  * from tick_base, and a free that takes it below 0 leaves for the slow
- * path (counted there, in tl_tc_free). */
-static uint64_t fast_frees_pending(const struct tc_state *st)
+ * path (counted there, in tl_tc_free). Reads another thread's tick without
+ * its cooperation, as tl_tc_counts does. */
+__attribute__((no_sanitize("thread"))) static uint64_t fast_frees_pending(const struct tc_state *st)
 {
     int32_t tick = st->tc->tick;
     return (uint64_t)(tick < 0 ? st->tick_base : st->tick_base - tick);

@@ -73,6 +73,8 @@ tests_heap_errors_cxx_linked_LDFLAGS = -no-install
 tests_heap_errors_cxx_linked_LDADD = libtlmalloc.la $(PTHREAD_LIBS)
 tests_heap_errors_cxx_plain_SOURCES = tests/heap_errors_cxx.cc
 tests_heap_errors_cxx_plain_CXXFLAGS = $(HEAP_ERRORS_CXXFLAGS)
+# Written by heaperrors::table each run (tools/heap-errors-table.sh reads it).
+CLEANFILES += tests/heap-errors-table.md
 tests_heap_errors_cxx_plain_LDADD = $(PTHREAD_LIBS)
 
 # The fast-path loop whose instructions tests/run.sh counts with callgrind
