@@ -101,13 +101,15 @@ if [ -z "$BIN_DIR" ]; then
 	CC=${CC:-gcc}
 	CXX=${CXX:-g++}
 	for p in $PROGRAMS; do
-		src=$BENCH_DIR/$p.c
+		src=$BENCH_DIR/$p.c defs=
+		# server is larson.c built with BENCH_SERVER (bench/local.mk)
+		[ "$p" = server ] && src=$BENCH_DIR/larson.c defs=-DBENCH_SERVER=1
 		[ -f "$src" ] || src=$BENCH_DIR/$p.cc
 		if [ ! -x "$BIN_DIR/$p" ] || [ "$src" -nt "$BIN_DIR/$p" ] ||
 		   [ "$BENCH_DIR/bench.h" -nt "$BIN_DIR/$p" ]; then
 			case $src in
 			*.cc) $CXX -std=c++17 -O2 -pthread -o "$BIN_DIR/$p" "$src" ;;
-			*) $CC -O2 -pthread -o "$BIN_DIR/$p" "$src" -ldl ;;
+			*) $CC -O2 -pthread $defs -o "$BIN_DIR/$p" "$src" -ldl ;;
 			esac || die "cannot compile bench/${src##*/}"
 		fi
 	done
