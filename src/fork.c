@@ -27,6 +27,17 @@
  * child: a leak, never a block handed out twice.
  * With no lock skipped, the caches of threads that do not exist in the
  * child are emptied into the central lists.
+ *
+ * Nested forks. A signal may land while this thread is itself inside
+ * fork, between prepare and parent (Linux restarts a fork interrupted by a
+ * signal after the handler ran), and the handler may fork again. glibc
+ * runs the handlers of a single-threaded process without its own lock, so
+ * the inner prepare, parent and child run inside the outer ones. Each
+ * fork therefore keeps its state in its own level of a small stack: the
+ * inner fork sees the locks the outer prepare took as held by this thread
+ * (skipped), and its parent leaves them to the outer parent. In a
+ * multithreaded process glibc serialises forks, so only one thread ever
+ * uses the stack at a time.
  */
 #include "internal.h"
 
@@ -36,11 +47,23 @@
 extern struct tl_lock tl_pagemap_lock, tl_meta_lock, tl_check_lock;
 
 #define MAX_LOCKS (TL_MAX_CLASSES + 8)
+/* Forks in progress at once in this thread: a fork, one in a handler that
+ * interrupted it, and so on. Each nesting needs a signal that is not
+ * blocked in the handler before it; four is more than any program uses. */
+#define MAX_FORK_DEPTH 4
 enum fork_hold { HOLD_TAKEN, HOLD_MINE, HOLD_ABANDONED };
 static struct tl_lock *locks[MAX_LOCKS];
-static enum fork_hold hold[MAX_LOCKS];
 static unsigned nlocks;
-static bool skipped_any;
+/* What one fork did in prepare, for its parent and child handlers. */
+struct fork_level {
+    enum fork_hold hold[MAX_LOCKS]; /* how prepare left each lock */
+    bool skipped_any;               /* some lock was held by the interrupted frame */
+    bool took_io_list;              /* prepare took glibc's list of streams */
+};
+static struct fork_level levels[MAX_FORK_DEPTH];
+/* Forks between prepare and parent/child; only this thread changes it
+ * (see above), and a handler that runs in between restores it. */
+static volatile unsigned fork_depth;
 
 static void collect(void)
 {
@@ -53,7 +76,6 @@ static void collect(void)
     locks[nlocks++] = &tl_pagemap_lock;
     locks[nlocks++] = &tl_meta_lock;
 }
-
 bool tl_lock_any_held_by_me(void)
 {
     for (unsigned i = 0; i < nlocks; i++)
@@ -62,18 +84,18 @@ bool tl_lock_any_held_by_me(void)
     return false;
 }
 
-static bool held_by_interrupted_frame(const struct tl_lock *l)
+static bool held_by_interrupted_frame(const struct fork_level *f, const struct tl_lock *l)
 {
     for (unsigned i = 0; i < nlocks; i++)
         if (locks[i] == l)
-            return hold[i] == HOLD_MINE;
+            return f->hold[i] == HOLD_MINE;
     return false;
 }
 
 /* Whether l's holder waits, directly or through other holders, for a lock
  * the interrupted frame holds. A chain longer than the number of locks
  * is a cycle among other threads, which is not ours to break. */
-static bool holder_blocked_on_me(struct tl_lock *l)
+static bool holder_blocked_on_me(const struct fork_level *f, struct tl_lock *l)
 {
     for (unsigned hops = 0; hops < MAX_LOCKS; hops++) {
         uint32_t owner = tl_lock_owner(l);
@@ -82,7 +104,7 @@ static bool holder_blocked_on_me(struct tl_lock *l)
         struct tl_lock *awaited = tl_lock_waited_by(owner);
         if (!awaited)
             return false;
-        if (held_by_interrupted_frame(awaited))
+        if (held_by_interrupted_frame(f, awaited))
             return true;
         l = awaited;
     }
@@ -90,12 +112,12 @@ static bool holder_blocked_on_me(struct tl_lock *l)
 }
 
 /* In a handler that interrupted this thread inside the allocator. */
-static enum fork_hold take_or_abandon(struct tl_lock *l)
+static enum fork_hold take_or_abandon(const struct fork_level *f, struct tl_lock *l)
 {
     for (unsigned spins = 0;; spins++) {
         if (tl_lock_try(l))
             return HOLD_TAKEN;
-        if (holder_blocked_on_me(l))
+        if (holder_blocked_on_me(f, l))
             return HOLD_ABANDONED;
         if (spins < 100)
             tl_cpu_relax();
@@ -106,14 +128,35 @@ static enum fork_hold take_or_abandon(struct tl_lock *l)
 
 /* glibc's stdio list lock (recursive; exported by libc since 2.2.5). */
 extern void _IO_list_lock(void), _IO_list_unlock(void), _IO_list_resetlock(void);
-static bool took_io_list;
+
+/* A new level for this fork. A handler that forks between the read and
+ * the write of fork_depth runs to its end first and puts it back. */
+static struct fork_level *level_push(void)
+{
+    unsigned depth = fork_depth;
+    if (depth >= MAX_FORK_DEPTH)
+        tl_fatal("fork: more forks nested in signal handlers than the fork handlers keep");
+    fork_depth = depth + 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    return &levels[depth];
+}
+
+/* This fork's level, released once its handler is done with it. */
+static struct fork_level *level_top(void) { return &levels[fork_depth - 1]; }
+
+static void level_pop(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    fork_depth = fork_depth - 1;
+}
 
 static void prepare(void)
 {
-    skipped_any = false;
+    struct fork_level *f = level_push();
+    f->skipped_any = false;
     for (unsigned i = 0; i < nlocks; i++) {
-        hold[i] = tl_lock_held_by_me(locks[i]) ? HOLD_MINE : HOLD_TAKEN;
-        skipped_any |= hold[i] == HOLD_MINE;
+        f->hold[i] = tl_lock_held_by_me(locks[i]) ? HOLD_MINE : HOLD_TAKEN;
+        f->skipped_any |= f->hold[i] == HOLD_MINE;
     }
     /* glibc's fork takes its list of streams after the prepare handlers
      * ran; fflush(NULL) holds that list while it waits for a stream whose
@@ -121,14 +164,14 @@ static void prepare(void)
      * waiting for a lock prepare took. Taken first, the list is one more
      * lock in the one order: list -> ours. Not from a handler that
      * interrupted the allocator: this thread already holds ours. */
-    took_io_list = !skipped_any;
-    if (took_io_list)
+    f->took_io_list = !f->skipped_any;
+    if (f->took_io_list)
         _IO_list_lock();
     for (unsigned i = 0; i < nlocks; i++) {
-        if (hold[i] == HOLD_MINE)
+        if (f->hold[i] == HOLD_MINE)
             continue;
-        if (skipped_any)
-            hold[i] = take_or_abandon(locks[i]);
+        if (f->skipped_any)
+            f->hold[i] = take_or_abandon(f, locks[i]);
         else
             tl_lock_acquire(locks[i]);
     }
@@ -136,22 +179,26 @@ static void prepare(void)
 
 static void parent(void)
 {
+    struct fork_level *f = level_top();
     for (unsigned i = nlocks; i-- > 0;)
-        if (hold[i] == HOLD_TAKEN)
+        if (f->hold[i] == HOLD_TAKEN)
             tl_lock_release(locks[i]);
-    if (took_io_list)
+    if (f->took_io_list)
         _IO_list_unlock();
+    level_pop();
 }
 
 static void child(void)
 {
-    if (took_io_list) /* glibc resets it itself only after a threaded parent */
+    struct fork_level *f = level_top();
+    if (f->took_io_list) /* glibc resets it itself only after a threaded parent */
         _IO_list_resetlock();
     for (unsigned i = nlocks; i-- > 0;)
-        if (hold[i] != HOLD_MINE)
+        if (f->hold[i] != HOLD_MINE)
             tl_lock_reset(locks[i]);
-    if (!skipped_any)
+    if (!f->skipped_any)
         tl_tc_child_after_fork();
+    level_pop();
 }
 
 void tl_fork_install(void)

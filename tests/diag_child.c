@@ -30,6 +30,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1265,6 +1267,63 @@ static int central_idle(const char *arg)
     return 0;
 }
 
+/* A fork in a signal handler that interrupted this thread's own fork
+ * (glibc's tst-mallocfork2). Linux restarts a fork interrupted by a signal
+ * once the handler has run, so the handler's fork runs between the outer
+ * fork's prepare and parent handlers; glibc runs them without a lock of
+ * its own only in a single-threaded process, which this program is. A
+ * profiling timer's handler forks while the program forks, frees and
+ * mallocs in a loop. Prints "forks N" and "handler_forks N". */
+static volatile sig_atomic_t nf_bad, nf_handler_forks;
+
+static void nf_handler(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    int st = 0;
+    if (pid < 0 || TEMP_FAILURE_RETRY(waitpid(pid, &st, 0)) != pid || !WIFEXITED(st) ||
+        WEXITSTATUS(st) != 0)
+        nf_bad = 1;
+    nf_handler_forks++;
+    errno = saved;
+}
+
+static int fork_nested(void)
+{
+    struct sigaction sa = {.sa_handler = nf_handler, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGPROF, &sa, NULL) != 0)
+        fail("sigaction failed");
+    struct itimerval every_ms = {{0, 1000}, {0, 1000}}, stop = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_PROF, &every_ms, NULL);
+    void *held[64] = {0};
+    int forks = 0;
+    for (; forks < 3000 && !nf_bad; forks++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        int st = 0;
+        if (pid < 0 || TEMP_FAILURE_RETRY(waitpid(pid, &st, 0)) != pid || !WIFEXITED(st))
+            nf_bad = 1;
+        for (int k = 0; k < 4; k++) {
+            size_t slot = rng_range(0, 63);
+            free(held[slot]);
+            held[slot] = xmalloc(rng_range(16, 70000));
+        }
+    }
+    setitimer(ITIMER_PROF, &stop, NULL);
+    for (int k = 0; k < 64; k++)
+        free(held[k]);
+    out("forks %d", forks);
+    out("handler_forks %d", (int)nf_handler_forks);
+    if (nf_bad)
+        fail("a fork or its child failed");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1342,6 +1401,8 @@ int main(int argc, char **argv)
         return rss_idle_threads(arg);
     if (!strcmp(s, "central_idle"))
         return central_idle(arg);
+    if (!strcmp(s, "fork_nested"))
+        return fork_nested();
     out("error unknown scenario %s", s);
     return 2;
 }

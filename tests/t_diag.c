@@ -529,3 +529,30 @@ Test(diag, huge_realloc_move_leaves_new_block_at_old_address_valid, .timeout = 1
         child_free(&r);
     }
 }
+
+/* ---- fork in a handler that interrupted fork ----------------------------
+ * glibc's tst-mallocfork2: a single-threaded program forks in a loop while
+ * a timer's handler forks too, so the handler's fork runs between the
+ * outer fork's prepare and parent handlers. The handlers kept their state
+ * in one static record: the inner fork overwrote it, the outer parent then
+ * released none of the locks its prepare took, and the next malloc that
+ * needed one waited for ever on its own thread. It runs here, in a fresh
+ * process, because only a process that never had a second thread gets
+ * glibc's fork without glibc's own lock (which a fork nested in a handler
+ * would wait for). */
+Test(diag, fork_in_handler_during_fork, .timeout = 240)
+{
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        struct child_result r;
+        run_child((enum child_variant)v, NULL, "fork_nested", NULL, 90, &r);
+        char st[64];
+        describe_status(r.status, st, sizeof st);
+        cr_expect(!r.timed_out, "fork_nested (%s): hung after %s", vn, r.out);
+        cr_expect(exited_ok(r.status), "fork_nested (%s): %s; stdout:\n%s\nstderr:\n%s", vn, st,
+                  r.out, r.err);
+        cr_expect_geq(out_value(r.out, "handler_forks", 0), 20,
+                      "fork_nested (%s): too few signals to have tested anything:\n%s", vn, r.out);
+        child_free(&r);
+    }
+}
