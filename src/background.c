@@ -42,6 +42,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 /* See the header comment and docs/DESIGN.md ("The background thread"). */
@@ -106,8 +107,17 @@ static void start(void)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 64 << 10);
+    /* Every signal blocked, from its first instruction (a new thread takes
+     * its creator's mask): a signal sent to the process must reach one of
+     * the program's threads, never this one. A program that blocks SIGTERM
+     * to read it from a signalfd or sigwait would otherwise be killed by
+     * it, and one waiting in a system call for EINTR would not get it. */
+    sigset_t all, callers;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &callers);
     /* Joinable: a stop waits for it to end (tl_background_set). */
     bool ok = pthread_create(&bg_thread, &attr, background_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &callers, NULL);
     pthread_attr_destroy(&attr);
     if (!ok)
         tl_warn("could not start the background thread", NULL);

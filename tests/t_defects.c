@@ -339,3 +339,95 @@ Test(defects, prefixed_library_dlclose_with_live_thread, .timeout = 120)
               "child status 0x%x (signal %d; exit 20: each open/close cycle leaks address space)",
               st, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
+
+/* ---- found by glibc's own malloc tests ------------------------------------
+ * (a fork in a handler that interrupted fork: t_diag.c, which runs it in a
+ * fresh single-threaded process) */
+
+/* The background thread must never take a signal sent to the process. A
+ * program that blocks SIGUSR1 to collect it with sigwait (or a signalfd)
+ * was killed by it once the background thread had started: the thread
+ * had every signal unblocked, so the kernel delivered it there, to the
+ * default action. */
+static int signal_reaches_the_program(const char *unused)
+{
+    (void)unused;
+    int (*ctl)(const char *, void *, size_t *, const void *, size_t) =
+        (int (*)(const char *, void *, size_t *, const void *, size_t))dlsym(RTLD_DEFAULT,
+                                                                             "tl_ctl");
+    if (!ctl)
+        return 77; /* not tlmalloc: no background thread */
+    int on = 1, running = 0;
+    size_t len = sizeof running;
+    if (ctl("background_thread", NULL, NULL, &on, sizeof on) != 0 ||
+        ctl("background_thread.running", &running, &len, NULL, 0) != 0 || !running)
+        return 5;
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+    for (int i = 0; i < 20; i++) {
+        struct timespec asleep = {0, 10 * 1000 * 1000}; /* the thread waits for work */
+        nanosleep(&asleep, NULL);
+        kill(getpid(), SIGUSR1);
+        struct timespec wait = {5, 0};
+        if (sigtimedwait(&usr1, NULL, &wait) != SIGUSR1)
+            return 6;
+    }
+    return 0;
+}
+
+Test(defects, background_thread_takes_no_signal, .timeout = 120)
+{
+    int st = in_child(signal_reaches_the_program, NULL);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+        cr_skip_test("no background thread (not tlmalloc)");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "child status 0x%x (signal %d: the process died of a SIGUSR1 it had blocked; exit "
+              "5: the background thread did not start, 6: the signal never came)",
+              st, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* malloc_stats is not a cancellation point, as glibc's is not
+ * (tst-malloc-stats-cancellation): a thread with a cancellation pending
+ * prints the whole report and is cancelled at its next cancellation
+ * point. It wrote with write(), which acted on the cancellation before
+ * one byte was out. */
+static pthread_barrier_t sc_gate;
+
+static void *stats_with_cancel_pending(void *unused)
+{
+    (void)unused;
+    pthread_barrier_wait(&sc_gate);
+    malloc_stats();
+    pthread_testcancel();
+    return NULL;
+}
+
+Test(defects, malloc_stats_with_cancellation_pending, .timeout = 60)
+{
+    char path[] = "/tmp/tlmalloc-test-stats-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    int saved = dup(2);
+    dup2(fd, 2);
+    pthread_barrier_init(&sc_gate, NULL, 2);
+    pthread_t t;
+    void *ret = NULL;
+    bool made = pthread_create(&t, NULL, stats_with_cancel_pending, NULL) == 0;
+    if (made) {
+        pthread_cancel(t);
+        pthread_barrier_wait(&sc_gate);
+        pthread_join(t, &ret);
+    }
+    dup2(saved, 2);
+    close(saved);
+    cr_assert(made);
+    size_t len;
+    char *out = read_back(fd, &len);
+    cr_assert_eq(ret, PTHREAD_CANCELED, "the thread was not cancelled");
+    cr_assert_not_null(strstr(out, "max mmap bytes"),
+                       "malloc_stats was cut short by the pending cancellation:\n%s", out);
+    free(out);
+}
