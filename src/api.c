@@ -231,7 +231,7 @@ TL_ALIAS(__posix_memalign, tl_posix_memalign);
 /* operator delete (cxx.c) jumps here straight, not through the PLT. */
 extern __typeof__(tl_free) tl_free_direct __attribute__((alias("tl_free"), visibility("hidden")));
 
-TL_EXPORT void malloc_stats(void) { tl_stats_print(2, 0); }
+TL_EXPORT void malloc_stats(void) { tl_malloc_stats(2); }
 
 TL_EXPORT int malloc_info(int options, FILE *fp) { return tl_malloc_info(options, fp); }
 

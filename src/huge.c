@@ -46,6 +46,15 @@ bool tl_huge_recently_freed(uintptr_t start)
  * end, its user pointer may be pages in), so there every page is mapped. */
 static size_t mapped_pages(size_t npages) { return tl_conf.check ? npages : 1; }
 
+/* glibc's malloc_stats reports the most mappings and mapped bytes at once. */
+static void note_peak(void)
+{
+    tl_stat_raise(&tl_stats.huge_count_max,
+                  atomic_load_explicit(&tl_stats.huge_count, memory_order_relaxed));
+    tl_stat_raise(&tl_stats.huge_mapped_max,
+                  atomic_load_explicit(&tl_stats.huge_mapped, memory_order_relaxed));
+}
+
 static struct span *register_block(uintptr_t start, size_t bytes)
 {
     if (!tl_pagemap_ensure(start, mapped_pages(bytes >> TL_PAGE_SHIFT) << TL_PAGE_SHIFT))
@@ -63,6 +72,7 @@ static struct span *register_block(uintptr_t start, size_t bytes)
     if (s) {
         tl_stat_add(&tl_stats.huge_mapped, bytes);
         tl_stat_add(&tl_stats.huge_count, 1);
+        note_peak();
     }
     return s;
 }
@@ -158,6 +168,7 @@ void *tl_huge_realloc(struct span *s, size_t size)
     tl_lock_release(&tl_page_heap_lock);
     tl_stat_add(&tl_stats.huge_mapped, new_bytes);
     tl_stat_sub(&tl_stats.huge_mapped, old_bytes);
+    note_peak();
     if (q == old) {
         tl_vg_resize(q, old_bytes, new_bytes);
     } else {

@@ -663,7 +663,8 @@ struct tl_counters {
     _Atomic size_t small_spans;  /* bytes of spans given to central lists */
     _Atomic size_t huge_mapped;  /* bytes of huge mappings */
     _Atomic size_t huge_count;
-    _Atomic size_t meta; /* metadata arena bytes */
+    _Atomic size_t huge_mapped_max, huge_count_max; /* their highest values (malloc_stats) */
+    _Atomic size_t meta;                            /* metadata arena bytes */
     /* Operation counters of the rare paths, and those of exited threads
      * (stats.c defines what each counts). */
     _Atomic size_t small_frees_uncached; /* small frees by threads without a cache */
@@ -675,11 +676,20 @@ static inline void tl_stat_add(_Atomic size_t *c, size_t v)
 {
     atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
+/* Raises *c to v if v is higher: for the high-water marks. */
+static inline void tl_stat_raise(_Atomic size_t *c, size_t v)
+{
+    size_t cur = atomic_load_explicit(c, memory_order_relaxed);
+    while (cur < v && !atomic_compare_exchange_weak_explicit(c, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+}
 static inline void tl_stat_sub(_Atomic size_t *c, size_t v)
 {
     atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
 }
 void tl_stats_at_exit(void);
+void tl_malloc_stats(int fd); /* glibc's lines, then tlmalloc's report */
 void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,
                        size_t *fordblks, size_t *keepcost);
 

@@ -92,11 +92,14 @@ uint64_t tl_os_now_ms(void)
 
 size_t tl_os_page_size(void) { return 4096; }
 
+/* The system call itself, not libc's write(): that is a cancellation
+ * point, and a report or malloc_stats must not end a thread that has a
+ * cancellation pending (glibc writes its own with write_nocancel). */
 bool tl_os_write(int fd, const char *s, size_t n)
 {
     int saved = errno;
     while (n > 0) {
-        ssize_t w = write(fd, s, n);
+        ssize_t w = syscall(SYS_write, fd, s, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)

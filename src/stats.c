@@ -274,6 +274,46 @@ TL_EXPORT void tl_stats_print(int fd, int json)
     tl_buf_flush(&b);
 }
 
+/* One of glibc's malloc_stats lines: the label, then the figure right
+ * aligned in ten columns, as glibc's "%10u". */
+static void put_glibc_line(struct tl_buf *b, const char *label, size_t v)
+{
+    char digits[24];
+    unsigned n = 0;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    tl_buf_str(b, label);
+    for (unsigned w = n; w < 10; w++)
+        tl_buf_str(b, " ");
+    while (n > 0) {
+        char c[2] = {digits[--n], 0};
+        tl_buf_str(b, c);
+    }
+    tl_buf_str(b, "\n");
+}
+
+/* malloc_stats: glibc's lines first, the whole heap as its one arena with
+ * mallinfo2's figures, so that whatever reads them finds them; then
+ * tlmalloc's own report. */
+void tl_malloc_stats(int fd)
+{
+    tl_ensure_init();
+    size_t arena, hblks, hblkhd, uordblks, fordblks, keepcost;
+    tl_stats_mallinfo(&arena, &hblks, &hblkhd, &uordblks, &fordblks, &keepcost);
+    struct tl_buf b = {.fd = fd};
+    tl_buf_str(&b, "Arena 0:\n");
+    put_glibc_line(&b, "system bytes     = ", arena);
+    put_glibc_line(&b, "in use bytes     = ", uordblks);
+    tl_buf_str(&b, "Total (incl. mmap):\n");
+    put_glibc_line(&b, "system bytes     = ", arena + hblkhd);
+    put_glibc_line(&b, "in use bytes     = ", uordblks + hblkhd);
+    put_glibc_line(&b, "max mmap regions = ", atomic_load(&tl_stats.huge_count_max));
+    put_glibc_line(&b, "max mmap bytes   = ", atomic_load(&tl_stats.huge_mapped_max));
+    tl_buf_flush(&b);
+    tl_stats_print(fd, 0);
+}
+
 TL_EXPORT size_t tl_stat(const char *name)
 {
     tl_ensure_init();
@@ -310,7 +350,9 @@ void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uor
     *hblks = s.huge_count;
     *hblkhd = s.huge;
     size_t held = quarantined(&s);
-    *uordblks = s.in_use - held;
+    /* glibc's uordblks is the arenas' part: mmapped chunks are in hblkhd
+     * only, so that uordblks + hblkhd is what the program holds. */
+    *uordblks = s.in_use - s.huge - held;
     *fordblks = s.thread_cache + s.central_free + s.page_heap_free + s.returned + held;
     *keepcost = s.returned;
 }

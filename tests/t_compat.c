@@ -219,6 +219,44 @@ Test(compat, malloc_stats_prints_to_stderr)
     free(p);
 }
 
+/* glibc's lines come first, as programs and glibc's tests read them; a
+ * block of 300 MiB is an own mapping in both (above tlmalloc's default
+ * huge_threshold and glibc's mmap threshold), counted in "max mmap
+ * regions". */
+Test(compat, malloc_stats_has_glibcs_lines)
+{
+    void *big = malloc(opq(300 * MiB));
+    cr_assert_not_null(big);
+    size_t len;
+    char *out = capture_stderr(call_malloc_stats, &len);
+    free(big);
+    const char *lines[] = {"Arena 0:\nsystem bytes     = ", "in use bytes     = ",
+                           "Total (incl. mmap):\nsystem bytes     = ", "max mmap bytes   = "};
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
+        cr_assert_not_null(strstr(out, lines[i]), "no \"%s\" in malloc_stats:\n%s", lines[i], out);
+    const char *regions = strstr(out, "max mmap regions = ");
+    cr_assert_not_null(regions, "no max mmap regions line:\n%s", out);
+    cr_assert_geq(atol(regions + strlen("max mmap regions = ")), 1, "%s", out);
+    free(out);
+}
+
+/* As in glibc, uordblks is what is in use in the heap proper: blocks in
+ * own mappings (300 MiB, as above) count in hblkhd only, so uordblks + hblkhd is what the
+ * program holds. tlmalloc counted them in both. */
+Test(compat, mallinfo2_counts_own_mappings_once)
+{
+    struct mallinfo2 before = mallinfo2();
+    void *big = malloc(opq(300 * MiB));
+    cr_assert_not_null(big);
+    struct mallinfo2 with = mallinfo2();
+    free(big);
+    cr_assert_geq(with.hblkhd, before.hblkhd + 300 * MiB, "hblkhd %zu -> %zu", before.hblkhd,
+                  with.hblkhd);
+    cr_assert_lt(with.uordblks, before.uordblks + 8 * MiB,
+                 "uordblks %zu -> %zu: the 300 MiB block counted in it as well as in hblkhd",
+                 before.uordblks, with.uordblks);
+}
+
 Test(compat, mallinfo2_plausible, .timeout = 60)
 {
     enum { BLOCK = 64, COUNT = (10 * 1024 * 1024) / BLOCK };
