@@ -33,9 +33,11 @@
  * signal after the handler ran), and the handler may fork again. glibc
  * runs the handlers of a single-threaded process without its own lock, so
  * the inner prepare, parent and child run inside the outer ones. Each
- * fork therefore keeps its state in its own level of a small stack: the
- * inner fork sees the locks the outer prepare took as held by this thread
- * (skipped), and its parent leaves them to the outer parent. In a
+ * fork therefore keeps its state in its own level of a small stack. The
+ * inner fork finds the locks the outer prepare took held by this thread,
+ * but not by an allocator frame: the heap is consistent under them. Its
+ * parent leaves them to the outer parent, and its child resets them, so
+ * that the child may allocate (glibc's tst-mallocfork calls exit there). In a
  * multithreaded process glibc serialises forks, so only one thread ever
  * uses the stack at a time.
  */
@@ -51,13 +53,22 @@ extern struct tl_lock tl_pagemap_lock, tl_meta_lock, tl_check_lock;
  * interrupted it, and so on. Each nesting needs a signal that is not
  * blocked in the handler before it; four is more than any program uses. */
 #define MAX_FORK_DEPTH 4
-enum fork_hold { HOLD_TAKEN, HOLD_MINE, HOLD_ABANDONED };
+/* How a fork's prepare left a lock:
+ *  TAKEN      it took it;
+ *  MINE       an allocator frame of this thread, interrupted by the handler
+ *             that forks, holds it: left to that frame, kept in the child;
+ *  OUTER      an outer fork's prepare, interrupted by the handler, took it:
+ *             the heap is consistent under it, so the child resets it, and
+ *             the parent leaves it to the outer fork's parent;
+ *  ABANDONED  its holder waits for a MINE lock (see take_or_abandon). */
+enum fork_hold { HOLD_TAKEN, HOLD_MINE, HOLD_OUTER, HOLD_ABANDONED };
 static struct tl_lock *locks[MAX_LOCKS];
 static unsigned nlocks;
 /* What one fork did in prepare, for its parent and child handlers. */
 struct fork_level {
     enum fork_hold hold[MAX_LOCKS]; /* how prepare left each lock */
     bool skipped_any;               /* some lock was held by the interrupted frame */
+    bool classified;                /* hold[] is this fork's (else stale: see prepare) */
     bool took_io_list;              /* prepare took glibc's list of streams */
 };
 static struct fork_level levels[MAX_FORK_DEPTH];
@@ -136,6 +147,8 @@ static struct fork_level *level_push(void)
     unsigned depth = fork_depth;
     if (depth >= MAX_FORK_DEPTH)
         tl_fatal("fork: more forks nested in signal handlers than the fork handlers keep");
+    levels[depth].classified = false;
+    atomic_signal_fence(memory_order_seq_cst);
     fork_depth = depth + 1;
     atomic_signal_fence(memory_order_seq_cst);
     return &levels[depth];
@@ -150,14 +163,35 @@ static void level_pop(void)
     fork_depth = fork_depth - 1;
 }
 
+/* Whether an outer fork's prepare (a level below f) took lock i. An outer
+ * level not yet classified has taken nothing, and its hold[] may be an
+ * older fork's. */
+static bool taken_by_outer_fork(const struct fork_level *f, unsigned i)
+{
+    for (const struct fork_level *outer = levels; outer < f; outer++)
+        if (outer->classified && outer->hold[i] == HOLD_TAKEN)
+            return true;
+    return false;
+}
+
+/* How prepare finds lock i before it takes anything. */
+static enum fork_hold hold_before(const struct fork_level *f, unsigned i)
+{
+    if (!tl_lock_held_by_me(locks[i]))
+        return HOLD_TAKEN;
+    return taken_by_outer_fork(f, i) ? HOLD_OUTER : HOLD_MINE;
+}
+
 static void prepare(void)
 {
     struct fork_level *f = level_push();
     f->skipped_any = false;
     for (unsigned i = 0; i < nlocks; i++) {
-        f->hold[i] = tl_lock_held_by_me(locks[i]) ? HOLD_MINE : HOLD_TAKEN;
+        f->hold[i] = hold_before(f, i);
         f->skipped_any |= f->hold[i] == HOLD_MINE;
     }
+    atomic_signal_fence(memory_order_seq_cst);
+    f->classified = true;
     /* glibc's fork takes its list of streams after the prepare handlers
      * ran; fflush(NULL) holds that list while it waits for a stream whose
      * holder may be in malloc (getline reallocs under the stream's lock),
@@ -168,7 +202,7 @@ static void prepare(void)
     if (f->took_io_list)
         _IO_list_lock();
     for (unsigned i = 0; i < nlocks; i++) {
-        if (f->hold[i] == HOLD_MINE)
+        if (f->hold[i] == HOLD_MINE || f->hold[i] == HOLD_OUTER)
             continue;
         if (f->skipped_any)
             f->hold[i] = take_or_abandon(f, locks[i]);

@@ -1273,16 +1273,27 @@ static int central_idle(const char *arg)
  * fork's prepare and parent handlers; glibc runs them without a lock of
  * its own only in a single-threaded process, which this program is. A
  * profiling timer's handler forks while the program forks, frees and
- * mallocs in a loop. Prints "forks N" and "handler_forks N". */
+ * mallocs in a loop. Prints "forks N" and "handler_forks N".
+ * With ARG "child_allocates" the program's malloc and free run with the
+ * timer's signal blocked, so the handler interrupts only fork and waitpid,
+ * never the allocator; then its child may allocate, and does (glibc's
+ * tst-mallocfork: its handler's child calls exit). */
 static volatile sig_atomic_t nf_bad, nf_handler_forks;
+static int nf_child_allocates;
 
 static void nf_handler(int sig)
 {
     (void)sig;
     int saved = errno;
     pid_t pid = fork();
-    if (pid == 0)
+    if (pid == 0) {
+        if (nf_child_allocates) {
+            void *large = malloc(100000), *small = malloc(40);
+            free(small);
+            free(large);
+        }
         _exit(0);
+    }
     int st = 0;
     if (pid < 0 || TEMP_FAILURE_RETRY(waitpid(pid, &st, 0)) != pid || !WIFEXITED(st) ||
         WEXITSTATUS(st) != 0)
@@ -1291,8 +1302,12 @@ static void nf_handler(int sig)
     errno = saved;
 }
 
-static int fork_nested(void)
+static int fork_nested(const char *arg)
 {
+    nf_child_allocates = arg && !strcmp(arg, "child_allocates");
+    sigset_t prof;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
     struct sigaction sa = {.sa_handler = nf_handler, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGPROF, &sa, NULL) != 0)
@@ -1308,11 +1323,15 @@ static int fork_nested(void)
         int st = 0;
         if (pid < 0 || TEMP_FAILURE_RETRY(waitpid(pid, &st, 0)) != pid || !WIFEXITED(st))
             nf_bad = 1;
+        if (nf_child_allocates)
+            sigprocmask(SIG_BLOCK, &prof, NULL);
         for (int k = 0; k < 4; k++) {
             size_t slot = rng_range(0, 63);
             free(held[slot]);
             held[slot] = xmalloc(rng_range(16, 70000));
         }
+        if (nf_child_allocates)
+            sigprocmask(SIG_UNBLOCK, &prof, NULL);
     }
     setitimer(ITIMER_PROF, &stop, NULL);
     for (int k = 0; k < 64; k++)
@@ -1402,7 +1421,7 @@ int main(int argc, char **argv)
     if (!strcmp(s, "central_idle"))
         return central_idle(arg);
     if (!strcmp(s, "fork_nested"))
-        return fork_nested();
+        return fork_nested(arg);
     out("error unknown scenario %s", s);
     return 2;
 }
