@@ -43,6 +43,8 @@
  */
 #include "internal.h"
 
+#include <sys/single_threaded.h>
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -197,8 +199,12 @@ static void prepare(void)
      * holder may be in malloc (getline reallocs under the stream's lock),
      * waiting for a lock prepare took. Taken first, the list is one more
      * lock in the one order: list -> ours. Not from a handler that
-     * interrupted the allocator: this thread already holds ours. */
-    f->took_io_list = !f->skipped_any;
+     * interrupted the allocator: this thread already holds ours. Not in
+     * a process that never had a second thread: no other thread can hold
+     * a stream there, and glibc's list lock is not async-signal-safe (a
+     * fork in a handler that interrupted ours between its lock word and
+     * its owner field would wait on this thread for ever). */
+    f->took_io_list = !f->skipped_any && !__libc_single_threaded;
     if (f->took_io_list)
         _IO_list_lock();
     for (unsigned i = 0; i < nlocks; i++) {
