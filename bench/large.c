@@ -1,8 +1,11 @@
 /* large: large and huge blocks with realloc growth, touching every page.
  *
- *   large [-t THREADS] [-n OPS] [-c SLOTS] [-s MIN] [-S MAX] [-r SEED] [-q]
+ *   large [-t THREADS] [-n OPS] [-c SLOTS] [-s MIN] [-S MAX] [-r SEED] [-m] [-q]
  *
  * THREADS threads share SLOTS live blocks (default 8, at least one each).
+ * With -m (and one thread) the work runs in the main thread instead, so
+ * that the process stays single-threaded, as most command-line programs
+ * are: an allocator may treat such a process differently.
  * An op picks one of the thread's slots, checks and frees its block, then
  * allocates a new one of MIN << e .. (MIN << (e+1)) - 1 bytes for a random
  * e (so sizes spread evenly over the powers of two from MIN = 64 KiB up to
@@ -131,17 +134,17 @@ static void *worker_main(void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: large [-t THREADS] [-n OPS] [-c SLOTS] [-s MIN] "
-                    "[-S MAX] [-r SEED] [-q]\n");
+                    "[-S MAX] [-r SEED] [-m] [-q]\n");
     exit(1);
 }
 
 int main(int argc, char **argv)
 {
-    int nthreads = 2, quiet = 0, c;
+    int nthreads = 2, quiet = 0, in_main = 0, c;
     unsigned long long ops = 400, seed = 11;
     size_t nslots = 8, min = 64 << 10, max = 64 << 20;
 
-    while ((c = getopt(argc, argv, "t:n:c:s:S:r:qh")) != -1) {
+    while ((c = getopt(argc, argv, "t:n:c:s:S:r:mqh")) != -1) {
         switch (c) {
         case 't':
             nthreads = (int)bench_parse_num("t", optarg);
@@ -161,6 +164,9 @@ int main(int argc, char **argv)
         case 'r':
             seed = bench_parse_num("r", optarg);
             break;
+        case 'm':
+            in_main = 1;
+            break;
         case 'q':
             quiet = 1;
             break;
@@ -168,7 +174,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (nthreads < 1 || nslots < 1 || min < 64 || max < min)
+    if (nthreads < 1 || nslots < 1 || min < 64 || max < min || (in_main && nthreads != 1))
         usage();
 
     struct worker *ws = calloc((size_t)nthreads, sizeof(*ws));
@@ -182,13 +188,16 @@ int main(int argc, char **argv)
         ws[i].min = min;
         ws[i].max = max;
         ws[i].seed = seed + (unsigned)i;
-        if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
+        if (in_main)
+            worker_main(&ws[i]);
+        else if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
             bench_fail("pthread_create failed");
     }
     uint64_t sum = 0;
     unsigned long long bytes = 0;
     for (int i = 0; i < nthreads; i++) {
-        pthread_join(ws[i].tid, NULL);
+        if (!in_main)
+            pthread_join(ws[i].tid, NULL);
         sum += ws[i].sum;
         bytes += ws[i].bytes;
     }

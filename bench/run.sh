@@ -191,6 +191,8 @@ else
 	for t in 1 2 8; do addcfg reallocchain "$t" reallocchain -n $S_RC; done
 	for t in 1 2 8; do addcfg churn "$t" churn -n $S_CH; done
 	for t in 1 2 8; do addcfg large "$t" large -n $S_LG; done
+	# the same in the main thread: a single-threaded process
+	addcfg large-main 1 large -n $S_LG -m
 	for t in 1 2 8; do addcfg cxxmap "$t" cxxmap -n $S_CX; done
 fi
 

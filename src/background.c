@@ -7,10 +7,11 @@
  * those belong to their threads, without a lock.
  *
  * background_thread=auto (the default) starts it the first time the page
- * heap has handed out more than TL_BACKGROUND_AUTO_BYTES: below that, what
- * an idle program can keep is small, and a program that never gets there
- * never gets a thread. =1 starts it from the library's constructor, =0
- * never.
+ * heap has handed out more than TL_BACKGROUND_AUTO_BYTES in a process that
+ * has had a second thread: below that, what an idle program can keep is
+ * small, and a program that never gets there never gets a thread. A
+ * single-threaded process gets none (auto_due). =1 starts it from the
+ * library's constructor, =0 never.
  *
  * Where it starts. pthread_create allocates, so it is called with no
  * allocator lock held, never from a fork handler, and only from the malloc
@@ -43,6 +44,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 
 /* See the header comment and docs/DESIGN.md ("The background thread"). */
@@ -132,6 +134,17 @@ static size_t handed_out(void)
            atomic_load_explicit(&tl_stats.large_in_use, memory_order_relaxed);
 }
 
+/* Auto: the process has had a second thread of its own, and the heap has
+ * grown past the threshold. A single-threaded process never gets one: it
+ * would take away what glibc promises only to single-threaded processes
+ * (a fork that is async-signal-safe, unshare(CLONE_NEWUSER), glibc's
+ * single-thread shortcuts); its frees give back what decay would
+ * (release_eagerly in page_heap.c). */
+static bool auto_due(void)
+{
+    return !__libc_single_threaded && handed_out() > TL_BACKGROUND_AUTO_BYTES;
+}
+
 /* From the constructor. The fork handler is installed even when the
  * setting is 0: tl_ctl may start the thread later. */
 void tl_background_start(void)
@@ -143,8 +156,7 @@ void tl_background_start(void)
         atomic_compare_exchange_strong(&tl_background_state, &expected, BG_NEVER);
     }
     atomic_store_explicit(&constructed, true, memory_order_release);
-    if (mode == TL_BACKGROUND_ALWAYS ||
-        (mode == TL_BACKGROUND_AUTO && handed_out() > TL_BACKGROUND_AUTO_BYTES))
+    if (mode == TL_BACKGROUND_ALWAYS || (mode == TL_BACKGROUND_AUTO && auto_due()))
         start();
 }
 
@@ -153,8 +165,8 @@ void tl_background_start(void)
  * threshold and the start. */
 void tl_background_maybe_start(void)
 {
-    if (!atomic_load_explicit(&constructed, memory_order_acquire) ||
-        handed_out() <= TL_BACKGROUND_AUTO_BYTES || tl_lock_any_held_by_me())
+    if (!atomic_load_explicit(&constructed, memory_order_acquire) || !auto_due() ||
+        tl_lock_any_held_by_me())
         return;
     start();
 }

@@ -21,6 +21,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <sys/single_threaded.h>
 
 struct tl_lock tl_page_heap_lock = TL_LOCK_INIT;
 
@@ -401,6 +402,8 @@ static struct span *find_high(size_t npages)
 }
 
 /* ---- allocation ------------------------------------------------------------ */
+static void note_refault(void);
+
 static struct span *take(size_t npages, size_t align_pages, bool small)
 {
     size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
@@ -410,6 +413,8 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
     struct span *s = high ? find_high(need) : find(need);
     if (!s && (!grow(need) || !(s = high ? find_high(need) : find(need))))
         return NULL;
+    if (s->returned)
+        note_refault();
     unlink_free(s);
     tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
     if (align_pages > 1) {
@@ -424,6 +429,16 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
     return high ? split_back(s, npages) : split_front(s, npages);
 }
 
+/* The most the page heap had handed out since the last peak epoch. Page
+ * heap lock held. */
+static size_t out_high;
+
+static size_t handed_out(void)
+{
+    return atomic_load_explicit(&tl_stats.small_spans, memory_order_relaxed) +
+           atomic_load_explicit(&tl_stats.large_in_use, memory_order_relaxed);
+}
+
 /* After a span was handed out: the peaks malloc_info reports, and the
  * count of large blocks. Page heap lock held. */
 static void note_peaks(bool large)
@@ -434,6 +449,8 @@ static void note_peaks(bool large)
         counts.small_spans_peak = small;
     if (other > counts.large_side_peak)
         counts.large_side_peak = other;
+    if (handed_out() > out_high)
+        out_high = handed_out();
     counts.large_allocs += large;
 }
 
@@ -476,21 +493,74 @@ static void free_locked(struct span *s)
     link_free(coalesce(s));
 }
 
-/* Dirty bytes at the last decay look or peak epoch. Page heap lock held. */
-static size_t dirty_before;
-
-/* More freed since the last look (or bump) than all caches may hold: a
- * peak is being freed now. Bumped here, at the free that crosses, and not
- * at the next look: a program may free its peak in a few milliseconds and
- * then make no call at all, and the threads must see the epoch while they
- * still free (see drain in thread_cache.c). Page heap lock held. */
+/* What the page heap hands out fell by more than all caches may hold since
+ * its high point: a peak is being freed now. Bumped here, at the free that
+ * crosses, and not at the next look: a program may free its peak in a few
+ * milliseconds and then make no call at all, and the threads must see the
+ * epoch while they still free (see drain in thread_cache.c). Measured from
+ * the high point, not from the dirty bytes at the last timed look: a free
+ * slower than 32 MiB per look (decay_ms/8) never crossed, and pages given
+ * back at the free (release_eagerly) never count as dirty. Page heap lock
+ * held. */
 static void check_peak(void)
 {
-    size_t dirty = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
-    if (dirty > dirty_before + tl_conf.tc_budget) {
+    size_t out = handed_out();
+    if (out + tl_conf.tc_budget < out_high) {
         atomic_fetch_add_explicit(&tl_peak_epoch, 1, memory_order_relaxed);
-        dirty_before = dirty;
+        out_high = out;
     }
+}
+
+static size_t release_locked(size_t max_bytes, bool all);
+
+/* ---- a single-threaded process: giving back at the free ------------------ *
+ * A process that never had a second thread gets no background thread
+ * (background.c: it would take glibc's single-thread guarantees away), so
+ * nothing runs decay while it makes no call. What it frees past a small
+ * budget of dirty pages therefore goes back at the free, oldest first,
+ * down to half the budget. The budget starts at EAGER_MIN_BYTES and
+ * follows the program: a span given back and taken again within decay_ms
+ * (a refault, note_refault) doubles it, so a program that frees and
+ * reallocates large blocks in turn (bench/large at one thread) soon keeps
+ * them dirty, and pays its page faults a few times only; it halves after
+ * EAGER_CALM_PERIODS decay periods without a refault. See docs/DESIGN.md
+ * ("Returning a peak"). Only with background_thread=auto (the default):
+ * =0 asks for no work off the program's calls beyond timed decay, and =1
+ * has a thread. All of it is guarded by the page heap lock. */
+#define EAGER_MIN_BYTES ((size_t)256 << 10)
+#define EAGER_CALM_PERIODS 16
+static size_t eager_budget = EAGER_MIN_BYTES;
+static uint64_t eager_ms;   /* last eager release; 0 once a refault has counted */
+static uint64_t refault_ms; /* last refault, or last halving of the budget */
+static uint64_t refused_ms; /* last eager try the kernel refused (locked memory) */
+
+static void note_refault(void)
+{
+    if (!eager_ms)
+        return;
+    uint64_t now = tl_os_now_ms();
+    if (now - eager_ms < tl_conf.decay_ms && eager_budget < SIZE_MAX / 4)
+        eager_budget *= 2;
+    eager_ms = 0;
+    refault_ms = now;
+}
+
+static void release_eagerly(void)
+{
+    size_t dirty = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
+    if (TL_LIKELY(dirty <= eager_budget) || !__libc_single_threaded ||
+        __atomic_load_n(&tl_conf.background, __ATOMIC_RELAXED) != TL_BACKGROUND_AUTO)
+        return;
+    uint64_t now = tl_os_now_ms(), calm = EAGER_CALM_PERIODS * (uint64_t)tl_conf.decay_ms;
+    if (refused_ms && now - refused_ms < tl_conf.decay_ms)
+        return; /* under mlockall every try fails: once per decay period */
+    if (now - refault_ms > calm && eager_budget > EAGER_MIN_BYTES) {
+        eager_budget /= 2;
+        refault_ms = now;
+    }
+    size_t done = release_locked(dirty - eager_budget / 2, true);
+    refused_ms = done ? 0 : now;
+    eager_ms = now;
 }
 
 void tl_page_heap_free(struct span *s)
@@ -501,6 +571,7 @@ void tl_page_heap_free(struct span *s)
     note_peaks(false); /* the large side grows when a small span comes back */
     check_peak();
     tl_page_heap_maybe_decay();
+    release_eagerly();
     tl_lock_release(&tl_page_heap_lock);
 }
 
@@ -638,7 +709,6 @@ void tl_page_heap_maybe_decay(void)
     uint64_t step = tl_conf.decay_ms / 8;
     atomic_store_explicit(&next_decay_ms, now + (step < 10 ? 10 : step), memory_order_relaxed);
     release_locked(SIZE_MAX, false);
-    dirty_before = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
 }
 
 void tl_page_heap_tick(void)

@@ -278,18 +278,13 @@ TL_EXPORT void tl_stats_print(int fd, int json)
  * aligned in ten columns, as glibc's "%10u". */
 static void put_glibc_line(struct tl_buf *b, const char *label, size_t v)
 {
-    char digits[24];
-    unsigned n = 0;
-    do
-        digits[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
+    unsigned digits = 1;
+    for (size_t rest = v / 10; rest; rest /= 10)
+        digits++;
     tl_buf_str(b, label);
-    for (unsigned w = n; w < 10; w++)
+    for (; digits < 10; digits++)
         tl_buf_str(b, " ");
-    while (n > 0) {
-        char c[2] = {digits[--n], 0};
-        tl_buf_str(b, c);
-    }
+    tl_buf_u64(b, v);
     tl_buf_str(b, "\n");
 }
 

@@ -377,6 +377,11 @@ static void check_peak(struct tc_state *st)
     flush_all(st);
     st->drain[0] = st->drain[1] = ~0ull;
     st->drained_bytes = 0;
+    /* The batches freed before the epoch moved sit on the central transfer
+     * stacks (up to 1 MiB per class): empty them now, not at the next
+     * timed decay, which a program that then goes idle never reaches. */
+    tl_central_decay_soon();
+    tl_central_decay(tl_os_now_ms());
 }
 
 /* Draining stops after a whole scavenge interval without a new epoch, and

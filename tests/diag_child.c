@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -130,18 +131,25 @@ static size_t stat_of(const char *name)
     return v;
 }
 
-/* Resident set size from /proc/self/statm, read without stdio. */
+/* Reads a small file of /proc into buf (size bytes), without stdio; the
+ * text ends with a zero. */
+static void read_proc(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        fail("cannot open /proc file");
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        fail("cannot read /proc file");
+    buf[n] = 0;
+}
+
+/* Resident set size from /proc/self/statm. */
 static size_t rss_bytes(void)
 {
     char buf[256];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0)
-        fail("cannot open /proc/self/statm");
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        fail("cannot read /proc/self/statm");
-    buf[n] = 0;
+    read_proc("/proc/self/statm", buf, sizeof buf);
     char *s = buf;
     strtoul(s, &s, 10);
     unsigned long resident = strtoul(s, NULL, 10);
@@ -1221,6 +1229,67 @@ static int rss_idle_threads(const char *arg)
     return 0;
 }
 
+/* ---- a single-threaded process (t_memory.c) ------------------------------ */
+/* The "Threads:" line of /proc/self/status. */
+static int threads_now(void)
+{
+    char buf[4096];
+    read_proc("/proc/self/status", buf, sizeof buf);
+    const char *line = strstr(buf, "\nThreads:");
+    if (!line)
+        fail("no Threads: line in /proc/self/status");
+    return atoi(line + strlen("\nThreads:"));
+}
+
+/* One thread takes its heap well past 32 MiB (where background_thread=auto
+ * starts the thread in a multithreaded process) with large and small
+ * blocks, frees it, takes it again and frees it; then prints how many
+ * threads the process has and whether glibc still counts it as
+ * single-threaded. */
+static int single_thread_heap(void)
+{
+    enum { NBIG = 64 };
+    char *big[NBIG];
+    struct peak pk;
+    peak_alloc(&pk);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < NBIG; i++) {
+            big[i] = xmalloc(MiB);
+            memset(big[i], round + 1, MiB);
+        }
+        pk.nsmall = pk.nlarge = 0;
+        peak_fill_half(&pk, 16 * MiB);
+        peak_free(&pk);
+        for (int i = 0; i < NBIG; i++)
+            free(big[i]);
+    }
+    out("threads %d", threads_now());
+    out("single_threaded %d", (int)__libc_single_threaded);
+    return 0;
+}
+
+/* One thread frees an 8 MiB block and takes one again, ROUNDS times: the
+ * first frees give it back to the kernel at once (nothing else would,
+ * while a single-threaded program is idle), and each time it is taken
+ * again within decay_ms the budget of dirty pages kept at the free
+ * doubles, until the block stays. Prints page_heap_releases after the
+ * first round, after round 10, and at the end. */
+static int eager_reuse(void)
+{
+    find_tl();
+    warm_up();
+    enum { ROUNDS = 30 };
+    for (int round = 1; round <= ROUNDS; round++) {
+        char *p = xmalloc(8 * MiB);
+        memset(p, round, 8 * MiB);
+        free(p);
+        if (round == 1 || round == 10 || round == ROUNDS)
+            out("releases_%d %zu", round, stat_of("page_heap_releases"));
+    }
+    out("dirty_end %zu", stat_of("page_heap_free_bytes"));
+    return 0;
+}
+
 /* One thread allocates about 128 MiB in small blocks (16..1024 B) and frees
  * them; then, for 2 s, it either makes no allocator call (ARG "idle") or
  * ARG malloc+free pairs of one size a second. Prints central_free_bytes
@@ -1427,6 +1496,10 @@ int main(int argc, char **argv)
         return central_idle(arg);
     if (!strcmp(s, "fork_nested"))
         return fork_nested(arg);
+    if (!strcmp(s, "single_thread_heap"))
+        return single_thread_heap();
+    if (!strcmp(s, "eager_reuse"))
+        return eager_reuse();
     out("error unknown scenario %s", s);
     return 2;
 }

@@ -67,12 +67,16 @@ static void rss_run(enum child_variant v, const char **env, const char *scenario
 /* About 256 MiB in small (16..1024 B) and large (64 KiB..4 MiB) blocks,
  * all freed, then malloc_trim(0): RSS falls back to within 1 MiB of what
  * it was before at once - metadata included: the span structs and pagemap
- * entries of the peak (~2 MiB of them here) go back with its pages. */
+ * entries of the peak (~2 MiB of them here) go back with its pages. With
+ * background_thread=0, so that this single-threaded child keeps its freed
+ * pages for decay_ms, as a multithreaded one does, and the trim finds them:
+ * by default it gives them back at the free (rss_comes_back_when_idle). */
 Test(memory, rss_comes_back_after_trim, .timeout = 120)
 {
+    const char *env[] = {"TLMALLOC_CONF=background_thread=0", NULL};
     for (int v = 0; v < CHILD_VARIANTS; v++) {
         struct rss_run x;
-        rss_run((enum child_variant)v, NULL, "rss_trim", "rss_after", &x);
+        rss_run((enum child_variant)v, env, "rss_trim", "rss_after", &x);
         cr_expect_geq(x.peak, x.base + 200 * MiB,
                       "rss_trim (%s): the workload did not reach its peak: %.1f MiB -> %.1f MiB",
                       x.variant, MiBf(x.base), MiBf(x.peak));
@@ -133,8 +137,10 @@ Test(memory, rss_comes_back_with_threads_at_work, .timeout = 120)
  * then makes no allocator call at all; with the default options RSS must
  * come back within 10% (or 1 MiB, whichever is larger) of its level before
  * the peak. The target is 2 s; the child watches for up to 3 s and stops
- * as soon as it is reached (measured: 0.5-0.7 s). Nothing in the program
- * runs decay then: the background thread, started on its own, must. */
+ * as soon as it is reached. Nothing in the program runs decay then. With
+ * one thread, the process gets no background thread, and the frees give
+ * the peak back as they go (measured: 0-10 ms after the free); with two,
+ * the background thread, started on its own, does (0.5-0.7 s). */
 static void check_idle(const char *scenario, const char *arg)
 {
     for (int v = 0; v < CHILD_VARIANTS; v++) {
@@ -205,6 +211,66 @@ static void check_central(const char *arg)
 Test(memory, central_lists_decay_when_idle, .timeout = 120) { check_central("idle"); }
 
 Test(memory, central_lists_decay_under_cache_hits, .timeout = 120) { check_central("100"); }
+
+/* Runs scenario in a fresh process (linked, then preloaded), expects a
+ * clean exit, and returns its output through r. */
+static void run_clean(enum child_variant v, const char **env, const char *scenario,
+                      struct child_result *r)
+{
+    run_child(v, env, scenario, NULL, 50, r);
+    char st[64];
+    cr_assert(exited_ok(r->status), "%s (%s): %s\nstdout:\n%s\nstderr:\n%s", scenario,
+              variant_name(v), describe_status(r->status, st, sizeof st), r->out, r->err);
+}
+
+/* A single-threaded process gets no background thread, however large its
+ * heap. A second thread takes away what glibc promises a single-threaded
+ * process only: a fork that is async-signal-safe (glibc's tst-mallocfork2
+ * hung in glibc's own atfork lock), unshare(CLONE_NEWUSER), and glibc's
+ * single-thread shortcuts. The thread used to start once the heap passed
+ * 32 MiB. */
+Test(memory, single_threaded_process_gets_no_background_thread, .timeout = 120)
+{
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        struct child_result r;
+        run_clean((enum child_variant)v, NULL, "single_thread_heap", &r);
+        cr_expect_eq(out_value(r.out, "threads", 0), 1,
+                     "single_thread_heap (%s): the process has more than its own thread:\n%s",
+                     variant_name((enum child_variant)v), r.out);
+        cr_expect_eq(out_value(r.out, "single_threaded", 0), 1,
+                     "single_thread_heap (%s): glibc no longer counts the process as "
+                     "single-threaded:\n%s",
+                     variant_name((enum child_variant)v), r.out);
+        child_free(&r);
+    }
+}
+
+/* Without that thread, a single-threaded process gives back at the free
+ * what it frees past a small budget. A block freed and taken again in turn
+ * must not pay page faults every time: each time pages given back are
+ * taken again within decay_ms, the budget doubles. An 8 MiB block, 30
+ * rounds: the first free gives it back, and after 10 rounds no free does
+ * (measured: 5 releases, all in the first 5 rounds). decay_ms=10000 so
+ * that a loaded machine's pauses never age the block past decay_ms. */
+Test(memory, single_thread_keeps_a_block_it_takes_again, .timeout = 120)
+{
+    const char *env[] = {"TLMALLOC_CONF=decay_ms=10000", NULL};
+    for (int v = 0; v < CHILD_VARIANTS; v++) {
+        const char *vn = variant_name((enum child_variant)v);
+        struct child_result r;
+        run_clean((enum child_variant)v, env, "eager_reuse", &r);
+        unsigned long long first = out_value(r.out, "releases_1", 0),
+                           at10 = out_value(r.out, "releases_10", ~0ull),
+                           at30 = out_value(r.out, "releases_30", 0);
+        cr_expect_geq(first, 1, "eager_reuse (%s): the first free gave nothing back:\n%s", vn,
+                      r.out);
+        cr_expect_eq(at30, at10,
+                     "eager_reuse (%s): frees still gave the block back after 10 "
+                     "rounds:\n%s",
+                     vn, r.out);
+        child_free(&r);
+    }
+}
 
 struct figures {
     size_t v[NFIGURES];
@@ -468,10 +534,11 @@ Test(memory, malloc_stats_text)
  * span: the rest of that span ages from the free, so with decay_ms=4000 a
  * look 700 ms later keeps it (it went back at once when the alignment cut
  * gave it the age 0). At most 2 MiB of the 8 (the block and the lead cut
- * off for alignment) may be gone. */
+ * off for alignment) may be gone. background_thread=0: this single-threaded
+ * child would otherwise give the 8 MiB back at the free. */
 Test(memory, aligned_take_keeps_the_age_of_the_rest, .timeout = 60)
 {
-    const char *env[] = {"TLMALLOC_CONF=decay_ms=4000", NULL};
+    const char *env[] = {"TLMALLOC_CONF=decay_ms=4000,background_thread=0", NULL};
     for (int v = 0; v < CHILD_VARIANTS; v++) {
         struct child_result r;
         run_child((enum child_variant)v, env, "aligned_remainder", NULL, 30, &r);
