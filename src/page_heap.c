@@ -402,7 +402,7 @@ static struct span *find_high(size_t npages)
 }
 
 /* ---- allocation ------------------------------------------------------------ */
-static void note_refault(void);
+static void note_refault(size_t bytes);
 
 static struct span *take(size_t npages, size_t align_pages, bool small)
 {
@@ -414,7 +414,7 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
     if (!s && (!grow(need) || !(s = high ? find_high(need) : find(need))))
         return NULL;
     if (s->returned)
-        note_refault();
+        note_refault(need << TL_PAGE_SHIFT);
     unlink_free(s);
     tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
     if (align_pages > 1) {
@@ -520,9 +520,10 @@ static size_t release_locked(size_t max_bytes, bool all);
  * budget of dirty pages therefore goes back at the free, oldest first,
  * down to half the budget. The budget starts at EAGER_MIN_BYTES and
  * follows the program: a span given back and taken again within decay_ms
- * (a refault, note_refault) doubles it, so a program that frees and
- * reallocates large blocks in turn (bench/large at one thread) soon keeps
- * them dirty, and pays its page faults a few times only; it halves after
+ * (a refault, note_refault) doubles it, and makes it at least twice what
+ * was taken, so a program that frees and reallocates large blocks in turn
+ * (bench/large -m) soon keeps them dirty, and pays its page faults a few
+ * times only; it halves after
  * EAGER_CALM_PERIODS decay periods without a refault. See docs/DESIGN.md
  * ("Returning a peak"). Only with background_thread=auto (the default):
  * =0 asks for no work off the program's calls beyond timed decay, and =1
@@ -534,13 +535,16 @@ static uint64_t eager_ms;   /* last eager release; 0 once a refault has counted 
 static uint64_t refault_ms; /* last refault, or last halving of the budget */
 static uint64_t refused_ms; /* last eager try the kernel refused (locked memory) */
 
-static void note_refault(void)
+static void note_refault(size_t bytes)
 {
     if (!eager_ms)
         return;
     uint64_t now = tl_os_now_ms();
-    if (now - eager_ms < tl_conf.decay_ms && eager_budget < SIZE_MAX / 4)
+    if (now - eager_ms < tl_conf.decay_ms && eager_budget < SIZE_MAX / 4) {
         eager_budget *= 2;
+        if (bytes < SIZE_MAX / 4 && eager_budget < 2 * bytes)
+            eager_budget = 2 * bytes;
+    }
     eager_ms = 0;
     refault_ms = now;
 }
