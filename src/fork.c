@@ -37,9 +37,14 @@
  * inner fork finds the locks the outer prepare took held by this thread,
  * but not by an allocator frame: the heap is consistent under them. Its
  * parent leaves them to the outer parent, and its child resets them, so
- * that the child may allocate (glibc's tst-mallocfork calls exit there). In a
- * multithreaded process glibc serialises forks, so only one thread ever
- * uses the stack at a time.
+ * that the child may allocate (glibc's tst-mallocfork calls exit there).
+ *
+ * Forks in several threads at once. glibc (2.34 and later) drops its own
+ * atfork lock while it runs each handler, so the prepare, parent and child
+ * handlers of forks in different threads run at the same time. Each
+ * thread keeps its levels apart (see pool): with one shared stack, a
+ * parent handler popped another thread's level, the depth lost updates,
+ * and 8 threads forking at once hit "more forks nested" within 2 s.
  */
 #include "internal.h"
 
@@ -73,10 +78,20 @@ struct fork_level {
     bool classified;                /* hold[] is this fork's (else stale: see prepare) */
     bool took_io_list;              /* prepare took glibc's list of streams */
 };
-static struct fork_level levels[MAX_FORK_DEPTH];
-/* Forks between prepare and parent/child; only this thread changes it
- * (see above), and a handler that runs in between restores it. */
-static volatile unsigned fork_depth;
+/* The levels live in a shared pool of slots, each claimed by the thread
+ * (lock id) whose fork uses it: glibc (2.34 and later) runs the fork
+ * handlers without its own lock, so several threads may be between
+ * prepare and parent at once, each with its own levels. A thread's levels
+ * are listed, innermost last, in its own TLS (my_slots, my_depth), which
+ * only it and its signal handlers change; a handler that runs between the
+ * write of a slot number and the depth runs to its end and puts both
+ * back. FORK_SLOTS bounds the forks in progress in the whole process;
+ * more wait for a slot (see claim_slot). */
+#define FORK_SLOTS 16
+static struct fork_level pool[FORK_SLOTS];
+static _Atomic uint32_t slot_owner[FORK_SLOTS]; /* lock id of the claimer, 0 free */
+static __thread uint8_t my_slots[MAX_FORK_DEPTH] __attribute__((tls_model("initial-exec")));
+static __thread volatile uint8_t my_depth __attribute__((tls_model("initial-exec")));
 
 static void collect(void)
 {
@@ -142,37 +157,77 @@ static enum fork_hold take_or_abandon(const struct fork_level *f, struct tl_lock
 /* glibc's stdio list lock (recursive; exported by libc since 2.2.5). */
 extern void _IO_list_lock(void), _IO_list_unlock(void), _IO_list_resetlock(void);
 
-/* A new level for this fork. A handler that forks between the read and
- * the write of fork_depth runs to its end first and puts it back. */
-static struct fork_level *level_push(void)
+/* A free slot, claimed for this thread. Waits while all are taken, unless
+ * this thread holds an allocator lock (a handler that interrupted it in
+ * the allocator): the slots' forks may be waiting for that lock. */
+static unsigned claim_slot(uint32_t me)
 {
-    unsigned depth = fork_depth;
-    if (depth >= MAX_FORK_DEPTH)
-        tl_fatal("fork: more forks nested in signal handlers than the fork handlers keep");
-    levels[depth].classified = false;
-    atomic_signal_fence(memory_order_seq_cst);
-    fork_depth = depth + 1;
-    atomic_signal_fence(memory_order_seq_cst);
-    return &levels[depth];
+    for (unsigned spins = 0;; spins++) {
+        for (unsigned i = 0; i < FORK_SLOTS; i++) {
+            uint32_t expected = 0;
+            if (atomic_load_explicit(&slot_owner[i], memory_order_relaxed) == 0 &&
+                atomic_compare_exchange_strong(&slot_owner[i], &expected, me))
+                return i;
+        }
+        if (tl_lock_any_held_by_me())
+            tl_fatal("fork: more forks at once than the fork handlers keep");
+        if (spins < 100)
+            tl_cpu_relax();
+        else
+            sched_yield();
+    }
 }
 
-/* This fork's level, released once its handler is done with it. */
-static struct fork_level *level_top(void) { return &levels[fork_depth - 1]; }
+/* A new level for this fork. */
+static struct fork_level *level_push(void)
+{
+    unsigned depth = my_depth;
+    if (depth >= MAX_FORK_DEPTH)
+        tl_fatal("fork: more forks nested in signal handlers than the fork handlers keep");
+    unsigned slot = claim_slot(tl_self_id());
+    pool[slot].classified = false;
+    my_slots[depth] = (uint8_t)slot;
+    atomic_signal_fence(memory_order_seq_cst);
+    my_depth = (uint8_t)(depth + 1);
+    atomic_signal_fence(memory_order_seq_cst);
+    return &pool[slot];
+}
+
+/* This thread's innermost fork's level, released once its handler is done
+ * with it. */
+static struct fork_level *level_top(void) { return &pool[my_slots[my_depth - 1]]; }
 
 static void level_pop(void)
 {
+    unsigned slot = my_slots[my_depth - 1];
     atomic_signal_fence(memory_order_seq_cst);
-    fork_depth = fork_depth - 1;
+    my_depth = (uint8_t)(my_depth - 1);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&slot_owner[slot], 0, memory_order_release);
 }
 
-/* Whether an outer fork's prepare (a level below f) took lock i. An outer
- * level not yet classified has taken nothing, and its hold[] may be an
- * older fork's. */
+/* In a child: the slots of forks in progress in the parent's other
+ * threads, which do not exist here, are free. */
+static void free_others_slots(void)
+{
+    uint32_t me = tl_self_id();
+    for (unsigned i = 0; i < FORK_SLOTS; i++)
+        if (atomic_load_explicit(&slot_owner[i], memory_order_relaxed) != me)
+            atomic_store_explicit(&slot_owner[i], 0, memory_order_relaxed);
+}
+
+/* Whether an outer fork's prepare (a level of this thread below f) took
+ * lock i. An outer level not yet classified has taken nothing, and its
+ * hold[] may be an older fork's. */
 static bool taken_by_outer_fork(const struct fork_level *f, unsigned i)
 {
-    for (const struct fork_level *outer = levels; outer < f; outer++)
+    for (unsigned d = 0; d < my_depth; d++) {
+        const struct fork_level *outer = &pool[my_slots[d]];
+        if (outer == f)
+            break;
         if (outer->classified && outer->hold[i] == HOLD_TAKEN)
             return true;
+    }
     return false;
 }
 
@@ -238,6 +293,7 @@ static void child(void)
             tl_lock_reset(locks[i]);
     if (!f->skipped_any)
         tl_tc_child_after_fork();
+    free_others_slots();
     level_pop();
 }
 
