@@ -718,7 +718,6 @@ static void refill(struct tc_state *st, unsigned cls)
     unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
     void *head;
     unsigned got = tl_central_take(cls, want, &head);
-    tl_background_check(); /* no lock held here; see background.c */
     st->drain[cls / 64] &= ~(1ull << (cls % 64));
     if (got) {
         bin->head = head;
@@ -726,6 +725,13 @@ static void refill(struct tc_state *st, unsigned cls)
         mark_used(st, cls);
         st->n_refills++;
     }
+    /* Last, with the list whole: starting the thread allocates (glibc's
+     * pthread_create callocs the new thread's TLS vector), and an
+     * allocation of this class in between found the list still empty,
+     * refilled it, and then lost its objects and its room when this
+     * refill wrote head and room over it. No lock is held here either
+     * (see background.c). */
+    tl_background_check();
 }
 
 /* Pops an object of class cls from this thread's cache, refilling it from

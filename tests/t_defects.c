@@ -388,6 +388,48 @@ Test(defects, background_thread_takes_no_signal, .timeout = 120)
               st, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
+/* The background thread starts from a thread cache refill, and starting
+ * it allocates: glibc's pthread_create callocs the new thread's TLS vector.
+ * When that calloc was of the class being refilled, it found the list
+ * still empty and refilled it, and the outer refill then wrote its head
+ * and room over it: objects were lost and the room went wrong, and a later
+ * flush walked past the end of the list (sort --parallel=2 under tlmalloc:
+ * "heap corruption of 0x0 ... when the thread cache gave it back"). One
+ * child per size from 16 to 1024 bytes: each becomes multithreaded, takes
+ * its heap past the thread's 32 MiB threshold with blocks of that size
+ * alone, and frees them. */
+static void *no_work(void *unused) { return unused; }
+
+static int grow_with_one_size(const char *arg)
+{
+    pthread_t t; /* auto starts the thread only in a multithreaded process */
+    if (pthread_create(&t, NULL, no_work, NULL) != 0 || pthread_join(t, NULL) != 0)
+        return 3;
+    size_t size = strtoul(arg, NULL, 10), n = ((size_t)40 << 20) / size;
+    void **blocks = malloc(n * sizeof *blocks);
+    if (!blocks)
+        return 2;
+    for (size_t i = 0; i < n; i++)
+        if (!(blocks[i] = malloc(size)))
+            return 2;
+    for (size_t i = 0; i < n; i++)
+        free(blocks[i]);
+    free(blocks);
+    return 0;
+}
+
+Test(defects, background_thread_started_by_a_refill, .timeout = 300)
+{
+    for (unsigned size = 16; size <= 1024; size += 16) {
+        char arg[16];
+        snprintf(arg, sizeof arg, "%u", size);
+        int st = in_child(grow_with_one_size, arg);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "blocks of %u bytes: child status 0x%x (signal %d)", size, st,
+                  WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    }
+}
+
 /* malloc_stats is not a cancellation point, as glibc's is not
  * (tst-malloc-stats-cancellation): a thread with a cancellation pending
  * prints the whole report and is cancelled at its next cancellation
