@@ -128,12 +128,6 @@ static void start(void)
     atomic_store_explicit(&tl_background_state, ok ? BG_RUNNING : BG_NEVER, memory_order_release);
 }
 
-static size_t handed_out(void)
-{
-    return atomic_load_explicit(&tl_stats.small_spans, memory_order_relaxed) +
-           atomic_load_explicit(&tl_stats.large_in_use, memory_order_relaxed);
-}
-
 /* Auto: the process has had a second thread of its own, and the heap has
  * grown past the threshold. A single-threaded process never gets one: it
  * would take away what glibc promises only to single-threaded processes
@@ -142,7 +136,7 @@ static size_t handed_out(void)
  * (release_eagerly in page_heap.c). */
 static bool auto_due(void)
 {
-    return !__libc_single_threaded && handed_out() > TL_BACKGROUND_AUTO_BYTES;
+    return !__libc_single_threaded && tl_page_heap_handed_out() > TL_BACKGROUND_AUTO_BYTES;
 }
 
 /* From the constructor. The fork handler is installed even when the

@@ -688,6 +688,13 @@ static inline void tl_stat_sub(_Atomic size_t *c, size_t v)
 {
     atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
 }
+/* Bytes of spans the page heap has handed out (small spans and large
+ * blocks): the peak epoch and the background thread's threshold. */
+static inline size_t tl_page_heap_handed_out(void)
+{
+    return atomic_load_explicit(&tl_stats.small_spans, memory_order_relaxed) +
+           atomic_load_explicit(&tl_stats.large_in_use, memory_order_relaxed);
+}
 void tl_stats_at_exit(void);
 void tl_malloc_stats(int fd); /* glibc's lines, then tlmalloc's report */
 void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,

@@ -433,12 +433,6 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
  * heap lock held. */
 static size_t out_high;
 
-static size_t handed_out(void)
-{
-    return atomic_load_explicit(&tl_stats.small_spans, memory_order_relaxed) +
-           atomic_load_explicit(&tl_stats.large_in_use, memory_order_relaxed);
-}
-
 /* After a span was handed out: the peaks malloc_info reports, and the
  * count of large blocks. Page heap lock held. */
 static void note_peaks(bool large)
@@ -449,8 +443,9 @@ static void note_peaks(bool large)
         counts.small_spans_peak = small;
     if (other > counts.large_side_peak)
         counts.large_side_peak = other;
-    if (handed_out() > out_high)
-        out_high = handed_out();
+    size_t out = tl_page_heap_handed_out();
+    if (out > out_high)
+        out_high = out;
     counts.large_allocs += large;
 }
 
@@ -504,7 +499,7 @@ static void free_locked(struct span *s)
  * held. */
 static void check_peak(void)
 {
-    size_t out = handed_out();
+    size_t out = tl_page_heap_handed_out();
     if (out + tl_conf.tc_budget < out_high) {
         atomic_fetch_add_explicit(&tl_peak_epoch, 1, memory_order_relaxed);
         out_high = out;
