@@ -328,8 +328,10 @@ fi
 # ---- git checkout --------------------------------------------------------
 # A build output committed by mistake (a libtool wrapper script holding the
 # build path, an object) shows the tree modified after every build: no
-# tracked file may match the ignore rules. Only in the top of a git checkout
-# (not in an unpacked tarball, even one unpacked inside a checkout).
+# tracked file may match the ignore rules, and none may be a compiled
+# program or object (ELF), which the ignore rules can miss. Only in the top
+# of a git checkout (not in an unpacked tarball, even one unpacked inside a
+# checkout).
 top=$(git -C "$srcdir" rev-parse --show-toplevel 2>/dev/null) || top=""
 if [ -n "$top" ] && [ "$(cd "$top" && pwd -P)" = "$(cd "$srcdir" && pwd -P)" ]; then
     section "git checkout"
@@ -341,6 +343,18 @@ if [ -n "$top" ] && [ "$(cd "$top" && pwd -P)" = "$(cd "$srcdir" && pwd -P)" ]; 
         echo "$tracked_ignored"
         echo "FAIL git_no_tracked_build_outputs: tracked files that .gitignore ignores (above)" |
             tee -a "$tmp/failures"
+        failed=$((failed + 1))
+    fi
+    tracked_elf=$(git -C "$srcdir" ls-files -z | while IFS= read -r -d '' f; do
+        [ -f "$srcdir/$f" ] && [ "$(head -c 4 "$srcdir/$f" | od -An -c | tr -d ' ')" = '177ELF' ] &&
+            echo "$f"
+    done)
+    if [ -z "$tracked_elf" ]; then
+        echo "PASS git_no_tracked_programs: no tracked file is an ELF program or object"
+        passed=$((passed + 1))
+    else
+        echo "$tracked_elf"
+        echo "FAIL git_no_tracked_programs: tracked ELF files (above)" | tee -a "$tmp/failures"
         failed=$((failed + 1))
     fi
 fi
