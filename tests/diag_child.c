@@ -651,6 +651,22 @@ static int rss_decay(void)
     return 0;
 }
 
+/* Reads RSS every 50 ms, without calling the allocator, until it is at
+ * most target or limit_ms have passed: returns it, and in *ms how long
+ * that took. */
+static size_t rss_watch(size_t target, uint64_t limit_ms, uint64_t *ms)
+{
+    struct timespec pause = {0, 50 * 1000000};
+    uint64_t start = now_ms();
+    size_t rss = rss_bytes();
+    while (rss > target && now_ms() - start < limit_ms) {
+        nanosleep(&pause, NULL);
+        rss = rss_bytes();
+    }
+    *ms = now_ms() - start;
+    return rss;
+}
+
 /* The same with the peak made and freed by two threads, which go on with
  * light activity afterwards (the main thread measures meanwhile): what
  * their caches took from the peak must not keep it resident. */
@@ -660,7 +676,6 @@ struct decay_worker {
 };
 static pthread_barrier_t dw_bar;
 static volatile int dw_stop;
-static int dw_freed; /* workers done freeing their peak */
 static pthread_mutex_t dw_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int dw_stopped(void)
@@ -699,42 +714,11 @@ static void *decay_worker_main(void *arg)
     pthread_barrier_wait(&dw_bar); /* peak: main measures */
     pthread_barrier_wait(&dw_bar);
     peak_free(&w->pk);
-    pthread_mutex_lock(&dw_mu);
-    dw_freed++;
-    pthread_mutex_unlock(&dw_mu);
+    pthread_barrier_wait(&dw_bar); /* freed: main watches */
     light_live(live, 0, 1);
     for (int i = 0; i < 32; i++)
         free(live[i]);
     return NULL;
-}
-
-/* Once both workers have freed their peak, reads RSS every 50 ms until it
- * is within 768 KiB of base, for up to 10 s: prints how long the frees
- * took, the RSS then, and how long after the frees it came back. The
- * background thread returns the pages within about a second on an idle
- * machine; the long watch is for a loaded one, where the frees alone can
- * take more than a second. */
-static void at_work_watch(size_t base, uint64_t start)
-{
-    struct timespec pause = {0, 1000000};
-    for (;;) {
-        pthread_mutex_lock(&dw_mu);
-        int freed = dw_freed;
-        pthread_mutex_unlock(&dw_mu);
-        if (freed == 2)
-            break;
-        nanosleep(&pause, NULL);
-    }
-    uint64_t freed_ms = now_ms();
-    out("free_ms %llu", (unsigned long long)(freed_ms - start));
-    size_t rss = rss_bytes();
-    pause.tv_nsec = 50 * 1000000;
-    while (rss > base + 768 * KiB && now_ms() - freed_ms < 10000) {
-        nanosleep(&pause, NULL);
-        rss = rss_bytes();
-    }
-    out("rss_at_work %zu", rss);
-    out("at_work_ms %llu", (unsigned long long)(now_ms() - freed_ms));
 }
 
 static int rss_decay_threads(void)
@@ -752,7 +736,13 @@ static int rss_decay_threads(void)
     out("rss_peak %zu", rss_bytes());
     uint64_t start = now_ms();
     pthread_barrier_wait(&dw_bar);
-    at_work_watch(base, start);
+    pthread_barrier_wait(&dw_bar);
+    out("free_ms %llu", (unsigned long long)(now_ms() - start));
+    /* The background thread returns the pages within about a second on an
+     * idle machine; the long watch is for a loaded one. */
+    uint64_t ms;
+    out("rss_at_work %zu", rss_watch(base + 768 * KiB, 10000, &ms));
+    out("at_work_ms %llu", (unsigned long long)ms);
     pthread_mutex_lock(&dw_mu);
     dw_stop = 1;
     pthread_mutex_unlock(&dw_mu);
@@ -1166,15 +1156,10 @@ static int alloc_rate(void)
  * of base: prints the RSS then and how long after the free it came. */
 static void idle_watch(size_t base)
 {
-    size_t target = base / 10 > MiB ? base + base / 10 : base + MiB, rss = rss_bytes();
-    uint64_t start = now_ms(), t = 0;
-    struct timespec pause = {0, 50 * 1000000};
-    while (rss > target && (t = now_ms() - start) < 3000) {
-        nanosleep(&pause, NULL);
-        rss = rss_bytes();
-    }
-    out("rss_idle %zu", rss);
-    out("idle_ms %llu", (unsigned long long)(now_ms() - start));
+    size_t target = base / 10 > MiB ? base + base / 10 : base + MiB;
+    uint64_t ms;
+    out("rss_idle %zu", rss_watch(target, 3000, &ms));
+    out("idle_ms %llu", (unsigned long long)ms);
 }
 
 /* One thread: about 256 MiB of small and large blocks, all freed, then no
