@@ -19,24 +19,12 @@
 
 #include <errno.h>
 
-/* The fast paths need no frame: they tail-call the slow paths, whose frames
- * then link straight to the caller's for backtraces. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("omit-frame-pointer")
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-#define TL_KEEP_FRAME __attribute__((optimize("no-omit-frame-pointer")))
-#else
-#define TL_KEEP_FRAME
-#endif
-
 /* Out of line so that the fast path keeps no registers for them; with a
  * frame of their own, so that the report's backtrace reaches the caller.
  * noipa: the compiler must not see that they never return, or it calls
  * them from the frameless fast path instead of jumping to them, and the
  * backtrace loses the program's frame. */
-TL_NOINLINE TL_KEEP_FRAME __attribute__((noipa)) void *tl_pop_bad_link(void *p)
+TL_NOINLINE TL_NOIPA void *tl_pop_bad_link(void *p)
 {
     tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
     return NULL;
@@ -44,7 +32,7 @@ TL_NOINLINE TL_KEEP_FRAME __attribute__((noipa)) void *tl_pop_bad_link(void *p)
 
 /* A block whose key is wrong when malloc takes it was freed twice (and
  * handed out meanwhile, which cleared the key), or written after its free. */
-TL_NOINLINE TL_KEEP_FRAME __attribute__((noipa)) void *tl_pop_bad_key(void *p)
+TL_NOINLINE TL_NOIPA void *tl_pop_bad_key(void *p)
 {
     tl_report_corruption(p, "malloc",
                          "double free or corrupted free block, detected when malloc reused it");

@@ -91,6 +91,13 @@
 #define TL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TL_NOINLINE __attribute__((noinline))
 #define TL_COLD __attribute__((cold, noinline))
+/* noipa: callers must not learn from the body (that it never returns, say);
+ * gcc only, clang has no such attribute. */
+#if defined(__clang__)
+#define TL_NOIPA __attribute__((noinline))
+#else
+#define TL_NOIPA __attribute__((noipa))
+#endif
 
 /* ---- geometry ---------------------------------------------------------- */
 #define TL_PAGE_SHIFT 13
@@ -113,6 +120,39 @@ static inline size_t tl_pages_for(size_t bytes)
 {
     return (bytes + TL_PAGE_SIZE - 1) >> TL_PAGE_SHIFT;
 }
+
+/* ---- locks -------------------------------------------------------------- *
+ * What each guards: the comment at its definition. The order in which they
+ * nest: docs/DESIGN.md, "Locks". */
+extern struct tl_lock tl_page_heap_lock;
+extern struct tl_lock tl_pagemap_lock;
+extern struct tl_lock tl_meta_lock;
+extern struct tl_lock tl_central_locks[TL_MAX_CLASSES];
+extern struct tl_lock tl_registry_lock;
+extern struct tl_lock tl_check_lock;
+
+/* ---- debug checks (heapcheck.c) ----------------------------------------- *
+ * TL_ASSERT(e): an invariant of this file that the code at hand relies on;
+ * TL_ASSERT_SLOW(e): one that walks a whole structure. Both are checked in
+ * debug builds (./configure --enable-debug) only, and never on the fast
+ * paths. A failure is reported with write(2), naming file, line and
+ * expression, and aborts. */
+#ifdef TL_DEBUG
+TL_COLD _Noreturn void tl_assert_fail(const char *file, int line, const char *expr);
+#define TL_ASSERT(e) (TL_LIKELY(e) ? (void)0 : tl_assert_fail(__FILE__, __LINE__, #e))
+#define TL_ASSERT_SLOW(e) TL_ASSERT(e)
+/* Every debug_check_every-th slow path runs the whole-heap walk; no lock
+ * held. */
+void tl_debug_tick(void);
+#else
+#define TL_ASSERT(e) ((void)sizeof(e))
+#define TL_ASSERT_SLOW(e) ((void)sizeof(e))
+static inline void tl_debug_tick(void) {}
+#endif
+/* The whole-heap walk: every invariant checked, each problem reported on
+ * stderr; returns how many it found. Takes every lock but the registry's
+ * and the check lock, so none may be held. */
+TL_EXPORT size_t tl_heap_check(void);
 
 /* ---- size classes (size_class.c) ------------------------------------- */
 struct size_class_info { /* 32 bytes: one shift to index */
@@ -239,6 +279,8 @@ _Static_assert(offsetof(struct pagemap_leaf, slot) % 32 == 0 && sizeof(struct sp
                "bytes never straddle two lines");
 
 extern struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
+/* Written under the pagemap lock: the range of root entries with leaves. */
+extern _Atomic size_t tl_pagemap_first_leaf, tl_pagemap_last_leaf;
 
 static inline struct pagemap_leaf *tl_pagemap_leaf(uintptr_t a)
 {
@@ -261,7 +303,9 @@ static inline struct span *tl_pagemap_span(uintptr_t a)
     return s == &tl_no_span ? NULL : s;
 }
 bool tl_pagemap_ensure(uintptr_t start, size_t bytes); /* maps leaves */
-void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls);
+/* Page heap lock held: it guards the entries of every span. */
+void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls)
+    TL_REQUIRES(tl_page_heap_lock);
 /* The slot for the struct of a page heap span starting at page a (I5); the
  * leaf must exist. */
 static inline struct span *tl_pagemap_slot(uintptr_t a)
@@ -272,7 +316,8 @@ static inline struct span *tl_pagemap_slot(uintptr_t a)
  * [start, end) that holds nothing but entries and slots of pages in
  * [lo, hi): the interior of a returned free span (not its first or last
  * page), of which [start, end) has just become part. */
-void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi);
+void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
+    TL_REQUIRES(tl_page_heap_lock);
 
 /* ---- safe-linking and the free key (I4) -------------------------------- *
  * The one codec of free-list links. A link is stored XORed with a key that
@@ -316,25 +361,29 @@ static inline void tl_clear_free_words(void *p) { *(tl_two_words *)p = (tl_two_w
 
 /* ---- metadata arena (page_heap.c) -------------------------------------- */
 /* Structs for huge spans (page heap spans use pagemap slots, I5). */
-struct span *tl_span_new(void);      /* page heap lock held */
-void tl_span_delete(struct span *s); /* page heap lock held */
-void *tl_meta_alloc(size_t bytes);   /* zeroed, never freed; takes its own lock */
+struct span *tl_span_new(void) TL_REQUIRES(tl_page_heap_lock);
+void tl_span_delete(struct span *s) TL_REQUIRES(tl_page_heap_lock);
+void *tl_meta_alloc(size_t bytes) TL_EXCLUDES(tl_meta_lock); /* zeroed, never freed */
 
 /* ---- page heap (page_heap.c) ------------------------------------------- */
 struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
-                                unsigned cls);
-void tl_page_heap_free(struct span *s);
-bool tl_page_heap_try_grow(struct span *s, size_t new_npages); /* in place */
-void tl_page_heap_shrink(struct span *s, size_t new_npages);
-size_t tl_page_heap_release(size_t max_bytes, bool all); /* give dirty pages back */
-void tl_page_heap_maybe_decay(void);
-void tl_page_heap_tick(void); /* decay if due; takes the lock only then */
+                                unsigned cls) TL_EXCLUDES(tl_page_heap_lock);
+void tl_page_heap_free(struct span *s) TL_EXCLUDES(tl_page_heap_lock);
+bool tl_page_heap_try_grow(struct span *s, size_t new_npages)
+    TL_EXCLUDES(tl_page_heap_lock); /* in place */
+void tl_page_heap_shrink(struct span *s, size_t new_npages) TL_EXCLUDES(tl_page_heap_lock);
+size_t tl_page_heap_release(size_t max_bytes, bool all)
+    TL_EXCLUDES(tl_page_heap_lock); /* give dirty pages back */
+void tl_page_heap_maybe_decay(void) TL_REQUIRES(tl_page_heap_lock);
+void tl_page_heap_tick(void) TL_EXCLUDES(tl_page_heap_lock); /* decay if due */
+/* heapcheck.c's look at the bins and the LRU; page heap lock held. */
+struct tl_heap_walk;
+void tl_page_heap_check(struct tl_heap_walk *w) TL_REQUIRES(tl_page_heap_lock);
 /* Bumped when more than all thread caches may hold together
  * (thread_cache_budget) is freed into the page heap between two decay
  * looks, or given back in one: the program has just left a peak. */
 extern _Atomic uint32_t tl_peak_epoch;
-extern struct tl_lock tl_page_heap_lock;
-/* Counters kept by the page heap (page heap lock held to read them). */
+/* Counters kept by the page heap. */
 struct tl_page_heap_counts {
     uint64_t large_allocs, large_frees; /* large blocks handed out and freed */
     uint64_t grows, grow_bytes;         /* chunks mapped from the OS */
@@ -342,13 +391,14 @@ struct tl_page_heap_counts {
     size_t small_spans_peak;            /* highest small_spans seen */
     size_t large_side_peak;             /* highest mapped - small_spans seen */
 };
-void tl_page_heap_counts(struct tl_page_heap_counts *c);
-/* Free spans, grouped by the page heap's bins (page heap lock held):
- * fills up to max groups, smallest spans first, and returns how many. */
+void tl_page_heap_counts(struct tl_page_heap_counts *c) TL_REQUIRES(tl_page_heap_lock);
+/* Free spans, grouped by the page heap's bins: fills up to max groups,
+ * smallest spans first, and returns how many. */
 struct tl_free_span_group {
     size_t count, bytes, min_bytes, max_bytes;
 };
-unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max);
+unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max)
+    TL_REQUIRES(tl_page_heap_lock);
 /* decay_ms changed: the next look at the clock decays at once. */
 void tl_page_heap_decay_soon(void);
 
@@ -366,7 +416,9 @@ size_t tl_central_free_bytes(unsigned cls);
 size_t tl_central_span_bytes(unsigned cls);
 size_t tl_central_out_bytes(unsigned cls);
 void tl_central_decay_soon(void); /* decay_ms changed */
-extern struct tl_lock tl_central_locks[TL_MAX_CLASSES];
+/* heapcheck.c's look at class cls's partial heap, transfer stack and
+ * counts (the spans themselves were seen in the pagemap walk). */
+void tl_central_check(struct tl_heap_walk *w, unsigned cls) TL_REQUIRES(tl_central_locks[cls]);
 
 /* ---- thread cache (thread_cache.c) ------------------------------------- */
 struct tc_bin {
@@ -424,7 +476,7 @@ void tl_tc_flush_self(void);
 void tl_tc_tick(void);
 void tl_tc_child_after_fork(void);
 void tl_tc_init_key(void);
-size_t tl_tc_total_bytes(size_t *per_class, unsigned *threads);
+size_t tl_tc_total_bytes(size_t *per_class, unsigned *threads) TL_EXCLUDES(tl_registry_lock);
 /* Operation counts of all threads, those that exited included. */
 struct tl_tc_counts {
     uint64_t refills, flushes, small_frees;
@@ -434,7 +486,6 @@ void tl_tc_counts(struct tl_tc_counts *c);
  * thread caches, applied through the pool. */
 void tl_tc_set_budget(size_t bytes);
 void tl_tc_set_max(size_t bytes);
-extern struct tl_lock tl_registry_lock;
 extern _Atomic size_t tl_tc_unclaimed;
 
 /* ---- allocation paths (alloc.c, huge.c) -------------------------------- */
@@ -622,7 +673,8 @@ struct tl_config {
     size_t quarantine_bytes; /* check mode: freed bytes held back from reuse */
     int stats_at_exit;       /* 0 no, 1 text, 2 json */
     int verbose;
-    int background; /* TL_BACKGROUND_*: the background decay thread */
+    int background;             /* TL_BACKGROUND_*: the background decay thread */
+    uint64_t debug_check_every; /* debug builds: slow paths between heap walks, 0 never */
 };
 enum { TL_BACKGROUND_NEVER = 0, TL_BACKGROUND_ALWAYS = 1, TL_BACKGROUND_AUTO = 2 };
 extern struct tl_config tl_conf;
