@@ -71,6 +71,12 @@ int tl_malloc_info(int options, FILE *fp);
  * an error of the action. */
 int tl_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen);
 
+/* Walks the whole heap and checks its invariants (every span, free list,
+ * bin and count; the calling thread's cache, not other threads'); writes
+ * each problem found to stderr and returns how many. Takes the allocator's
+ * locks: slow, for tests and debugging. */
+size_t tl_heap_check(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,6 +23,7 @@
  * before the page heap lock, never while another class's lock is held.
  * Fork: all taken in prepare, in class order, before the page heap lock.
  */
+#include "heapcheck.h"
 #include "internal.h"
 #include "memcheck.h"
 
@@ -139,7 +140,7 @@ static void partial_push(struct central_list *cl, struct span *s)
     s->on_central = 1;
 }
 
-static struct span *new_span(unsigned cls)
+static struct span *new_span(unsigned cls) TL_REQUIRES(tl_central_locks[cls])
 {
     struct span *s = tl_page_heap_alloc(tl_classes[cls].span_pages, 1, SPAN_SMALL, cls);
     if (s) {
@@ -194,6 +195,16 @@ static void check_span_list(const struct span *s)
         bad_block((void *)s->start, "free", FOUND_BY_FREE);
 }
 
+/* Objects on a chain, counting no further than max (a loop). For
+ * TL_ASSERT_SLOW, which uses it in debug builds only. */
+__attribute__((unused)) static size_t chain_length(void *head, size_t max)
+{
+    size_t n = 0;
+    for (void *p = head; p && n < max; p = tl_link_get(p))
+        n++;
+    return n;
+}
+
 /* A span free-list link is NULL or an object of that span. */
 static bool link_in_span(const struct span *s, const void *next)
 {
@@ -202,6 +213,7 @@ static bool link_in_span(const struct span *s, const void *next)
 
 /* Cuts up to n objects out of spans into a chain. Class lock held. */
 static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
+    TL_REQUIRES(tl_central_locks[cls])
 {
     struct central_list *cl = &central[cls];
     const struct size_class_info *c = &tl_classes[cls];
@@ -214,6 +226,7 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
                 break;
             partial_push(cl, s);
         }
+        TL_ASSERT(s->state == SPAN_SMALL && s->size_class == cls && s->on_central);
         while (got < n) {
             void *obj = tl_link_get(&s->free_list);
             if (obj) {
@@ -232,6 +245,7 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
             tl_link_set(obj, chain);
             ((uint64_t *)obj)[1] = tl_free_key(obj);
             chain = obj;
+            TL_ASSERT(s->allocated < s->carved);
             s->allocated++;
             got++;
         }
@@ -245,7 +259,7 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
 }
 
 /* Returns a chain of objects to their spans. Class lock held. */
-static void give_to_spans(unsigned cls, void *head, unsigned n)
+static void give_to_spans(unsigned cls, void *head, unsigned n) TL_REQUIRES(tl_central_locks[cls])
 {
     struct central_list *cl = &central[cls];
     for (unsigned i = 0; i < n && head; i++) {
@@ -254,6 +268,7 @@ static void give_to_spans(unsigned cls, void *head, unsigned n)
         if (TL_UNLIKELY(!s || s->state != SPAN_SMALL || s->size_class != cls))
             tl_report_corruption(obj, "free", "free-list link points outside its size class");
         head = chain_next(obj, "free", FOUND_BY_FREE);
+        TL_ASSERT(s->allocated > 0 && tl_is_object_start(s, (uintptr_t)obj));
         tl_link_set(obj, tl_link_get(&s->free_list));
         ((uint64_t *)obj)[1] = tl_span_key(obj);
         tl_link_set(&s->free_list, obj);
@@ -273,12 +288,13 @@ static void give_to_spans(unsigned cls, void *head, unsigned n)
 
 /* ---- transfer stage ------------------------------------------------------ */
 /* Class lock held. */
-static void *pop_batch(unsigned cls)
+static void *pop_batch(unsigned cls) TL_REQUIRES(tl_central_locks[cls])
 {
     struct central_list *cl = &central[cls];
     uint32_t n = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
     if (!n)
         return NULL;
+    TL_ASSERT(cl->transfer && n <= transfer_cap(cls));
     atomic_store_explicit(&cl->transfer_batches, n - 1, memory_order_relaxed);
     if (n - 1 < cl->low_batches)
         cl->low_batches = n - 1;
@@ -286,7 +302,7 @@ static void *pop_batch(unsigned cls)
 }
 
 /* Class lock held. The stack's array is made on the first push. */
-static bool push_batch(unsigned cls, void *head)
+static bool push_batch(unsigned cls, void *head) TL_REQUIRES(tl_central_locks[cls])
 {
     struct central_list *cl = &central[cls];
     uint32_t n = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
@@ -294,6 +310,7 @@ static bool push_batch(unsigned cls, void *head)
         return false;
     if (!cl->transfer && !(cl->transfer = tl_meta_alloc(transfer_cap(cls) * sizeof(void *))))
         return false;
+    TL_ASSERT_SLOW(chain_length(head, tl_classes[cls].batch + 1) == tl_classes[cls].batch);
     cl->transfer[n] = head;
     atomic_store_explicit(&cl->transfer_batches, n + 1, memory_order_relaxed);
     return true;
@@ -302,6 +319,8 @@ static bool push_batch(unsigned cls, void *head)
 unsigned tl_central_take(unsigned cls, unsigned n, void **head)
 {
     unsigned batch_n = tl_classes[cls].batch, got = n;
+    TL_ASSERT(cls > 0 && cls < tl_num_classes && n > 0);
+    tl_debug_tick();
     tl_lock_acquire(&tl_central_locks[cls]);
     void *batch = pop_batch(cls);
     if (batch) {
@@ -330,6 +349,8 @@ unsigned tl_central_take(unsigned cls, unsigned n, void **head)
  * the page heap for any size. */
 void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans)
 {
+    TL_ASSERT(cls > 0 && cls < tl_num_classes && head && n > 0);
+    tl_debug_tick();
     tl_lock_acquire(&tl_central_locks[cls]);
     if (to_spans || n != tl_classes[cls].batch || !push_batch(cls, head))
         give_to_spans(cls, head, n);
@@ -345,7 +366,7 @@ void tl_central_give_one(void *p, unsigned cls)
 }
 
 /* Empties a class's transfer stack into its spans. Class lock held. */
-static void drain(unsigned cls)
+static void drain(unsigned cls) TL_REQUIRES(tl_central_locks[cls])
 {
     void *batch;
     while ((batch = pop_batch(cls)))
@@ -433,4 +454,76 @@ size_t tl_central_out_bytes(unsigned cls)
     const struct central_list *cl = &central[cls];
     size_t batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
     return (cl->allocated - batches * tl_classes[cls].batch) * tl_classes[cls].size;
+}
+
+/* ---- the heap walk (heapcheck.c) ------------------------------------------ */
+/* The partial heap holds exactly the spans with room that the pagemap walk
+ * found, in heap order; the transfer batches are whole batches of free
+ * objects; the counts are the spans' sums. */
+/* The parent of heap node s (prev is the left sibling, or for a first child
+ * the parent), NULL for the root. */
+static const struct span *heap_parent(const struct span *s)
+{
+    while (s->prev && s->prev->heap_child != s)
+        s = s->prev;
+    return s->prev;
+}
+
+/* Visits the heap in preorder without recursion (a heap built by rising
+ * addresses is one long chain of first children). */
+static size_t check_heap(struct tl_heap_walk *w, unsigned cls, const struct span *root,
+                         size_t limit)
+{
+    size_t n = 0;
+    const struct span *s = root;
+    while (s && n < limit) {
+        n++;
+        tl_walk_expect(w, s->state == SPAN_SMALL && s->size_class == cls && s->on_central,
+                       "a partial heap holds a span not of its class or not marked", s->start);
+        const struct span *child = s->heap_child;
+        if (child) {
+            tl_walk_expect(w, child->prev == s && child->start < s->start,
+                           "a partial heap out of order, or a parent link wrong", child->start);
+            s = child;
+            continue;
+        }
+        while (s && s != root && !s->next)
+            s = heap_parent(s);
+        if (!s || s == root)
+            break;
+        const struct span *parent = heap_parent(s);
+        tl_walk_expect(w, s->next->prev == s && parent && s->next->start < parent->start,
+                       "a partial heap out of order, or a sibling link wrong", s->next->start);
+        s = s->next;
+    }
+    return n;
+}
+
+void tl_central_check(struct tl_heap_walk *w, unsigned cls)
+{
+    const struct central_list *cl = &central[cls];
+    const struct size_class_info *c = &tl_classes[cls];
+    tl_walk_expect(w, !cl->partial || !cl->partial->prev, "a partial heap's root has a parent",
+                   cls);
+    tl_walk_expect(w, check_heap(w, cls, cl->partial, w->partial[cls] + 1) == w->partial[cls],
+                   "a partial heap does not hold exactly its class's spans with room", cls);
+    tl_walk_expect(w, cl->allocated == w->allocated[cls],
+                   "a central list's objects out are not its spans' sum", cls);
+    tl_walk_expect(w, cl->span_objects == w->spans[cls] * c->objects,
+                   "a central list's capacity is not its spans' sum", cls);
+    uint32_t batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
+    tl_walk_expect(w, batches <= transfer_cap(cls) && cl->low_batches <= batches,
+                   "a transfer stack's counts out of range", cls);
+    for (uint32_t i = 0; i < batches; i++) {
+        void *obj = cl->transfer[i];
+        for (unsigned k = 0; k < c->batch; k++, obj = tl_link_get(obj)) {
+            if (!obj) {
+                tl_walk_problem(w, "a transfer batch is short", (uintptr_t)cl->transfer[i]);
+                break;
+            }
+            tl_walk_free_object(w, obj, cls, false);
+        }
+        if (obj)
+            tl_walk_problem(w, "a transfer batch is long", (uintptr_t)cl->transfer[i]);
+    }
 }

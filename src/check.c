@@ -64,10 +64,11 @@ struct trailer {
 };
 _Static_assert(sizeof(struct trailer) % 16 == 0, "the trailer keeps the block's alignment");
 
-static struct trailer live = {0, 0, 0, 0, 0, NULL, &live, &live};
-static size_t live_count;
-static struct trailer *quarantine_head, *quarantine_tail;
-static size_t quarantine_bytes;
+static struct trailer live TL_GUARDED_BY(tl_check_lock) = {0, 0, 0, 0, 0, NULL, &live, &live};
+static size_t live_count TL_GUARDED_BY(tl_check_lock);
+static struct trailer *quarantine_head TL_GUARDED_BY(tl_check_lock),
+    *quarantine_tail TL_GUARDED_BY(tl_check_lock);
+static size_t quarantine_bytes TL_GUARDED_BY(tl_check_lock);
 static uint64_t check_key;
 
 void tl_check_init(void) { check_key = tl_key_secret * 0x9e3779b97f4a7c15ULL; }
@@ -237,7 +238,7 @@ static void report_problem(const struct problem *pr, const char *who)
 }
 
 /* ---- the live list ---------------------------------------------------------- */
-static void live_add(struct trailer *t)
+static void live_add(struct trailer *t) TL_REQUIRES(tl_check_lock)
 {
     t->next = live.next;
     t->prev = &live;
@@ -246,7 +247,7 @@ static void live_add(struct trailer *t)
     live_count++;
 }
 
-static void live_remove(struct trailer *t)
+static void live_remove(struct trailer *t) TL_REQUIRES(tl_check_lock)
 {
     t->prev->next = t->next;
     t->next->prev = t->prev;
@@ -417,7 +418,7 @@ static bool live_damage(void *p, const struct block *b, struct problem *pr)
 }
 
 /* Checks p before free, realloc or malloc_usable_size. Lock held. */
-static enum verdict verify(void *p, struct block *b, struct problem *pr)
+static enum verdict verify(void *p, struct block *b, struct problem *pr) TL_REQUIRES(tl_check_lock)
 {
     uintptr_t a = (uintptr_t)p;
     if (!tl_pagemap_span(a)) {
@@ -497,7 +498,7 @@ static bool freed_damage(const struct block *b, struct problem *pr)
 
 /* Releases the oldest quarantined blocks beyond the bound; the first
  * damaged one goes to *pr. Lock held. */
-static void evict(size_t bound, struct problem *pr)
+static void evict(size_t bound, struct problem *pr) TL_REQUIRES(tl_check_lock)
 {
     while (quarantine_head && quarantine_bytes > bound) {
         struct trailer *t = quarantine_head;
@@ -522,6 +523,7 @@ static void evict(size_t bound, struct problem *pr)
 }
 
 static void quarantine_add(void *p, const struct block *b, uintptr_t free_site)
+    TL_REQUIRES(tl_check_lock)
 {
     struct trailer *t = b->t;
     live_remove(t);
@@ -540,7 +542,7 @@ static void quarantine_add(void *p, const struct block *b, uintptr_t free_site)
 /* A block found damaged is not freed (its neighbours' bytes may be
  * wrong too); it leaves the live list if its links can be believed, so
  * that the exit check does not report it twice. */
-static void drop_damaged(void *p, const struct block *b)
+static void drop_damaged(void *p, const struct block *b) TL_REQUIRES(tl_check_lock)
 {
     uint64_t state;
     if (b->t && trailer_state(p, b->t, room_of(p, b), &state) && state == LIVE_MARK &&
@@ -740,7 +742,7 @@ static void visit_live(struct trailer *t, struct tl_scan_block *e, struct proble
 /* Walks the live list forwards, and if a damaged trailer breaks it,
  * backwards from its other end up to the break. Lock held. */
 static size_t collect_live(struct tl_scan_block *blocks, struct problem *probs, size_t cap,
-                           size_t *nprobs)
+                           size_t *nprobs) TL_REQUIRES(tl_check_lock)
 {
     size_t n = 0;
     struct trailer *t = live.next, *last = &live;

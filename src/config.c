@@ -25,6 +25,7 @@ struct tl_config tl_conf = {
     .stats_at_exit = 0,
     .verbose = 0,
     .background = TL_BACKGROUND_AUTO,
+    .debug_check_every = 1024,
 };
 
 static bool parse_u64(const char *s, size_t len, uint64_t *out)
@@ -125,6 +126,11 @@ static bool apply(const char *k, size_t klen, const char *v, size_t vlen, bool *
         if (!parse_u64(v, vlen, &ms))
             return false;
         tl_conf.decay_ms = ms;
+    } else if (key_is(k, klen, "debug_check_every")) {
+        uint64_t every; /* read in every build, used in debug builds */
+        if (!parse_u64(v, vlen, &every))
+            return false;
+        tl_conf.debug_check_every = every;
     } else if (key_is(k, klen, "quarantine")) {
         if (!tl_parse_size(v, vlen, &n))
             return false;

@@ -8,15 +8,11 @@
  */
 #include "internal.h"
 
-#include <dlfcn.h>
 #include <elf.h>
-#include <fcntl.h>
 #include <link.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 void tl_buf_flush(struct tl_buf *b)
 {
@@ -86,42 +82,15 @@ void tl_buf_size(struct tl_buf *b, uint64_t bytes)
 }
 
 /* ---- backtrace ------------------------------------------------------------ */
-/* Copies two words at p, or says that they cannot be read. The kernel
- * checks the pages' protection (mincore would not: it succeeds on a
- * PROT_NONE page, and reading it then faults); a pipe does the same where
- * process_vm_readv is not allowed. */
-static bool copy_via_pipe(const uintptr_t *p, uintptr_t out[2])
-{
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return false;
-    bool ok = write(fds[1], p, 2 * sizeof *p) == (ssize_t)(2 * sizeof *p) &&
-              read(fds[0], out, 2 * sizeof *p) == (ssize_t)(2 * sizeof *p);
-    close(fds[0]);
-    close(fds[1]);
-    return ok;
-}
-
-static bool read_frame(int pid, const uintptr_t *p, uintptr_t out[2])
-{
-    int saved = errno;
-    struct iovec local = {out, 2 * sizeof *p}, remote = {(void *)p, 2 * sizeof *p};
-    ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    bool ok = n == (ssize_t)(2 * sizeof *p) || (n < 0 && errno != EFAULT && copy_via_pipe(p, out));
-    errno = saved;
-    return ok;
-}
-
 /* Return addresses by walking frame pointers, copying each frame only if
  * it can be read (code built without frame pointers ends the walk). */
 unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
 {
     uintptr_t *fp = __builtin_frame_address(0);
-    int pid = tl_os_getpid();
     unsigned n = 0;
     for (unsigned depth = 0; fp && n < max && depth < 64; depth++) {
         uintptr_t frame[2]; /* the caller's frame pointer, the return address */
-        if (((uintptr_t)fp & 7) || !read_frame(pid, fp, frame))
+        if (((uintptr_t)fp & 7) || !tl_os_read_words(fp, frame, sizeof frame))
             break;
         uintptr_t pc = frame[1];
         uintptr_t *next = (uintptr_t *)frame[0];
@@ -163,21 +132,21 @@ bool tl_in_self(uintptr_t pc)
 /* " name (sym+0x..)" or " name+0x.." from the loader's tables. */
 static bool put_symbol(struct tl_buf *b, uintptr_t pc)
 {
-    Dl_info info;
-    if (!dladdr((void *)pc, &info) || !info.dli_fname)
+    struct tl_os_symbol info;
+    if (!tl_os_symbol_of(pc, &info))
         return false;
-    const char *name = strrchr(info.dli_fname, '/');
+    const char *name = strrchr(info.file, '/');
     tl_buf_str(b, " ");
-    tl_buf_str(b, name ? name + 1 : info.dli_fname);
-    if (info.dli_sname) {
+    tl_buf_str(b, name ? name + 1 : info.file);
+    if (info.name) {
         tl_buf_str(b, " (");
-        tl_buf_str(b, info.dli_sname);
+        tl_buf_str(b, info.name);
         tl_buf_str(b, "+");
-        tl_buf_hex(b, pc - (uintptr_t)info.dli_saddr);
+        tl_buf_hex(b, pc - info.name_addr);
         tl_buf_str(b, ")");
     } else {
         tl_buf_str(b, "+");
-        tl_buf_hex(b, pc - (uintptr_t)info.dli_fbase);
+        tl_buf_hex(b, pc - info.file_base);
     }
     return true;
 }
@@ -234,15 +203,12 @@ static bool put_if_mapped(struct tl_buf *b, const char *line, uintptr_t pc)
  * allocates nor waits for the loader. */
 static void put_mapping(struct tl_buf *b, uintptr_t pc)
 {
-    int saved = errno;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    int fd = tl_os_open_read("/proc/self/maps");
     char buf[1024];
     size_t len = 0;
     bool found = false;
     while (fd >= 0 && !found) {
-        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
+        long n = tl_os_read(fd, buf + len, sizeof buf - 1 - len);
         if (n <= 0)
             break;
         len += (size_t)n;
@@ -259,8 +225,7 @@ static void put_mapping(struct tl_buf *b, uintptr_t pc)
             len = 0;
     }
     if (fd >= 0)
-        close(fd);
-    errno = saved;
+        tl_os_close(fd);
 }
 
 /* Symbols are looked up only when this thread holds no allocator lock:

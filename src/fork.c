@@ -46,14 +46,12 @@
  * parent handler popped another thread's level, the depth lost updates,
  * and 8 threads forking at once hit "more forks nested" within 2 s.
  */
-#include "internal.h"
+#include "heapcheck.h"
 
 #include <sys/single_threaded.h>
 
 #include <pthread.h>
 #include <sched.h>
-
-extern struct tl_lock tl_pagemap_lock, tl_meta_lock, tl_check_lock;
 
 #define MAX_LOCKS (TL_MAX_CLASSES + 8)
 /* Forks in progress at once in this thread: a fork, one in a handler that
@@ -139,8 +137,13 @@ static bool holder_blocked_on_me(const struct fork_level *f, struct tl_lock *l)
     return false;
 }
 
-/* In a handler that interrupted this thread inside the allocator. */
-static enum fork_hold take_or_abandon(const struct fork_level *f, struct tl_lock *l)
+/* In a handler that interrupted this thread inside the allocator.
+ * The fork handlers take and release the locks through the table `locks`,
+ * whether held depends on the level's `hold`, which clang's lock analysis
+ * cannot follow (TL_NO_LOCK_ANALYSIS); the order they are taken in is the
+ * table's, which collect() builds in the order of docs/DESIGN.md. */
+static enum fork_hold take_or_abandon(const struct fork_level *f,
+                                      struct tl_lock *l) TL_NO_LOCK_ANALYSIS
 {
     for (unsigned spins = 0;; spins++) {
         if (tl_lock_try(l))
@@ -195,10 +198,16 @@ static struct fork_level *level_push(void)
 
 /* This thread's innermost fork's level, released once its handler is done
  * with it. */
-static struct fork_level *level_top(void) { return &pool[my_slots[my_depth - 1]]; }
+static struct fork_level *level_top(void)
+{
+    TL_ASSERT(my_depth > 0 && atomic_load_explicit(&slot_owner[my_slots[my_depth - 1]],
+                                                   memory_order_relaxed) == tl_self_id());
+    return &pool[my_slots[my_depth - 1]];
+}
 
 static void level_pop(void)
 {
+    TL_ASSERT(my_depth > 0);
     unsigned slot = my_slots[my_depth - 1];
     atomic_signal_fence(memory_order_seq_cst);
     my_depth = (uint8_t)(my_depth - 1);
@@ -239,7 +248,7 @@ static enum fork_hold hold_before(const struct fork_level *f, unsigned i)
     return taken_by_outer_fork(f, i) ? HOLD_OUTER : HOLD_MINE;
 }
 
-static void prepare(void)
+static void prepare(void) TL_NO_LOCK_ANALYSIS
 {
     struct fork_level *f = level_push();
     f->skipped_any = false;
@@ -272,7 +281,7 @@ static void prepare(void)
     }
 }
 
-static void parent(void)
+static void parent(void) TL_NO_LOCK_ANALYSIS
 {
     struct fork_level *f = level_top();
     for (unsigned i = nlocks; i-- > 0;)
@@ -283,7 +292,7 @@ static void parent(void)
     level_pop();
 }
 
-static void child(void)
+static void child(void) TL_NO_LOCK_ANALYSIS
 {
     struct fork_level *f = level_top();
     if (f->took_io_list) /* glibc resets it itself only after a threaded parent */
@@ -301,4 +310,17 @@ void tl_fork_install(void)
 {
     collect();
     pthread_atfork(prepare, parent, child);
+}
+
+/* The heap walk runs outside fork's handlers, so the calling thread has no
+ * level pushed, and no slot of the pool may still name it: a level not
+ * popped would keep its slot for good, and FORK_SLOTS of them would make
+ * every later fork wait. */
+void tl_fork_check(struct tl_heap_walk *w)
+{
+    tl_walk_expect(w, my_depth == 0, "a fork level left on the calling thread", my_depth);
+    uint32_t me = tl_self_id();
+    for (unsigned i = 0; i < FORK_SLOTS; i++)
+        tl_walk_expect(w, atomic_load_explicit(&slot_owner[i], memory_order_relaxed) != me,
+                       "a fork slot still claimed by the calling thread", i);
 }

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 
 static size_t huge_bytes(size_t size) { return tl_round_up(size, TL_PAGE_SIZE); }
 
@@ -24,7 +23,7 @@ static size_t huge_bytes(size_t size) { return tl_round_up(size, TL_PAGE_SIZE); 
  * miss one). */
 #define RECENT_UNMAPS 64
 static _Atomic uintptr_t recent_unmaps[RECENT_UNMAPS];
-static unsigned recent_next;
+static unsigned recent_next TL_GUARDED_BY(tl_page_heap_lock);
 
 static void forget_unmap(uintptr_t start)
 {
@@ -57,6 +56,8 @@ static void note_peak(void)
 
 static struct span *register_block(uintptr_t start, size_t bytes)
 {
+    TL_ASSERT(!(start & (TL_PAGE_SIZE - 1)) && bytes >= TL_PAGE_SIZE);
+    tl_debug_tick();
     if (!tl_pagemap_ensure(start, mapped_pages(bytes >> TL_PAGE_SHIFT) << TL_PAGE_SHIFT))
         return NULL;
     tl_lock_acquire(&tl_page_heap_lock);
@@ -79,6 +80,8 @@ static struct span *register_block(uintptr_t start, size_t bytes)
 
 static void unregister_block(struct span *s)
 {
+    TL_ASSERT(s->state == SPAN_HUGE && tl_pagemap_span(s->start) == s);
+    tl_debug_tick();
     tl_stat_sub(&tl_stats.huge_mapped, s->npages << TL_PAGE_SHIFT);
     tl_stat_sub(&tl_stats.huge_count, 1);
     tl_lock_acquire(&tl_page_heap_lock);
@@ -125,8 +128,7 @@ static void *remap_aligned(void *old, size_t old_bytes, size_t new_bytes)
     if (!area)
         return NULL;
     uintptr_t target = tl_round_up((uintptr_t)area, TL_PAGE_SIZE);
-    void *q = mremap(old, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)target);
-    if (q == MAP_FAILED) {
+    if (!tl_os_remap_to(old, old_bytes, new_bytes, (void *)target)) {
         tl_os_unmap(area, new_bytes + TL_PAGE_SIZE);
         return NULL;
     }
@@ -135,7 +137,7 @@ static void *remap_aligned(void *old, size_t old_bytes, size_t new_bytes)
         tl_os_unmap(area, head);
     if (TL_PAGE_SIZE - head)
         tl_os_unmap((char *)target + new_bytes, TL_PAGE_SIZE - head);
-    return q;
+    return (void *)target;
 }
 
 void *tl_huge_realloc(struct span *s, size_t size)

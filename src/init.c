@@ -17,11 +17,6 @@
  */
 #include "internal.h"
 
-#include <sys/auxv.h>
-#include <sys/random.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 _Atomic int tl_init_state;
 uint64_t tl_secret;
 uint64_t tl_link_mul;
@@ -40,9 +35,9 @@ static uint64_t mix(uint64_t x)
 static void make_secrets(void)
 {
     uint64_t r[3] = {0, 0, 0};
-    if (syscall(SYS_getrandom, r, sizeof r, GRND_NONBLOCK) != (long)sizeof r) {
+    if (!tl_os_random(r, sizeof r)) {
         /* The kernel's 16 random bytes for this process. */
-        const uint64_t *at_random = (const uint64_t *)getauxval(AT_RANDOM);
+        const uint64_t *at_random = tl_os_exec_random();
         if (at_random) {
             r[0] = at_random[0];
             r[1] = at_random[1];
@@ -58,8 +53,19 @@ static void make_secrets(void)
     tl_link_mul = r[2] | 1;
 }
 
+/* The allocator is built for 4 KiB kernel pages (configure refuses
+ * others); a binary moved to a kernel with other pages stops here, with a
+ * message, before it maps anything. */
+static void check_page_size(void)
+{
+    size_t page = tl_os_kernel_page_size();
+    if (page && page != tl_os_page_size())
+        tl_fatal("this kernel's pages are not 4096 bytes; tlmalloc is built for 4096");
+}
+
 static void stage_one(void)
 {
+    check_page_size();
     tl_size_classes_init();
     make_secrets();
     tl_config_init();
@@ -113,6 +119,13 @@ __attribute__((constructor)) static void tl_constructor(void)
 __attribute__((destructor)) static void tl_destructor(void)
 {
     if (atomic_load_explicit(&tl_init_state, memory_order_acquire) == 2) {
+#ifdef TL_DEBUG
+        /* Every process of a debug build checks its heap as it exits: each
+         * Criterion test runs in a process of its own, so this is the walk
+         * after every test, in test_linked and test_preload alike. */
+        if (tl_conf.debug_check_every && tl_heap_check())
+            tl_fatal("the heap check at exit found the problems above");
+#endif
         tl_check_leak_report();
         tl_stats_at_exit();
     }

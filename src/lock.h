@@ -21,7 +21,29 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct tl_lock {
+/* Lock rules that clang checks (-Wthread-safety, on wherever configure
+ * finds the compiler has it): the lock type is a capability, data says
+ * which lock guards it (TL_GUARDED_BY), and a function says which locks it
+ * needs held (TL_REQUIRES), takes (TL_ACQUIRES) or gives up (TL_RELEASES).
+ * Under gcc they are nothing. The order in which locks nest is stated once,
+ * in docs/DESIGN.md ("Locks"). */
+#if defined(__clang__)
+#define TL_TSA(x) __attribute__((x))
+#else
+#define TL_TSA(x)
+#endif
+#define TL_CAPABILITY(name) TL_TSA(capability(name))
+#define TL_GUARDED_BY(l) TL_TSA(guarded_by(l))
+#define TL_PT_GUARDED_BY(l) TL_TSA(pt_guarded_by(l))
+#define TL_REQUIRES(...) TL_TSA(requires_capability(__VA_ARGS__))
+#define TL_ACQUIRES(...) TL_TSA(acquire_capability(__VA_ARGS__))
+#define TL_RELEASES(...) TL_TSA(release_capability(__VA_ARGS__))
+#define TL_TRY_ACQUIRES(...) TL_TSA(try_acquire_capability(__VA_ARGS__))
+#define TL_EXCLUDES(...) TL_TSA(locks_excluded(__VA_ARGS__))
+/* For code whose locking the analysis cannot follow; each use says why. */
+#define TL_NO_LOCK_ANALYSIS TL_TSA(no_thread_safety_analysis)
+
+struct TL_CAPABILITY("mutex") tl_lock {
     _Atomic uint32_t word; /* 0 free, else owner id | TL_LOCK_WAITERS */
 };
 
@@ -53,7 +75,7 @@ static inline void tl_cpu_relax(void)
 void tl_lock_wait(struct tl_lock *l, uint32_t me);
 void tl_lock_wake(struct tl_lock *l);
 
-static inline void tl_lock_acquire(struct tl_lock *l)
+static inline void tl_lock_acquire(struct tl_lock *l) TL_ACQUIRES(*l) TL_NO_LOCK_ANALYSIS
 {
     uint32_t me = tl_self_id(), expected = 0;
     if (!atomic_compare_exchange_strong_explicit(&l->word, &expected, me, memory_order_acquire,
@@ -61,14 +83,14 @@ static inline void tl_lock_acquire(struct tl_lock *l)
         tl_lock_wait(l, me);
 }
 
-static inline bool tl_lock_try(struct tl_lock *l)
+static inline bool tl_lock_try(struct tl_lock *l) TL_TRY_ACQUIRES(true, *l) TL_NO_LOCK_ANALYSIS
 {
     uint32_t expected = 0;
     return atomic_compare_exchange_strong_explicit(&l->word, &expected, tl_self_id(),
                                                    memory_order_acquire, memory_order_relaxed);
 }
 
-static inline void tl_lock_release(struct tl_lock *l)
+static inline void tl_lock_release(struct tl_lock *l) TL_RELEASES(*l) TL_NO_LOCK_ANALYSIS
 {
     if (atomic_exchange_explicit(&l->word, 0, memory_order_release) & TL_LOCK_WAITERS)
         tl_lock_wake(l);
@@ -86,7 +108,7 @@ static inline bool tl_lock_held_by_me(struct tl_lock *l)
 }
 
 /* After fork, in the child: the lock is free (its holder does not exist). */
-static inline void tl_lock_reset(struct tl_lock *l)
+static inline void tl_lock_reset(struct tl_lock *l) TL_NO_LOCK_ANALYSIS
 {
     atomic_store_explicit(&l->word, 0, memory_order_relaxed);
 }

@@ -2,8 +2,12 @@
  * allocates; everything is a thin wrapper over a system call. */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
+#include <sys/uio.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -83,6 +87,14 @@ void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move)
     return q == MAP_FAILED ? NULL : q;
 }
 
+bool tl_os_remap_to(void *p, size_t old_size, size_t new_size, void *target)
+{
+    int saved = errno;
+    void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+    errno = saved;
+    return q == target;
+}
+
 uint64_t tl_os_now_ms(void)
 {
     struct timespec ts;
@@ -91,6 +103,64 @@ uint64_t tl_os_now_ms(void)
 }
 
 size_t tl_os_page_size(void) { return 4096; }
+
+size_t tl_os_kernel_page_size(void) { return (size_t)getauxval(AT_PAGESZ); }
+
+bool tl_os_random(void *buf, size_t n)
+{
+    int saved = errno;
+    long got = syscall(SYS_getrandom, buf, n, GRND_NONBLOCK);
+    errno = saved;
+    return got == (long)n;
+}
+
+const void *tl_os_exec_random(void) { return (const void *)getauxval(AT_RANDOM); }
+
+/* Where process_vm_readv is not allowed (seccomp, some containers), a pipe
+ * does the same check: the kernel checks the pages' protection (mincore
+ * would not: it succeeds on a PROT_NONE page, and reading it then faults). */
+static bool copy_via_pipe(const void *p, void *out, size_t n)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return false;
+    bool ok = write(fds[1], p, n) == (ssize_t)n && read(fds[0], out, n) == (ssize_t)n;
+    close(fds[0]);
+    close(fds[1]);
+    return ok;
+}
+
+bool tl_os_read_words(const void *p, void *out, size_t n)
+{
+    int saved = errno;
+    struct iovec local = {out, n}, remote = {(void *)p, n};
+    ssize_t got = process_vm_readv(tl_os_getpid(), &local, 1, &remote, 1, 0);
+    bool ok = got == (ssize_t)n || (got < 0 && errno != EFAULT && copy_via_pipe(p, out, n));
+    errno = saved;
+    return ok;
+}
+
+bool tl_os_resident(const void *p)
+{
+    int saved = errno;
+    unsigned char v = 0;
+    uintptr_t page = (uintptr_t)p & ~(uintptr_t)(tl_os_page_size() - 1);
+    bool ok = mincore((void *)page, tl_os_page_size(), &v) == 0 && (v & 1);
+    errno = saved;
+    return ok;
+}
+
+bool tl_os_symbol_of(uintptr_t pc, struct tl_os_symbol *out)
+{
+    Dl_info info;
+    if (!dladdr((void *)pc, &info) || !info.dli_fname)
+        return false;
+    out->file = info.dli_fname;
+    out->file_base = (uintptr_t)info.dli_fbase;
+    out->name = info.dli_sname;
+    out->name_addr = (uintptr_t)info.dli_saddr;
+    return true;
+}
 
 /* The system call itself, not libc's write(): that is a cancellation
  * point, and a report or malloc_stats must not end a thread that has a
@@ -136,6 +206,25 @@ long tl_os_read_file(const char *path, char *buf, size_t cap)
 }
 
 int tl_os_getpid(void) { return (int)syscall(SYS_getpid); }
+
+int tl_os_open_read(const char *path)
+{
+    int saved = errno;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    errno = saved;
+    return fd;
+}
+
+long tl_os_read(int fd, void *buf, size_t n)
+{
+    int saved = errno;
+    ssize_t r;
+    do
+        r = read(fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    errno = saved;
+    return (long)r;
+}
 
 int tl_os_pagemap_open(void)
 {

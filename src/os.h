@@ -20,10 +20,36 @@ bool tl_os_unmap(void *p, size_t size);
  * the pages kept their contents and stay resident. */
 bool tl_os_decommit(void *p, size_t size);
 void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move); /* NULL on failure */
-uint64_t tl_os_now_ms(void);                                                /* monotonic, coarse */
-size_t tl_os_page_size(void);                      /* the kernel's page (4 KiB here) */
+/* Moves the mapping at p to exactly target (which must be mapped already,
+ * and is replaced); false on failure, and then p is untouched. */
+bool tl_os_remap_to(void *p, size_t old_size, size_t new_size, void *target);
+uint64_t tl_os_now_ms(void);         /* monotonic, coarse */
+size_t tl_os_page_size(void);        /* the kernel page the allocator is built for: 4 KiB */
+size_t tl_os_kernel_page_size(void); /* the running kernel's (AT_PAGESZ), 0 if unknown */
+/* Fills buf with n random bytes from the kernel without blocking; false if
+ * it could not (early boot, seccomp): then tl_os_exec_random's 16 bytes. */
+bool tl_os_random(void *buf, size_t n);
+const void *tl_os_exec_random(void); /* AT_RANDOM: 16 bytes, or NULL */
+/* Copies n bytes at p into out if they can be read (a backtrace's frame),
+ * false if not: never faults. */
+bool tl_os_read_words(const void *p, void *out, size_t n);
+/* The kernel page holding p is resident (mincore); false if not or unknown. */
+bool tl_os_resident(const void *p);
+/* The object holding pc, and the nearest symbol (NULL if none) from the
+ * loader's tables; false if pc is in no object. Takes the loader's lock. */
+struct tl_os_symbol {
+    const char *file, *name;
+    uintptr_t file_base, name_addr;
+};
+bool tl_os_symbol_of(uintptr_t pc, struct tl_os_symbol *out);
 bool tl_os_write(int fd, const char *s, size_t n); /* false if not all was written */
 long tl_os_read_file(const char *path, char *buf, size_t cap);
+/* A file read piece by piece (the backtrace's /proc/self/maps, which may
+ * be larger than any buffer here): open read-only, -1 on failure; read
+ * retries on EINTR and returns the bytes read, 0 at the end, -1 on error;
+ * tl_os_close closes it. None changes errno. */
+int tl_os_open_read(const char *path);
+long tl_os_read(int fd, void *buf, size_t n);
 int tl_os_getpid(void);
 /* Sleeps up to ms milliseconds while *word == expected (a futex: returns
  * at once if it differs, early on a wake or a signal). */

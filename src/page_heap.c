@@ -18,6 +18,7 @@
  * non-huge spans. Order: central list lock -> page heap lock -> pagemap lock
  * -> meta lock. Fork: taken in prepare after the central locks.
  */
+#include "heapcheck.h"
 #include "internal.h"
 
 #include <string.h>
@@ -34,19 +35,21 @@ struct bin_set {
     uint64_t nonempty[(NBINS + 63) / 64];
 };
 
-static struct bin_set dirty, returned;
-static struct span *lru_newest, *lru_oldest;
-static struct span *spare_spans;
-static _Atomic uint64_t next_decay_ms;    /* read without the lock by tl_page_heap_tick */
-static struct tl_page_heap_counts counts; /* guarded by the page heap lock */
+static struct bin_set dirty TL_GUARDED_BY(tl_page_heap_lock), returned
+    TL_GUARDED_BY(tl_page_heap_lock);
+static struct span *lru_newest TL_GUARDED_BY(tl_page_heap_lock),
+    *lru_oldest TL_GUARDED_BY(tl_page_heap_lock);
+static struct span *spare_spans TL_GUARDED_BY(tl_page_heap_lock);
+static _Atomic uint64_t next_decay_ms; /* read without the lock by tl_page_heap_tick */
+static struct tl_page_heap_counts counts TL_GUARDED_BY(tl_page_heap_lock);
 
 /* ---- metadata arena ----------------------------------------------------- */
 /* Lock: meta_lock guards the bump pointer. A leaf lock: nothing is taken
  * while it is held. */
 struct tl_lock tl_meta_lock = TL_LOCK_INIT;
-static char *meta_cur, *meta_end;
+static char *meta_cur TL_GUARDED_BY(tl_meta_lock), *meta_end TL_GUARDED_BY(tl_meta_lock);
 
-void *tl_meta_alloc(size_t bytes)
+void *tl_meta_alloc(size_t bytes) TL_EXCLUDES(tl_meta_lock)
 {
     bytes = tl_round_up(bytes, 64);
     tl_lock_acquire(&tl_meta_lock);
@@ -67,7 +70,7 @@ void *tl_meta_alloc(size_t bytes)
     return p;
 }
 
-struct span *tl_span_new(void)
+struct span *tl_span_new(void) TL_REQUIRES(tl_page_heap_lock)
 {
     struct span *s = spare_spans;
     if (s)
@@ -78,7 +81,7 @@ struct span *tl_span_new(void)
     return s;
 }
 
-void tl_span_delete(struct span *s)
+void tl_span_delete(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
     s->next = spare_spans;
     spare_spans = s;
@@ -86,7 +89,7 @@ void tl_span_delete(struct span *s)
 
 /* The struct of a new page heap span starting at start: its pagemap slot
  * (I5), which no other span uses, since none starts there. */
-static struct span *span_at(uintptr_t start)
+static struct span *span_at(uintptr_t start) TL_REQUIRES(tl_page_heap_lock)
 {
     struct span *s = tl_pagemap_slot(start);
     memset(s, 0, sizeof *s);
@@ -96,10 +99,9 @@ static struct span *span_at(uintptr_t start)
 }
 
 /* A span's slot is free again: it was joined into the span before it. */
-static void slot_done(struct span *s)
+static void slot_done(void) TL_REQUIRES(tl_page_heap_lock)
 {
-    (void)s;
-    tl_stat_sub(&tl_stats.meta, sizeof *s);
+    tl_stat_sub(&tl_stats.meta, sizeof(struct span));
 }
 
 /* ---- bins ---------------------------------------------------------------- */
@@ -110,7 +112,7 @@ static unsigned bin_of(size_t npages)
     return EXACT_BINS + 1 + (unsigned)(63 - __builtin_clzll(npages)) - 7;
 }
 
-static void bin_insert(struct bin_set *set, struct span *s)
+static void bin_insert(struct bin_set *set, struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
     unsigned b = bin_of(s->npages);
     s->prev = NULL;
@@ -122,8 +124,9 @@ static void bin_insert(struct bin_set *set, struct span *s)
     s->in_bin = 1;
 }
 
-static void bin_remove(struct bin_set *set, struct span *s)
+static void bin_remove(struct bin_set *set, struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
+    TL_ASSERT(s->in_bin && s->state == SPAN_FREE);
     unsigned b = bin_of(s->npages);
     if (s->prev)
         s->prev->next = s->next;
@@ -183,7 +186,7 @@ static struct span *bin_find(const struct bin_set *set, size_t npages)
 }
 
 /* ---- dirty LRU ----------------------------------------------------------- */
-static void lru_push(struct span *s)
+static void lru_push(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
     s->lru_prev = NULL;
     s->lru_next = lru_newest;
@@ -194,7 +197,7 @@ static void lru_push(struct span *s)
     lru_newest = s;
 }
 
-static void lru_remove(struct span *s)
+static void lru_remove(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
     if (s->lru_prev)
         s->lru_prev->lru_next = s->lru_next;
@@ -211,7 +214,7 @@ static void lru_remove(struct span *s)
 static size_t bytes_of(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
 
 /* Takes a free span out of its bin (and the LRU); stats follow. */
-static void unlink_free(struct span *s)
+static void unlink_free(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
     if (s->returned) {
         bin_remove(&returned, s);
@@ -223,8 +226,10 @@ static void unlink_free(struct span *s)
     }
 }
 
-static void link_free(struct span *s)
+static void link_free(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
+    TL_ASSERT(s->npages > 0 && !(s->start & (TL_PAGE_SIZE - 1)) && !s->in_bin);
+    TL_ASSERT(s == tl_pagemap_slot(s->start)); /* I5 */
     s->state = SPAN_FREE;
     s->size_class = 0;
     tl_pagemap_set_range(s->start, 1, s, 0);
@@ -244,8 +249,11 @@ static void link_free(struct span *s)
  * span free for long that gains a few fresh pages still decays on time
  * (keeping the newer age let a trickle of small frees postpone the return
  * of a large neighbour indefinitely). */
-static struct span *join(struct span *low, struct span *high)
+static struct span *join(struct span *low, struct span *high) TL_REQUIRES(tl_page_heap_lock)
 {
+    TL_ASSERT(low->start + bytes_of(low) == high->start);
+    TL_ASSERT(low->state == SPAN_FREE && high->state == SPAN_FREE && !low->in_bin &&
+              !high->in_bin && low->returned == high->returned);
     tl_pagemap_set_range(low->start + bytes_of(low) - TL_PAGE_SIZE, 1, NULL, 0);
     tl_pagemap_set_range(high->start, 1, NULL, 0);
     int64_t age_gap = (int64_t)(high->freed_ms - low->freed_ms);
@@ -253,7 +261,7 @@ static struct span *join(struct span *low, struct span *high)
         (uint64_t)(age_gap * (int64_t)high->npages / (int64_t)(low->npages + high->npages));
     low->npages += high->npages;
     low->clean &= high->clean;
-    slot_done(high);
+    slot_done();
     return low;
 }
 
@@ -263,7 +271,7 @@ static bool joinable(const struct span *n, const struct span *s)
 }
 
 /* Merges free span s (not linked) with free neighbours of the same kind. */
-static struct span *coalesce(struct span *s)
+static struct span *coalesce(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
     struct span *prev = tl_pagemap_span(s->start - TL_PAGE_SIZE);
     if (joinable(prev, s) && prev->start + bytes_of(prev) == s->start) {
@@ -275,6 +283,9 @@ static struct span *coalesce(struct span *s)
         unlink_free(next);
         s = join(s, next);
     }
+    /* Every free span is joined with its free neighbours of its kind. */
+    TL_ASSERT(!joinable(tl_pagemap_span(s->start - TL_PAGE_SIZE), s) &&
+              !joinable(tl_pagemap_span(s->start + bytes_of(s)), s));
     return s;
 }
 
@@ -283,8 +294,9 @@ static struct span *coalesce(struct span *s)
  * The one place where a free span is carved: the rest is what s was, so
  * every field that describes free memory is copied here (the rest of an
  * aligned take once got the age 0 and went back at the next look). */
-static struct span *cut(struct span *s, size_t at)
+static struct span *cut(struct span *s, size_t at) TL_REQUIRES(tl_page_heap_lock)
 {
+    TL_ASSERT(at > 0 && at < s->npages && !s->in_bin);
     struct span *rest = span_at(s->start + (at << TL_PAGE_SHIFT));
     rest->npages = s->npages - at;
     rest->returned = s->returned;
@@ -296,7 +308,7 @@ static struct span *cut(struct span *s, size_t at)
 
 /* Splits the first npages of free span s (unlinked) into a new span and
  * links the rest back as free. Returns the front part. */
-static struct span *split_front(struct span *s, size_t npages)
+static struct span *split_front(struct span *s, size_t npages) TL_REQUIRES(tl_page_heap_lock)
 {
     if (s->npages > npages)
         link_free(cut(s, npages));
@@ -309,7 +321,7 @@ static struct span *split_front(struct span *s, size_t npages)
  * map_chunk), so that they pack together above the free space instead of
  * spreading into it. Large spans are cut from the front, which leaves the
  * rest of the run after them for realloc to grow into. */
-static struct span *split_back(struct span *s, size_t npages)
+static struct span *split_back(struct span *s, size_t npages) TL_REQUIRES(tl_page_heap_lock)
 {
     if (s->npages == npages)
         return s;
@@ -324,9 +336,9 @@ static struct span *split_back(struct span *s, size_t npages)
  * back, the pagemap memory that stays resident is a few pages per free
  * span (its first and last entries), so few long spans keep less than
  * many chunk-sized ones (16 separate 64 MiB chunks kept ~400 KiB). */
-static uintptr_t last_chunk;
+static uintptr_t last_chunk TL_GUARDED_BY(tl_page_heap_lock);
 
-static void *map_chunk(size_t bytes)
+static void *map_chunk(size_t bytes) TL_REQUIRES(tl_page_heap_lock)
 {
     void *m = NULL;
     if (last_chunk > bytes) {
@@ -343,7 +355,7 @@ static void *map_chunk(size_t bytes)
     return m;
 }
 
-static bool grow(size_t npages)
+static bool grow(size_t npages) TL_REQUIRES(tl_page_heap_lock)
 {
     size_t bytes = npages << TL_PAGE_SHIFT;
     if (bytes < GROW_BYTES)
@@ -366,7 +378,7 @@ static bool grow(size_t npages)
     return true;
 }
 
-static struct span *find(size_t npages)
+static struct span *find(size_t npages) TL_REQUIRES(tl_page_heap_lock)
 {
     struct span *s = bin_find(&dirty, npages);
     return s ? s : bin_find(&returned, npages);
@@ -393,7 +405,7 @@ static void find_high_in(const struct bin_set *set, size_t npages, struct span *
     }
 }
 
-static struct span *find_high(size_t npages)
+static struct span *find_high(size_t npages) TL_REQUIRES(tl_page_heap_lock)
 {
     struct span *best = NULL;
     find_high_in(&dirty, npages, &best);
@@ -402,9 +414,10 @@ static struct span *find_high(size_t npages)
 }
 
 /* ---- allocation ------------------------------------------------------------ */
-static void note_refault(size_t bytes);
+static void note_refault(size_t bytes) TL_REQUIRES(tl_page_heap_lock);
 
 static struct span *take(size_t npages, size_t align_pages, bool small)
+    TL_REQUIRES(tl_page_heap_lock)
 {
     size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
     if (need < npages)
@@ -413,6 +426,7 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
     struct span *s = high ? find_high(need) : find(need);
     if (!s && (!grow(need) || !(s = high ? find_high(need) : find(need))))
         return NULL;
+    TL_ASSERT(s->npages >= need);
     if (s->returned)
         note_refault(need << TL_PAGE_SHIFT);
     unlink_free(s);
@@ -431,11 +445,11 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
 
 /* The most the page heap had handed out since the last peak epoch. Page
  * heap lock held. */
-static size_t out_high;
+static size_t out_high TL_GUARDED_BY(tl_page_heap_lock);
 
 /* After a span was handed out: the peaks malloc_info reports, and the
  * count of large blocks. Page heap lock held. */
-static void note_peaks(bool large)
+static void note_peaks(bool large) TL_REQUIRES(tl_page_heap_lock)
 {
     size_t small = atomic_load_explicit(&tl_stats.small_spans, memory_order_relaxed);
     size_t other = atomic_load_explicit(&tl_stats.mapped, memory_order_relaxed) - small;
@@ -452,6 +466,8 @@ static void note_peaks(bool large)
 struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
                                 unsigned cls)
 {
+    TL_ASSERT(npages > 0 && (state == SPAN_SMALL) == (cls != 0));
+    tl_debug_tick();
     tl_lock_acquire(&tl_page_heap_lock);
     tl_page_heap_maybe_decay();
     struct span *s = take(npages, align_pages, state == SPAN_SMALL);
@@ -474,7 +490,7 @@ struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_sta
     return s;
 }
 
-static void free_locked(struct span *s)
+static void free_locked(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
     if (s->state == SPAN_SMALL)
         tl_stat_sub(&tl_stats.small_spans, bytes_of(s));
@@ -497,7 +513,7 @@ static void free_locked(struct span *s)
  * slower than 32 MiB per look (decay_ms/8) never crossed, and pages given
  * back at the free (release_eagerly) never count as dirty. Page heap lock
  * held. */
-static void check_peak(void)
+static void check_peak(void) TL_REQUIRES(tl_page_heap_lock)
 {
     size_t out = tl_page_heap_handed_out();
     if (out + tl_conf.tc_budget < out_high) {
@@ -506,7 +522,7 @@ static void check_peak(void)
     }
 }
 
-static size_t release_locked(size_t max_bytes, bool all);
+static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tl_page_heap_lock);
 
 /* ---- a single-threaded process: giving back at the free ------------------ *
  * A process that never had a second thread gets no background thread
@@ -525,12 +541,15 @@ static size_t release_locked(size_t max_bytes, bool all);
  * has a thread. All of it is guarded by the page heap lock. */
 #define EAGER_MIN_BYTES ((size_t)256 << 10)
 #define EAGER_CALM_PERIODS 16
-static size_t eager_budget = EAGER_MIN_BYTES;
-static uint64_t eager_ms;   /* last eager release; 0 once a refault has counted */
-static uint64_t refault_ms; /* last refault, or last halving of the budget */
-static uint64_t refused_ms; /* last eager try the kernel refused (locked memory) */
+static size_t eager_budget TL_GUARDED_BY(tl_page_heap_lock) = EAGER_MIN_BYTES;
+/* last eager release; 0 once a refault has counted */
+static uint64_t eager_ms TL_GUARDED_BY(tl_page_heap_lock);
+/* last refault, or last halving of the budget */
+static uint64_t refault_ms TL_GUARDED_BY(tl_page_heap_lock);
+/* last eager try the kernel refused (locked memory) */
+static uint64_t refused_ms TL_GUARDED_BY(tl_page_heap_lock);
 
-static void note_refault(size_t bytes)
+static void note_refault(size_t bytes) TL_REQUIRES(tl_page_heap_lock)
 {
     if (!eager_ms)
         return;
@@ -544,7 +563,7 @@ static void note_refault(size_t bytes)
     refault_ms = now;
 }
 
-static void release_eagerly(void)
+static void release_eagerly(void) TL_REQUIRES(tl_page_heap_lock)
 {
     size_t dirty = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
     if (TL_LIKELY(dirty <= eager_budget) || !__libc_single_threaded ||
@@ -564,6 +583,9 @@ static void release_eagerly(void)
 
 void tl_page_heap_free(struct span *s)
 {
+    TL_ASSERT(s->state == SPAN_SMALL || s->state == SPAN_LARGE);
+    TL_ASSERT(s == tl_pagemap_slot(s->start)); /* I5 */
+    tl_debug_tick();
     tl_lock_acquire(&tl_page_heap_lock);
     counts.large_frees += s->state == SPAN_LARGE;
     free_locked(s);
@@ -590,7 +612,7 @@ bool tl_page_heap_try_grow(struct span *s, size_t new_npages)
         s->npages = new_npages;
         tl_pagemap_set_range(next->start, extra, s, 0);
         tl_stat_add(&tl_stats.large_in_use, extra << TL_PAGE_SHIFT);
-        slot_done(next);
+        slot_done();
         ok = true;
     }
     tl_lock_release(&tl_page_heap_lock);
@@ -619,7 +641,7 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages)
  * refused (locked memory): s stays dirty, with whatever its pages hold, so
  * calloc clears it. Its age starts again, so it is tried once per decay
  * period, not at every look: under mlockall every try fails. */
-static bool give_back(struct span *s)
+static bool give_back(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
     unlink_free(s);
     if (!tl_os_decommit((void *)s->start, bytes_of(s))) {
@@ -668,7 +690,7 @@ _Atomic uint32_t tl_peak_epoch;
  * few spans: neighbours are always joined), once: a span the kernel refused
  * goes to the newest end, after the last one looked at. Page heap lock
  * held. */
-static size_t release_locked(size_t max_bytes, bool all)
+static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tl_page_heap_lock)
 {
     uint64_t now = tl_os_now_ms();
     size_t done = 0;
@@ -698,7 +720,7 @@ size_t tl_page_heap_release(size_t max_bytes, bool all)
 }
 
 /* Page heap lock held. Cheap when there is nothing due: one clock read. */
-void tl_page_heap_maybe_decay(void)
+void tl_page_heap_maybe_decay(void) TL_REQUIRES(tl_page_heap_lock)
 {
     if (!lru_oldest)
         return;
@@ -751,4 +773,59 @@ unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max)
         n += g[n].count != 0;
     }
     return n;
+}
+
+/* ---- the heap walk (heapcheck.c) ------------------------------------------ */
+/* The bins and the LRU hold exactly the free spans the pagemap walk found,
+ * each in the bin of its length and kind; the statistics match. */
+static size_t check_bins(struct tl_heap_walk *w, const struct bin_set *set, bool is_returned)
+{
+    size_t n = 0, limit = w->free_spans[is_returned] + 1;
+    for (unsigned b = 0; b < NBINS; b++) {
+        bool bit = set->nonempty[b / 64] >> (b % 64) & 1;
+        tl_walk_expect(w, bit == (set->head[b] != NULL), "a bin's nonempty bit is wrong", b);
+        const struct span *prev = NULL;
+        for (const struct span *s = set->head[b]; s && n < limit; prev = s, s = s->next, n++) {
+            tl_walk_expect(w, s->state == SPAN_FREE && s->in_bin && s->returned == is_returned,
+                           "a bin holds a span that is not free, or of the other kind", s->start);
+            tl_walk_expect(w, bin_of(s->npages) == b, "a free span in the wrong bin", s->start);
+            tl_walk_expect(w, s->prev == prev, "a bin's back link is wrong", s->start);
+            tl_walk_expect(w, tl_pagemap_span(s->start) == s,
+                           "a binned span is not in the pagemap (I2)", s->start);
+        }
+    }
+    return n;
+}
+
+void tl_page_heap_check(struct tl_heap_walk *w)
+{
+    tl_walk_expect(w, check_bins(w, &dirty, false) == w->free_spans[0],
+                   "the dirty bins do not hold exactly the dirty free spans", 0);
+    tl_walk_expect(w, check_bins(w, &returned, true) == w->free_spans[1],
+                   "the returned bins do not hold exactly the returned free spans", 0);
+    size_t n = 0;
+    const struct span *newer = NULL, *s;
+    for (s = lru_newest; s && n <= w->free_spans[0]; newer = s, s = s->lru_next, n++) {
+        tl_walk_expect(w, s->state == SPAN_FREE && !s->returned && s->in_bin,
+                       "the LRU holds a span that is not dirty and free", s->start);
+        tl_walk_expect(w, s->lru_prev == newer, "an LRU back link is wrong", s->start);
+    }
+    tl_walk_expect(w, n == w->free_spans[0] && lru_oldest == newer,
+                   "the LRU does not hold exactly the dirty free spans", 0);
+    tl_walk_expect(w, atomic_load(&tl_stats.page_free) == w->free_bytes[0],
+                   "the page_free statistic is not the dirty free bytes", 0);
+    tl_walk_expect(w, atomic_load(&tl_stats.returned) == w->free_bytes[1],
+                   "the returned statistic is not the returned free bytes", 0);
+    tl_walk_expect(w, atomic_load(&tl_stats.small_spans) == w->small_bytes,
+                   "the small_spans statistic is not the small spans' bytes", 0);
+    tl_walk_expect(w, atomic_load(&tl_stats.large_in_use) == w->large_bytes,
+                   "the large_in_use statistic is not the large spans' bytes", 0);
+    tl_walk_expect(w, counts.large_allocs - counts.large_frees == w->large_spans,
+                   "the large blocks handed out less those freed are not the large spans", 0);
+    tl_walk_expect(w, counts.small_spans_peak >= w->small_bytes,
+                   "the small spans' peak is below their bytes now", 0);
+    /* Giving back at the free (single-threaded processes): the budget only
+     * halves while above EAGER_MIN_BYTES, so it stays above half of that. */
+    tl_walk_expect(w, eager_budget > EAGER_MIN_BYTES / 2,
+                   "the eager release budget is below its floor", eager_budget);
 }

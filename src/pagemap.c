@@ -24,8 +24,12 @@ struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
 /* Odd start, limit 0: no pointer of a leaf is an object start of it. */
 struct span tl_no_span = {.start = 1, .div_inv = 1, .div_limit = 0, .state = SPAN_FREE};
 struct tl_lock tl_pagemap_lock = TL_LOCK_INIT;
+/* The lowest and highest root entries that have a leaf, so that the heap
+ * walk (heapcheck.c) reads no more of the root than is in use: reading the
+ * rest of its megabyte of .bss would make it resident. */
+_Atomic size_t tl_pagemap_first_leaf = (size_t)1 << TL_PM_ROOT_BITS, tl_pagemap_last_leaf;
 
-static bool ensure_leaf(size_t root_index)
+static bool ensure_leaf(size_t root_index) TL_EXCLUDES(tl_pagemap_lock)
 {
     if (__atomic_load_n(&tl_pagemap_root[root_index], __ATOMIC_ACQUIRE))
         return true;
@@ -37,6 +41,10 @@ static bool ensure_leaf(size_t root_index)
             /* the slots count as they hold spans (page_heap.c) */
             tl_stat_add(&tl_stats.meta, offsetof(struct pagemap_leaf, slot));
             __atomic_store_n(&tl_pagemap_root[root_index], leaf, __ATOMIC_RELEASE);
+            if (root_index < atomic_load(&tl_pagemap_first_leaf))
+                atomic_store(&tl_pagemap_first_leaf, root_index);
+            if (root_index > atomic_load(&tl_pagemap_last_leaf))
+                atomic_store(&tl_pagemap_last_leaf, root_index);
         } else {
             ok = false;
         }
@@ -115,6 +123,7 @@ void tl_span_set_carved(struct span *s, uint32_t carved)
  * without a span. A small span's pointer goes in before its class, and a
  * class goes out before the span pointer. */
 void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls)
+    TL_REQUIRES(tl_page_heap_lock)
 {
     uintptr_t a = start;
     for (size_t i = 0; i < npages; i++, a += TL_PAGE_SIZE) {
@@ -160,6 +169,7 @@ static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo
  * reader racing with an invalid free may read zeros, as it would a moment
  * later anyway. */
 void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
+    TL_REQUIRES(tl_page_heap_lock)
 {
     const unsigned shift = TL_PAGE_SHIFT + TL_PM_LEAF_BITS;
     while (start < end) {

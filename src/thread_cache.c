@@ -42,10 +42,10 @@ __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
 struct tl_lock tl_registry_lock = TL_LOCK_INIT;
 _Atomic size_t tl_tc_unclaimed;
 
-/* Guarded by tl_registry_lock. */
-static struct tc_state *registry;
-static struct tc_state *ask_cursor;
-static struct tc_state *spare_states; /* of exited threads, for reuse */
+static struct tc_state *registry TL_GUARDED_BY(tl_registry_lock);
+static struct tc_state *ask_cursor TL_GUARDED_BY(tl_registry_lock);
+/* of exited threads, for reuse */
+static struct tc_state *spare_states TL_GUARDED_BY(tl_registry_lock);
 static pthread_key_t exit_key;
 static bool exit_key_made; /* set once, before the allocator is ready */
 
@@ -80,7 +80,7 @@ static uint32_t held(const struct tc_state *st, unsigned cls)
 }
 
 /* ---- registry ---------------------------------------------------------- */
-static void registry_add_locked(struct tc_state *st)
+static void registry_add_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
 {
     st->reg_prev = NULL;
     st->reg_next = registry;
@@ -89,7 +89,7 @@ static void registry_add_locked(struct tc_state *st)
     registry = st;
 }
 
-static void registry_remove_locked(struct tc_state *st)
+static void registry_remove_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
 {
     if (ask_cursor == st)
         ask_cursor = st->reg_next;
@@ -539,7 +539,7 @@ __attribute__((no_sanitize("thread"))) static uint64_t fast_frees_pending(const 
 /* A cache leaves the registry: its counts go to the totals of exited
  * threads, in the same registry lock hold, so that no reader misses or
  * counts them twice. Registry lock held. */
-static void fold_counts_locked(struct tc_state *st)
+static void fold_counts_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
 {
     tl_stat_add(&tl_stats.exited_refills, st->n_refills);
     tl_stat_add(&tl_stats.exited_flushes, st->n_flushes);
@@ -631,7 +631,7 @@ static bool salvageable(void *p, unsigned cls)
            tl_key_of(p) == tl_free_key(p);
 }
 
-static void salvage(struct tc_state *st)
+static void salvage(struct tc_state *st) TL_NO_LOCK_ANALYSIS
 {
     for (unsigned cls = 1; cls < tl_num_classes; cls++) {
         struct tc_bin *bin = &st->tc->bins[cls];
@@ -660,8 +660,10 @@ static void salvage(struct tc_state *st)
 }
 
 /* In the child after fork (locks reset, one thread): the caches of threads
- * that do not exist here go back to the central lists. */
-void tl_tc_child_after_fork(void)
+ * that do not exist here go back to the central lists. No lock analysis
+ * here or in salvage: the child has one thread and the registry lock was
+ * just reset, so the registry is this thread's alone without the lock. */
+void tl_tc_child_after_fork(void) TL_NO_LOCK_ANALYSIS
 {
     struct tc_state *st = registry;
     while (st) {

@@ -12,6 +12,14 @@
 #   clean tree  in an in-tree build of a git checkout, after everything
 #               above was built: `git status --porcelain` prints nothing
 #               (every build output is ignored, nothing tracked changed)
+# and two more, each in a build directory of its own over a copy of the
+# sources (`make distdir`: a configured source tree takes no VPATH build):
+#   debug       ./configure --enable-debug (invariant assertions, the heap
+#               walk every debug_check_every-th slow path and at every
+#               process exit, so after every test): the Criterion suites,
+#               linked and preloaded, each test counted
+#   lock rules  CC=clang: the library builds with -Wthread-safety and
+#               -Werror (src/lock.h), one check
 set -u
 make_cmd=${MAKE:-make}
 log=$(mktemp -d)
@@ -54,6 +62,75 @@ single() {
     fi
 }
 
+# A copy of the sources for the builds below, made once; echoes its path.
+copy_sources() {
+    if [ -z "${sources:-}" ]; then
+        sources=$log/src
+        "$make_cmd" distdir distdir="$sources" >"$log/distdir.out" 2>&1 || {
+            cat "$log/distdir.out"
+            return 1
+        }
+    fi
+}
+
+# The Criterion suites in a debug build; ends with "debug: N passed, N failed".
+debug_suites() {
+    copy_sources || { echo "debug: 0 passed, 1 failed"; return 1; }
+    mkdir -p "$log/build-debug"
+    (cd "$log/build-debug" && "$sources/configure" --enable-debug >configure.out 2>&1 &&
+        "$make_cmd" -j2 >make.out 2>&1 &&
+        "$make_cmd" -j2 tests/test_linked tests/test_preload tests/diag_child_linked \
+            tests/diag_child_plain >>make.out 2>&1) || {
+        tail -n 30 "$log/build-debug/configure.out" "$log/build-debug/make.out" 2>/dev/null
+        echo "debug: 0 passed, 1 failed"
+        return 1
+    }
+    b=$log/build-debug p=0 f=0
+    for run in linked preload; do
+        if [ $run = linked ]; then
+            (cd "$b" && TL_BUILDDIR=$b timeout 1200 tests/test_linked --jobs=2) >"$log/debug-$run.out" 2>&1
+        else
+            (cd "$b" && TL_BUILDDIR=$b timeout 1200 env LD_PRELOAD="$b/.libs/libtlmalloc.so" \
+                tests/test_preload --jobs=2) >"$log/debug-$run.out" 2>&1
+        fi
+        grep -E '^\[(FAIL|CRASH)\]|^\[----\] .*(crash|Timed out)|tlmalloc: (assertion|heap check|fatal)' \
+            "$log/debug-$run.out" | head -n 40
+        syn=$(grep 'Synthesis:' "$log/debug-$run.out" | tail -n 1)
+        if [ -z "$syn" ]; then
+            tail -n 20 "$log/debug-$run.out"
+            echo "debug $run: no Criterion synthesis"
+            f=$((f + 1))
+            continue
+        fi
+        echo "debug $run: $syn"
+        t=$(echo "$syn" | sed -n 's/.*Tested: *\([0-9]*\).*/\1/p')
+        ok=$(echo "$syn" | sed -n 's/.*Passing: *\([0-9]*\).*/\1/p')
+        p=$((p + ok))
+        f=$((f + t - ok))
+    done
+    echo "debug: $p passed, $f failed"
+    [ "$f" -eq 0 ]
+}
+
+# The library built by clang, whose lock analysis -Werror makes binding. A
+# subshell: it changes directory.
+clang_lock_rules() (
+    command -v clang >/dev/null || { echo "clang is not installed"; return 1; }
+    copy_sources || return 1
+    mkdir -p "$log/build-clang"
+    cd "$log/build-clang" || return 1
+    CC=clang "$sources/configure" --disable-tests >configure.out 2>&1 || {
+        tail -n 20 configure.out
+        return 1
+    }
+    grep -q '^TL_WARN_CFLAGS = .*-Wthread-safety' Makefile || {
+        echo "configure did not turn on -Wthread-safety for clang"
+        return 1
+    }
+    "$make_cmd" -j2 2>&1 | grep -E 'warning|error' && return 1
+    [ -f .libs/libtlmalloc.so ]
+)
+
 # Prints what git reports as changed or not ignored, and fails if anything.
 tree_clean() {
     srcdir=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -77,6 +154,8 @@ if [ "${CHECK_ALL_CI:-0}" = 1 ]; then
     # short.
     single distcheck env TL_SKIP_SAN=1 "$make_cmd" distcheck
     single "clean tree" tree_clean
+    part debug debug_suites
+    single "lock rules (clang -Wthread-safety -Werror)" clang_lock_rules
 fi
 echo "==== all parts"
 echo "$total_passed passed, $total_failed failed"
