@@ -26,7 +26,7 @@
  *
  * Fork: the thread does not exist in a child. The child handler only marks
  * it not started, and the child starts its own at its next trigger. The
- * thread takes the allocator's locks one at a time, in their usual order,
+ * thread takes the allocator's locks one at a time (docs/DESIGN.md, "Locks"),
  * and never sleeps holding one, so the fork handlers, which take them all,
  * simply wait for it.
  *

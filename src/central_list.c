@@ -19,9 +19,9 @@
  *    objects all came back goes back to the page heap.
  *
  * Lock: tl_central_locks[c] guards the partial heap of class c, the object
- * lists and counts of its spans, and its transfer stack. Taken
- * before the page heap lock, never while another class's lock is held.
- * Fork: all taken in prepare, in class order, before the page heap lock.
+ * lists and counts of its spans, and its transfer stack; its place in the
+ * lock order: docs/DESIGN.md, "Locks". (The fields of struct central_list
+ * carry no TL_GUARDED_BY: clang cannot name "the lock of the same index".)
  */
 #include "heapcheck.h"
 #include "internal.h"

@@ -34,8 +34,8 @@
  * the program could have overwritten; the trailer then says whether the
  * pointer is that block's user pointer.
  *
- * Lock: tl_check_lock guards the live list and the quarantine. Order:
- * registry -> check -> central lists -> page heap. Fork: taken in prepare.
+ * Lock: tl_check_lock guards the live list and the quarantine; its place
+ * in the lock order: docs/DESIGN.md, "Locks".
  */
 #include "internal.h"
 

@@ -258,7 +258,7 @@ static void report(const struct tl_heap_walk *w)
     for (size_t i = 0; i < w->problems && i < TL_WALK_RECORDED; i++) {
         tl_buf_str(&b, "tlmalloc: heap check: ");
         tl_buf_str(&b, w->first[i].what);
-        tl_buf_str(&b, " at 0x");
+        tl_buf_str(&b, " at ");
         tl_buf_hex(&b, w->first[i].where);
         tl_buf_str(&b, "\n");
     }

@@ -15,8 +15,8 @@
  *
  * Lock: tl_page_heap_lock guards the bins, the LRU, the span struct free
  * list, the state/page range of every span, and the pagemap entries of
- * non-huge spans. Order: central list lock -> page heap lock -> pagemap lock
- * -> meta lock. Fork: taken in prepare after the central locks.
+ * non-huge spans (huge spans' entries too: huge.c takes it to write them);
+ * its place in the lock order: docs/DESIGN.md, "Locks".
  */
 #include "heapcheck.h"
 #include "internal.h"

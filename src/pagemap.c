@@ -11,10 +11,9 @@
  * unmapped, so a reader needs no lock: a root entry goes from NULL to a
  * zeroed leaf once, published with a release store.
  *
- * Lock: pagemap_lock guards leaf creation only. It nests inside the page
- * heap lock and the huge lock, never the other way. Entries themselves are
- * written by the holder of the page heap lock (or the huge lock for huge
- * spans, whose pages no other span can share).
+ * Lock: pagemap_lock guards leaf creation only (its place in the lock
+ * order: docs/DESIGN.md, "Locks"). Entries themselves are written by the
+ * holder of the page heap lock, huge spans' included.
  */
 #include "internal.h"
 

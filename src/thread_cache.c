@@ -30,8 +30,8 @@
  *
  * Lock: tl_registry_lock guards the list of live caches (for stats,
  * requests for cap, fork) and is held while reading another thread's cache, so
- * the cache (in that thread's TLS) cannot vanish meanwhile. It nests outside
- * the central and page heap locks. Fork: taken first in prepare.
+ * the cache (in that thread's TLS) cannot vanish meanwhile. Its place in
+ * the lock order: docs/DESIGN.md, "Locks".
  */
 #include "internal.h"
 #include "memcheck.h"

@@ -17,7 +17,10 @@
 #   debug       ./configure --enable-debug (invariant assertions, the heap
 #               walk every debug_check_every-th slow path and at every
 #               process exit, so after every test): the Criterion suites,
-#               linked and preloaded, each test counted
+#               linked, preloaded and layers, each test counted. Left out:
+#               the tests that measure time or RSS against timed decay
+#               (memory/*, checkmode/allocation_rate): a debug build is
+#               slow and its walks hold every lock, on purpose
 #   lock rules  CC=clang: the library builds with -Wthread-safety and
 #               -Werror (src/lock.h), one check
 set -u
@@ -79,16 +82,20 @@ debug_suites() {
     mkdir -p "$log/build-debug"
     (cd "$log/build-debug" && "$sources/configure" --enable-debug >configure.out 2>&1 &&
         "$make_cmd" -j2 >make.out 2>&1 &&
-        "$make_cmd" -j2 tests/test_linked tests/test_preload tests/diag_child_linked \
-            tests/diag_child_plain >>make.out 2>&1) || {
+        "$make_cmd" -j2 tests/test_linked tests/test_preload tests/test_layers \
+            tests/diag_child_linked tests/diag_child_plain >>make.out 2>&1) || {
         tail -n 30 "$log/build-debug/configure.out" "$log/build-debug/make.out" 2>/dev/null
         echo "debug: 0 passed, 1 failed"
         return 1
     }
     b=$log/build-debug p=0 f=0
-    for run in linked preload; do
+    timed='!(memory/*|checkmode/allocation_rate)'
+    for run in linked preload layers; do
         if [ $run = linked ]; then
-            (cd "$b" && TL_BUILDDIR=$b timeout 1200 tests/test_linked --jobs=2) >"$log/debug-$run.out" 2>&1
+            (cd "$b" && TL_BUILDDIR=$b timeout 1200 tests/test_linked --jobs=2 --filter "$timed") \
+                >"$log/debug-$run.out" 2>&1
+        elif [ $run = layers ]; then
+            (cd "$b" && timeout 600 tests/test_layers --jobs=2) >"$log/debug-$run.out" 2>&1
         else
             (cd "$b" && TL_BUILDDIR=$b timeout 1200 env LD_PRELOAD="$b/.libs/libtlmalloc.so" \
                 tests/test_preload --jobs=2) >"$log/debug-$run.out" 2>&1

@@ -40,6 +40,14 @@ tests_test_preload_SOURCES = $(tests_general_sources) tests/t_introspect.c
 tests_test_preload_CFLAGS = $(TESTS_CFLAGS)
 tests_test_preload_LDADD = $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
 
+# The layers below malloc, tested one by one (t_layers.c): the allocator's
+# objects linked in directly, with its flags and -DTL_OVERRIDE=0, so that the
+# tests reach the internal functions and the system malloc serves Criterion.
+check_PROGRAMS += tests/test_layers
+tests_test_layers_SOURCES = tests/t_layers.c $(tl_sources)
+tests_test_layers_CFLAGS = $(TL_CFLAGS) -DTL_OVERRIDE=0 $(CRITERION_CFLAGS)
+tests_test_layers_LDADD = $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
+
 # The helper program of t_diag.c, t_memory.c and t_config.c, in two builds:
 # linked with libtlmalloc (-no-install: found through its rpath, no
 # libtool wrapper script), and plain, to run with LD_PRELOAD. Symbols are

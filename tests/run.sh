@@ -4,6 +4,8 @@
 #  1. tests/test_linked   Criterion tests, linked with libtlmalloc
 #  2. tests/test_preload  the same general tests, tlmalloc injected with
 #                         LD_PRELOAD=<builddir>/.libs/libtlmalloc.so
+#     tests/test_layers   the layers below malloc, the allocator's objects
+#                         linked in (t_layers.c)
 #  3. tests/smoke.sh      real programs (python3, sort, gcc, sqlite3) preloaded;
 #     tests/install.sh    make install into a DESTDIR: pkg-config, man pages;
 #     and "check mode off costs nothing": callgrind counts the instructions
@@ -131,6 +133,15 @@ for v in linked preload; do
             "$prog" --jobs="$jobs"
     fi
 done
+
+section "test_layers (the allocator's objects linked in, below malloc)"
+if [ -x "$builddir/tests/test_layers" ]; then
+    run_criterion test_layers timeout 600 "$builddir/tests/test_layers" --jobs="$jobs"
+else
+    echo "missing $builddir/tests/test_layers"
+    failed=$((failed + 1))
+    note "test_layers: not built"
+fi
 
 section "smoke tests (real programs with tlmalloc preloaded)"
 timeout 600 sh "$srcdir/tests/smoke.sh" "$lib" 2>&1 | tee "$tmp/smoke.log"

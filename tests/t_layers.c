@@ -1,0 +1,334 @@
+/* t_layers.c - the allocator's layers tested one by one, below malloc: the
+ * size-class tables, the pagemap, the page heap, the partial-span heap of
+ * a central list, and the thread-cache budget. tests/test_layers links the
+ * allocator's objects directly (-DTL_OVERRIDE=0: the system malloc stays,
+ * for Criterion), so these tests call the internal functions of
+ * src/internal.h and look at their structures. Each test runs in a process
+ * of its own, with a heap of its own, and ends with the whole-heap walk. */
+#include "internal.h"
+#include "tlmalloc.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sys/mman.h>
+
+#define PAGE TL_PAGE_SIZE
+
+static void setup(void) { tl_ensure_init(); }
+
+static struct span *take_large(size_t npages)
+{
+    struct span *s = tl_page_heap_alloc(npages, 1, SPAN_LARGE, 0);
+    cr_assert(s, "no span of %zu pages", npages);
+    cr_assert_eq(s->npages, npages);
+    return s;
+}
+
+/* The free span whose first page is at a, or NULL. */
+static struct span *free_span_at(uintptr_t a)
+{
+    struct span *s = tl_pagemap_span(a);
+    return s && s->state == SPAN_FREE && s->start == a ? s : NULL;
+}
+
+/* ---- size classes --------------------------------------------------------- */
+Test(layers, size_class_tables, .init = setup)
+{
+    cr_assert_gt(tl_num_classes, 2);
+    for (unsigned c = 1; c < tl_num_classes; c++) {
+        const struct size_class_info *k = &tl_classes[c];
+        cr_assert_eq(k->size % TL_ALIGNMENT, 0, "class %u: size %u (I1)", c, k->size);
+        if (c > 1)
+            cr_assert_gt(k->size, tl_classes[c - 1].size, "class %u: sizes do not rise", c);
+        cr_assert_geq(k->objects, 1);
+        cr_assert_leq((size_t)k->objects * k->size, (size_t)k->span_pages * PAGE,
+                      "class %u: its objects do not fit its span", c);
+        cr_assert_gt(((size_t)k->objects + 1) * k->size, (size_t)k->span_pages * PAGE,
+                     "class %u: a span has room for one more object", c);
+        cr_assert_geq(k->batch, 1);
+        /* the exact-division test: multiples of the size and no others */
+        for (uint64_t i = 0; i < k->objects; i += 1 + k->objects / 64) {
+            uint64_t off = i * k->size;
+            cr_assert(tl_divides(k->div_inv, k->div_limit, k->div_shift, off), "class %u, %lu", c,
+                      (unsigned long)i);
+            cr_assert(k->size == 16 ||
+                          !tl_divides(k->div_inv, k->div_limit, k->div_shift, off + 16),
+                      "class %u: %lu is not a multiple", c, (unsigned long)(off + 16));
+        }
+    }
+    /* every request maps to the smallest class that holds it */
+    for (size_t n = 1; n <= TL_SMALL_MAX; n++) {
+        unsigned c = tl_size_to_class(n);
+        cr_assert(c > 0 && c < tl_num_classes, "size %zu: class %u", n, c);
+        cr_assert_geq(tl_classes[c].size, n, "size %zu: class %u too small", n, c);
+        cr_assert(c == 1 || tl_classes[c - 1].size < n, "size %zu: class %u not the smallest", n,
+                  c);
+    }
+    cr_assert_eq(tl_size_to_class(TL_SMALL_MAX + 1), 0);
+}
+
+/* ---- pagemap ------------------------------------------------------------------ */
+Test(layers, pagemap_maps_and_clears, .init = setup)
+{
+    size_t bytes = 4 * PAGE;
+    char *m = mmap(NULL, bytes + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    uintptr_t a = tl_round_up((uintptr_t)m, PAGE);
+    cr_assert_null(tl_pagemap_span(a), "a page never given to the heap maps to a span");
+    cr_assert(tl_pagemap_ensure(a, bytes));
+    cr_assert(!tl_pagemap_ensure((uintptr_t)1 << 48, PAGE), "an address above 48 bits");
+    cr_assert_null(tl_pagemap_leaf((uintptr_t)1 << 48));
+    static struct span fake = {.state = SPAN_SMALL, .size_class = 3};
+    fake.start = a;
+    fake.npages = 4;
+    tl_lock_acquire(&tl_page_heap_lock);
+    tl_pagemap_set_range(a, 4, &fake, 3);
+    tl_lock_release(&tl_page_heap_lock);
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_eq(tl_pagemap_span(a + i * PAGE + 100), &fake);
+        cr_assert_eq(tl_pagemap_leaf(a)->hot[tl_pagemap_index(a + i * PAGE)].size_class, 3);
+    }
+    cr_assert_null(tl_pagemap_span(a + 4 * PAGE));
+    tl_lock_acquire(&tl_page_heap_lock);
+    tl_pagemap_set_range(a, 4, NULL, 0);
+    tl_lock_release(&tl_page_heap_lock);
+    /* I3: a cleared entry is tl_no_span, read as no span */
+    cr_assert_eq(tl_pagemap_leaf(a)->span[tl_pagemap_index(a)], &tl_no_span);
+    cr_assert_null(tl_pagemap_span(a));
+    cr_assert_eq(tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)].size_class, 0);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+/* ---- page heap ------------------------------------------------------------------ */
+Test(layers, page_heap_splits_and_coalesces, .init = setup)
+{
+    struct span *a = take_large(4), *b = take_large(4), *c = take_large(4);
+    /* large spans are cut from the front of the run: each after the last */
+    cr_assert_eq(b->start, a->start + 4 * PAGE);
+    cr_assert_eq(c->start, b->start + 4 * PAGE);
+    struct span *rest = free_span_at(c->start + 4 * PAGE);
+    cr_assert(rest, "the rest of the split run is not a free span");
+    cr_assert_eq(tl_heap_check(), 0);
+    uintptr_t as = a->start, bs = b->start;
+    tl_page_heap_free(b);
+    struct span *hole = free_span_at(bs);
+    cr_assert(hole && hole->npages == 4, "b's pages are not one free span of 4");
+    tl_page_heap_free(a);
+    struct span *joined = free_span_at(as);
+    cr_assert(joined, "a's pages are not a free span");
+    cr_assert_eq(joined->npages, 8, "a and the hole after it were not joined");
+    cr_assert_null(free_span_at(bs), "the hole still stands on its own");
+    cr_assert_eq(tl_heap_check(), 0);
+    tl_page_heap_free(c);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+Test(layers, page_heap_best_fit_and_high_small_spans, .init = setup)
+{
+    struct span *x1 = take_large(3), *sep1 = take_large(1), *x2 = take_large(5),
+                *sep2 = take_large(1);
+    uintptr_t x1s = x1->start, x2s = x2->start;
+    tl_page_heap_free(x2);
+    tl_page_heap_free(x1);
+    /* holes of 5 and 3 pages: 3 pages take the 3-page hole, exactly */
+    struct span *fit = take_large(3);
+    cr_assert_eq(fit->start, x1s, "3 pages did not take the 3-page hole");
+    struct span *fit5 = take_large(5);
+    cr_assert_eq(fit5->start, x2s, "5 pages did not take the 5-page hole");
+    /* a small span goes to the top of the highest free run, above them */
+    unsigned cls = tl_size_to_class(64);
+    struct span *small = tl_page_heap_alloc(tl_classes[cls].span_pages, 1, SPAN_SMALL, cls);
+    cr_assert(small);
+    cr_assert_gt(small->start, sep2->start, "a small span was not placed high");
+    cr_assert_null(free_span_at(small->start + tl_span_bytes(small)),
+                   "a small span was not cut from the top of its run");
+    tl_page_heap_free(small);
+    tl_page_heap_free(fit);
+    tl_page_heap_free(fit5);
+    tl_page_heap_free(sep1);
+    tl_page_heap_free(sep2);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+/* A joined span's age is the page-weighted mean of its parts'. */
+Test(layers, page_heap_decay_age_of_joined_spans, .init = setup)
+{
+    struct span *a = take_large(6), *b = take_large(2), *guard = take_large(1);
+    uintptr_t as = a->start;
+    tl_page_heap_free(a);
+    tl_lock_acquire(&tl_page_heap_lock);
+    struct span *fa = free_span_at(as);
+    cr_assert(fa);
+    uint64_t now = tl_os_now_ms();
+    fa->freed_ms = now - 8000; /* free for 8 s */
+    tl_lock_release(&tl_page_heap_lock);
+    tl_page_heap_free(b); /* freed now, 2 pages beside 6 */
+    struct span *j = free_span_at(as);
+    cr_assert(j && j->npages == 8);
+    uint64_t expect = now - 8000 + 8000 * 2 / 8; /* 6 s old */
+    cr_assert(j->freed_ms + 50 >= expect && j->freed_ms <= expect + 1000,
+              "joined age %llu, expected about %llu", (unsigned long long)j->freed_ms,
+              (unsigned long long)expect);
+    tl_page_heap_free(guard);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+/* Giving pages back: the span becomes returned, joins its returned
+ * neighbours, and the pagemap memory its interior used goes back too. */
+Test(layers, page_heap_release_gives_back_pagemap_pages, .init = setup)
+{
+    size_t npages = 8192; /* 64 MiB: 64 KiB of entries, 768 KiB of slots */
+    struct span *big = take_large(npages);
+    uintptr_t start = big->start;
+    struct pagemap_leaf *leaf = tl_pagemap_leaf(start + npages / 2 * PAGE);
+    const void *mid_entry = &leaf->span[tl_pagemap_index(start + npages / 2 * PAGE)];
+    const void *mid_slot = &leaf->slot[tl_pagemap_index(start + npages / 2 * PAGE)];
+    cr_assert(tl_os_resident(mid_entry), "an in-use span's entries are not resident");
+    tl_page_heap_free(big);
+    cr_assert_geq(tl_page_heap_release(SIZE_MAX, true), npages * PAGE);
+    struct span *s = tl_pagemap_span(start);
+    cr_assert(s && s->state == SPAN_FREE && s->returned && s->clean,
+              "the freed span is not returned and clean");
+    cr_assert_leq(s->start, start);
+    cr_assert(!tl_os_resident(mid_entry), "the interior's pagemap entries stayed resident");
+    cr_assert(!tl_os_resident(mid_slot), "the interior's slots stayed resident");
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+/* ---- the partial-span heap of a central list ------------------------------------ */
+Test(layers, central_refills_from_the_highest_partial_span, .init = setup)
+{
+    unsigned cls = tl_size_to_class(1024);
+    const struct size_class_info *k = &tl_classes[cls];
+    size_t total = (size_t)k->objects * 3;
+    void **objs = calloc(total, sizeof *objs);
+    size_t got = 0;
+    while (got < total) {
+        void *head;
+        unsigned n = tl_central_take(cls, 1, &head);
+        cr_assert_eq(n, 1);
+        objs[got++] = head;
+    }
+    /* three full spans; one object of each back, lowest, highest, middle */
+    uintptr_t starts[3];
+    for (int i = 0; i < 3; i++)
+        starts[i] = tl_pagemap_span((uintptr_t)objs[(size_t)i * k->objects])->start;
+    uintptr_t lo = starts[0], hi = starts[0];
+    for (int i = 1; i < 3; i++) {
+        lo = starts[i] < lo ? starts[i] : lo;
+        hi = starts[i] > hi ? starts[i] : hi;
+    }
+    size_t order[3];
+    for (int i = 0; i < 3; i++)
+        order[starts[i] == lo ? 0 : starts[i] == hi ? 1 : 2] = (size_t)i * k->objects;
+    for (int i = 0; i < 3; i++) {
+        tl_central_give_one(objs[order[i]], cls);
+        objs[order[i]] = NULL;
+    }
+    cr_assert_eq(tl_heap_check(), 0);
+    void *head;
+    cr_assert_eq(tl_central_take(cls, 1, &head), 1);
+    cr_assert_eq(tl_pagemap_span((uintptr_t)head)->start, hi,
+                 "a refill did not come from the highest partial span");
+    tl_clear_free_words(head);
+    tl_central_give_one(head, cls);
+    for (size_t i = 0; i < total; i++)
+        if (objs[i]) {
+            tl_clear_free_words(objs[i]);
+            tl_central_give_one(objs[i], cls);
+        }
+    cr_assert_eq(tl_heap_check(), 0);
+    free(objs);
+}
+
+/* ---- the heap walk finds what is wrong ----------------------------------------- */
+Test(layers, heap_check_finds_a_miscounted_span, .init = setup)
+{
+    unsigned cls = tl_size_to_class(256);
+    void *head;
+    cr_assert_eq(tl_central_take(cls, 1, &head), 1);
+    struct span *s = tl_pagemap_span((uintptr_t)head);
+    cr_assert_eq(tl_heap_check(), 0);
+    tl_lock_acquire(&tl_central_locks[cls]);
+    s->allocated++;
+    tl_lock_release(&tl_central_locks[cls]);
+    cr_assert_gt(tl_heap_check(), 0, "a span counting one object too many went unseen");
+    tl_lock_acquire(&tl_central_locks[cls]);
+    s->allocated--;
+    tl_lock_release(&tl_central_locks[cls]);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+/* Free reads a page's hot entry, not the span: a copy of the span's
+ * object-start constants that lags behind the span would let free accept
+ * a pointer the span never handed out, or refuse a good one. */
+Test(layers, heap_check_finds_a_stale_hot_entry, .init = setup)
+{
+    unsigned cls = tl_size_to_class(512);
+    void *head;
+    cr_assert_eq(tl_central_take(cls, 1, &head), 1);
+    struct span *s = tl_pagemap_span((uintptr_t)head);
+    struct pagemap_hot *h = &tl_pagemap_leaf(s->start)->hot[tl_pagemap_index(s->start)];
+    cr_assert_eq(h->start, s->start);
+    cr_assert_eq(h->div_limit, s->div_limit);
+    cr_assert_eq(tl_heap_check(), 0);
+    tl_lock_acquire(&tl_central_locks[cls]);
+    h->div_limit++;
+    tl_lock_release(&tl_central_locks[cls]);
+    cr_assert_gt(tl_heap_check(), 0, "a page's stale carved limit went unseen");
+    tl_lock_acquire(&tl_central_locks[cls]);
+    h->div_limit--;
+    tl_lock_release(&tl_central_locks[cls]);
+    cr_assert_eq(tl_heap_check(), 0);
+    tl_central_give_one(head, cls);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+Test(layers, heap_check_finds_unjoined_free_neighbours, .init = setup)
+{
+    struct span *a = take_large(2), *b = take_large(2), *guard = take_large(1);
+    uintptr_t as = a->start;
+    tl_page_heap_free(a);
+    tl_page_heap_free(b);
+    cr_assert_eq(tl_heap_check(), 0);
+    /* split the joined span by hand into two free spans: as the heap
+     * looks when a free forgot to coalesce */
+    tl_lock_acquire(&tl_page_heap_lock);
+    struct span *j = free_span_at(as);
+    cr_assert(j && j->npages == 4);
+    j->npages = 2;
+    tl_lock_release(&tl_page_heap_lock);
+    cr_assert_gt(tl_heap_check(), 0, "a free span not covering its run went unseen");
+    tl_lock_acquire(&tl_page_heap_lock);
+    j->npages = 4;
+    tl_lock_release(&tl_page_heap_lock);
+    cr_assert_eq(tl_heap_check(), 0);
+    tl_page_heap_free(guard);
+}
+
+/* ---- the thread-cache budget ----------------------------------------------------- */
+static void *cache_user(void *arg)
+{
+    size_t *during = arg;
+    void *p[512];
+    for (int i = 0; i < 512; i++)
+        p[i] = tl_malloc(1024);
+    for (int i = 0; i < 512; i++)
+        tl_free(p[i]);
+    *during = atomic_load(&tl_tc_unclaimed);
+    return NULL;
+}
+
+/* A thread's cache claims cap from the pool as it grows, and the pool gets
+ * all of it back when the thread exits. */
+Test(layers, thread_cache_budget_is_claimed_and_returned, .init = setup)
+{
+    size_t before = atomic_load(&tl_tc_unclaimed), during = 0;
+    cr_assert_eq(before, tl_conf.tc_budget, "the pool is not the whole budget at start");
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, cache_user, &during), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_lt(during, before, "a growing cache claimed no cap");
+    cr_assert_eq(atomic_load(&tl_tc_unclaimed), before, "an exited thread kept cap");
+    cr_assert_eq(tl_heap_check(), 0);
+}
