@@ -14,7 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 srcs=$(sed -n '/^tl_sources *=/,/^[^	 ]/p' "$SRC/Makefile.am" | tr ' \\\t' '\n\n\n' | grep '^src/.*\.c$' | sed "s|^|$SRC/|")
-flags="-std=c11 -D_GNU_SOURCE -O2 -g -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec
+flags="-std=gnu11 -D_GNU_SOURCE -O2 -g -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec
   -fno-builtin -fno-omit-frame-pointer -DTL_OVERRIDE=1 -I$SRC/include -I$SRC/src"
 # shellcheck disable=SC2086
 cc $flags $srcs -o "$tmp/checked.so" -pthread

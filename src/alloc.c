@@ -236,10 +236,9 @@ void tl_free_slow(void *p)
         tl_free_checked(p, "free");
 }
 
-void tl_free_slow_room(void *p)
+void tl_free_slow_room(void *p, size_t cls)
 {
-    uintptr_t a = (uintptr_t)p;
-    tl_tc.bins[tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)].size_class].room++;
+    tl_tc.bins[cls].room++;
     tl_free_slow(p);
 }
 

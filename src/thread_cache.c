@@ -752,7 +752,7 @@ void *tl_tc_alloc(unsigned cls)
         if (!bin->head)
             return tl_alloc_small_nocache(cls);
     }
-    void *p = tl_tc_pop(bin, bin->head);
+    void *p = tl_tc_pop(&tl_tc_fs()->bins[cls], bin->head);
     tl_vg_alloc(p, class_size(cls));
     return p;
 }
@@ -792,7 +792,7 @@ void tl_tc_free(void *p, unsigned cls)
         tl_central_give_one(p, cls);
         return;
     }
-    tl_tc_push(bin, p);
+    tl_tc_push(&tl_tc_fs()->bins[cls], p);
 }
 
 /* Sum of bytes cached by all threads (and per class when per_class is not
