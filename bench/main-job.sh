@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The main job: a short, real multithreaded workload with tlmalloc preloaded,
+# The main job: tlmalloc preloaded under the synthetic multithreaded
+# workloads of bench/ (not real programs: those are `make bench-clients`),
 # side by side with glibc (and jemalloc, tcmalloc, mimalloc when installed).
 #
 #   bench/main-job.sh [--lib PATH] [--bin-dir DIR] [--allocators a,b,..]
 #
-# Runs larson, server (cache-cold) and prodcons at 2 and 8 threads (8 interleaved rounds each) and
-# counts instructions per malloc+free pair with callgrind, then prints the
-# medians, the ratios to tlmalloc and peak RSS.  Takes 1-2 minutes.
+# Runs larson (a server simulation, mostly local frees), server (the same
+# with a working set larger than the cache, so that frees meet cold lines)
+# and prodcons (every block freed by another thread) at 2 and 8 threads,
+# each sized to take at least a second, in 5 interleaved rounds; counts
+# instructions per malloc+free pair with callgrind; then prints the machine
+# and the versions compared, the medians, the ratios to tlmalloc, peak RSS,
+# and the workloads where tlmalloc loses.  Takes 6-8 minutes.
 #
 # It builds nothing of the library: it uses $TLMALLOC_LIB or
 # ../.libs/libtlmalloc.so next to this folder (or --lib).  The workload

@@ -292,11 +292,86 @@ def failures(d):
     return lines
 
 
+def machine_lines(d):
+    """What the run was: when, where, and which versions it compared."""
+    m = d.meta
+    lines = ["date: %s" % m.get("date", "?"),
+             "CPUs (nproc): %s; model: %s" % (m.get("nproc", "?"), m.get("cpu", "?")),
+             "memory: %s" % m.get("memory", "?"),
+             "kernel: %s" % m.get("kernel", "?"),
+             "glibc: %s" % m.get("glibc", "?")]
+    pk = ", ".join("%s %s" % (k[4:], v) for k, v in sorted(m.items()) if k.startswith("pkg_"))
+    lines.append("allocator packages: %s" % (pk or "none found by dpkg"))
+    lines.append("hyperfine: %s" % m.get("hyperfine", "?"))
+    if "tlmalloc" in d.allocs:
+        lines.append("tlmalloc: %s%s%s" % (d.libs.get("tlmalloc", "?"),
+                                          (" (revision %s)" % m["tlmalloc_rev"]) if m.get("tlmalloc_rev") else "",
+                                          ("; built %s" % m["tlmalloc_build"]) if m.get("tlmalloc_build") else ""))
+    else:
+        lines.append("tlmalloc: **not measured** (library not found); ratios are to %s" % d.ref)
+    return lines
+
+
+def losses(d, cpu=False):
+    """The workloads where some allocator beat the reference, worst first:
+    (workload, fastest other allocator, its time over the reference's)."""
+    if d.ref is None:
+        return []
+    out = []
+    for c in d.configs:
+        best = None
+        for a in d.allocs:
+            r = d.ratio(c[0], a, cpu) if a != d.ref else None
+            if r is not None and r < 1 and (best is None or r < best[1]):
+                best = (a, r)
+        if best:
+            out.append((c[0], best[0], best[1]))
+    return sorted(out, key=lambda x: x[2])
+
+
+def loss_lines(d):
+    """The losses, said as plainly as the wins: one line per workload."""
+    lines = []
+    for cpu, what in ((False, "wall time"), (True, "CPU time")):
+        if cpu and not d.cpu:
+            continue
+        lost = losses(d, cpu)
+        n = sum(1 for c in d.configs if d.median(c[0], d.ref) is not None)
+        lines.append("%s: %s is beaten on %d of %d workloads%s" % (what, d.ref, len(lost), n, ":" if lost else "."))
+        for cid, a, r in lost:
+            lines.append("  %s: %s is %.0f%% faster (%s takes %.2fx its time)" % (cid, a, (1 / r - 1) * 100, d.ref, 1 / r))
+    return lines
+
+
+def short_runs(d, floor=1.0):
+    """Workloads whose fastest allocator took less than floor seconds."""
+    out = []
+    for c in d.configs:
+        ms = [d.median(c[0], a) for a in d.allocs if d.median(c[0], a) is not None]
+        if ms and min(ms) < floor:
+            out.append("%s (%.2f s)" % (c[0], min(ms)))
+    return out
+
+
 def print_console(d):
+    print()
+    print("Run of %s mode: %s round(s) of %s run(s) per allocator, interleaved" %
+          (d.meta.get("mode", "?"), d.meta.get("rounds", "?"), d.meta.get("runs", "?")))
+    for l in machine_lines(d):
+        print("  " + l)
+    for c in d.configs:
+        print("  %s: %s" % (c[0], c[3]))
     for title, header, rows in tables(d, md=False):
         print()
         print(title)
         print(text_table(header, rows))
+    print()
+    print("Where %s loses (the fastest other allocator on each such workload)" % d.ref)
+    for l in loss_lines(d):
+        print(l)
+    sr = short_runs(d)
+    if sr:
+        print("note: runs shorter than 1 s, where start-up and noise weigh more: " + ", ".join(sr))
     fl = failures(d)
     if fl or d.notes:
         print()
@@ -314,21 +389,7 @@ def write_md(d, out):
     lines.append("")
     lines.append("## Machine")
     lines.append("")
-    lines.append("- date: %s" % m.get("date", "?"))
-    lines.append("- CPUs (nproc): %s; model: %s" % (m.get("nproc", "?"), m.get("cpu", "?")))
-    lines.append("- memory: %s" % m.get("memory", "?"))
-    lines.append("- kernel: %s" % m.get("kernel", "?"))
-    lines.append("- glibc: %s" % m.get("glibc", "?"))
-    pk = ", ".join("%s %s" % (k[4:], v) for k, v in sorted(m.items()) if k.startswith("pkg_"))
-    if pk:
-        lines.append("- allocator packages: %s" % pk)
-    lines.append("- hyperfine: %s" % m.get("hyperfine", "?"))
-    if "tlmalloc" in d.allocs:
-        lines.append("- tlmalloc: %s%s%s" % (d.libs.get("tlmalloc", "?"),
-                                            (" (revision %s)" % m["tlmalloc_rev"]) if m.get("tlmalloc_rev") else "",
-                                            ("; built %s" % m["tlmalloc_build"]) if m.get("tlmalloc_build") else ""))
-    else:
-        lines.append("- tlmalloc: **not measured** (library not found); ratios are to %s" % d.ref)
+    lines.extend("- " + l for l in machine_lines(d))
     lines.append("")
     lines.append("Workloads and their arguments:")
     lines.append("")
@@ -342,6 +403,10 @@ def write_md(d, out):
         lines.append("## " + title)
         lines.append("")
         lines.append(md_table(header, rows))
+    lines.append("")
+    lines.append("## Where %s loses" % d.ref)
+    for l in loss_lines(d):
+        lines.extend(["- " + l.strip()] if l.startswith("  ") else ["", l, ""])
     lines.append("")
     lines.append("![time relative to %s](ratios.png)" % d.ref)
     fl = failures(d)

@@ -13,8 +13,9 @@
 #
 #   --quick        small sizes, 3 rounds of 1 run: under 5 minutes
 #   (default)      full sizes, 4 rounds of 2 runs: about 10-15 minutes
-#   --main-job     larson, server and prodcons at 2 and 8 threads plus the callgrind
-#                  count, printed side by side (what bench/main-job.sh runs);
+#   --main-job     larson, server and prodcons at 2 and 8 threads, each at
+#                  least a second, 5 rounds, plus the callgrind count,
+#                  printed side by side (what bench/main-job.sh runs);
 #                  writes nothing under bench/results except its tmp/ folder
 #   --lib PATH     libtlmalloc.so to preload (default: $TLMALLOC_LIB, else
 #                  ../.libs/libtlmalloc.so relative to this folder)
@@ -68,7 +69,7 @@ done
 case $MODE in
 full) : "${ROUNDS:=4}" "${RUNS:=2}" ;;
 quick) : "${ROUNDS:=3}" "${RUNS:=1}" ;;
-main-job) : "${ROUNDS:=8}" "${RUNS:=1}"; DO_MEMORY=0 ;;
+main-job) : "${ROUNDS:=5}" "${RUNS:=1}"; DO_MEMORY=0 ;;
 esac
 
 command -v python3 >/dev/null || die "python3 is needed to read hyperfine's JSON (apt-get install python3)"
@@ -174,9 +175,9 @@ addcfg() { # workload threads args...
 	CONFIGS+=("$w-t$t|$w|$t|$*")
 }
 if [ "$MODE" = main-job ]; then
-	for t in 2 8; do addcfg larson "$t" larson -n 6m; done
-	for t in 2 8; do addcfg server "$t" server -n 8m; done
-	for t in 2 8; do addcfg prodcons "$t" prodcons -n 1500k; done
+	for t in 2 8; do addcfg larson "$t" larson -n 60m; done
+	for t in 2 8; do addcfg server "$t" server -n 24m; done
+	for t in 2 8; do addcfg prodcons "$t" prodcons -n 20m; done
 else
 	for t in 1 2 8; do addcfg fastpath-pairs "$t" fastpath -m pairs -n $S_FP; done
 	addcfg fastpath-sweep 1 fastpath -m sweep -n $S_FP
