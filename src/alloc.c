@@ -1,6 +1,7 @@
 /* alloc.c - the allocation paths behind the public functions: choosing the
  * band (small, large, huge), alignment, zeroing, realloc between bands,
- * and the validation every free goes through when the fast path declines.
+ * and the frees and size queries that go through the one validation
+ * (validate.c) when the fast path declines.
  */
 #include "internal.h"
 #include "memcheck.h"
@@ -109,70 +110,7 @@ void *tl_alloc_zeroed(size_t size)
     return p;
 }
 
-/* ---- validation -------------------------------------------------------------- */
-/* Why a pointer into small span s is not one of its objects. */
-static const char *not_an_object(const struct span *s, uintptr_t a)
-{
-    const struct size_class_info *c = &tl_classes[s->size_class];
-    size_t off = a - s->start;
-    if (off % c->size)
-        return "pointer into the middle of a block";
-    if (off / c->size >= c->objects)
-        return "pointer into the tail of a span, past its last block";
-    return "pointer to a block never handed out";
-}
-
-/* p is a block already free: freeing it again is a double free; asking
- * its size or resizing it is a use after free. */
-static void report_free_block(void *p, unsigned cls, const char *who)
-{
-    if (!strcmp(who, "free"))
-        tl_report_double_free(p, cls, who);
-    else
-        tl_report_invalid_free(p, who, "pointer to a block already freed (use after free?)");
-}
-
-/* The span of a block handed out by tlmalloc, or a report naming p. */
-struct span *tl_lookup(void *p, const char *who)
-{
-    uintptr_t a = (uintptr_t)p;
-    /* One load, tested before use: a racing free may clear the entry (I3).
-     * Acquire: the fields set before the span was published are seen. */
-    struct span *s = tl_pagemap_span(a);
-    if (TL_UNLIKELY(!s)) {
-        if (tl_huge_recently_freed(a))
-            report_free_block(p, 0, who);
-        else
-            tl_report_invalid_free(p, who, "pointer was not allocated by tlmalloc");
-        return NULL;
-    }
-    switch (s->state) {
-    case SPAN_SMALL:
-        if (TL_UNLIKELY(!tl_is_object_start(s, a))) {
-            tl_report_invalid_free(p, who, not_an_object(s, a));
-            return NULL;
-        }
-        tl_vg_defined((uint64_t *)p + 1, 8); /* the key check reads the user's word */
-        if (TL_UNLIKELY(tl_key_of(p) == tl_free_key(p) || tl_key_of(p) == tl_span_key(p))) {
-            report_free_block(p, s->size_class, who);
-            return NULL;
-        }
-        return s;
-    case SPAN_LARGE:
-    case SPAN_HUGE:
-        if (TL_LIKELY(a == s->start))
-            return s;
-        tl_report_invalid_free(p, who, "pointer into the middle of a block");
-        return NULL;
-    default:
-        if (a == s->start)
-            report_free_block(p, 0, who);
-        else
-            tl_report_invalid_free(p, who, "pointer into free memory");
-        return NULL;
-    }
-}
-
+/* ---- free, validated (validate.c) ------------------------------------------ */
 static void free_span_block(void *p, struct span *s)
 {
     switch (s->state) {

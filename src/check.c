@@ -92,31 +92,34 @@ struct block {
     struct trailer *t; /* at its end */
 };
 
-/* The block holding address a (in use, small, large or huge), or false. */
-static bool block_at(uintptr_t a, struct block *b)
+/* The block holding the address tl_validate placed in w (an object of a
+ * small span or a large or huge block), or false. */
+static bool block_of(const struct tl_where *w, struct block *b)
 {
-    struct span *s = tl_pagemap_span(a);
-    if (!s)
+    if (!w->block)
         return false;
-    uintptr_t start = s->start, end = start + tl_span_bytes(s);
-    if (a < start || a >= end)
-        return false;
-    if (s->state == SPAN_SMALL) {
-        size_t size = tl_classes[s->size_class].size;
-        b->raw = (char *)(start + (a - start) / size * size);
-        b->usable = size;
-        if ((uintptr_t)b->raw + size > end)
-            return false;
-    } else if (s->state == SPAN_LARGE || s->state == SPAN_HUGE) {
-        b->raw = (char *)start;
-        b->usable = tl_span_bytes(s);
-    } else {
-        return false;
-    }
+    const struct span *s = w->span;
+    b->raw = (char *)w->block;
+    b->usable = s->state == SPAN_SMALL ? tl_classes[s->size_class].size : tl_span_bytes(s);
     if (b->usable < FRONT + sizeof(struct trailer) + 1)
         return false;
     b->t = (struct trailer *)(b->raw + b->usable - sizeof(struct trailer));
     return true;
+}
+
+/* The block holding address a (in use, small, large or huge), or false. */
+static bool block_at(uintptr_t a, struct block *b)
+{
+    struct tl_where w;
+    tl_validate((const void *)a, &w);
+    return block_of(&w, b);
+}
+
+/* A huge block's mapping began at a and is gone with its free. */
+static bool huge_freed_at(uintptr_t a)
+{
+    struct tl_where w;
+    return tl_validate((const void *)a, &w) == TL_PTR_FREED_HUGE;
 }
 
 /* Is t the trailer of a block (read from the pagemap, not from t)? */
@@ -421,19 +424,21 @@ static bool live_damage(void *p, const struct block *b, struct problem *pr)
 static enum verdict verify(void *p, struct block *b, struct problem *pr) TL_REQUIRES(tl_check_lock)
 {
     uintptr_t a = (uintptr_t)p;
-    if (!tl_pagemap_span(a)) {
+    struct tl_where w;
+    enum tl_verdict v = tl_validate(p, &w);
+    if (v == TL_PTR_FOREIGN || v == TL_PTR_FREED_HUGE) {
         /* A huge block's mapping goes on free: a second free finds no span.
          * Its mapping began at p - 16, or at p - alignment (a page, or more:
          * the page boundary below p is then tried). */
         uintptr_t page_below = (a - 1) & ~(uintptr_t)(TL_PAGE_SIZE - 1);
-        if (a > FRONT &&
-            (tl_huge_recently_freed(a - FRONT) || tl_huge_recently_freed(page_below))) {
+        if (a > FRONT && (huge_freed_at(a - FRONT) || huge_freed_at(page_below))) {
             set_problem(pr, "double free", NULL, p, SIZE_MAX, 0);
             return V_PROBLEM;
         }
         return V_FOREIGN;
     }
-    if ((a & 15) || !block_at(a, b) || a < (uintptr_t)b->raw + FRONT) {
+    /* The user's pointer lies FRONT or more into the allocator's block. */
+    if ((a & 15) || !block_of(&w, b) || a < (uintptr_t)b->raw + FRONT) {
         set_problem(pr, "invalid pointer", "pointer into the middle of a block", p, SIZE_MAX, 0);
         return V_PROBLEM;
     }
@@ -502,7 +507,7 @@ static void evict(size_t bound, struct problem *pr) TL_REQUIRES(tl_check_lock)
 {
     while (quarantine_head && quarantine_bytes > bound) {
         struct trailer *t = quarantine_head;
-        struct block b;
+        struct block b = {0}; /* filled below: trailer_plausible said it is there */
         if (!trailer_plausible(t)) { /* cannot happen: the links live in trailers we wrote */
             quarantine_head = quarantine_tail = NULL;
             __atomic_store_n(&quarantine_bytes, 0, __ATOMIC_RELAXED);
@@ -720,7 +725,7 @@ static void *user_of(const struct block *b)
  * (a block never freed is verified here or never). */
 static void visit_live(struct trailer *t, struct tl_scan_block *e, struct problem *pr)
 {
-    struct block b;
+    struct block b = {0};
     block_at((uintptr_t)t, &b); /* trailer_plausible said it is there */
     void *p = user_of(&b);
     uint64_t state;

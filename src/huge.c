@@ -34,6 +34,8 @@ static void forget_unmap(uintptr_t start)
 
 bool tl_huge_recently_freed(uintptr_t start)
 {
+    if (!start) /* an empty entry, never a block's start */
+        return false;
     for (unsigned i = 0; i < RECENT_UNMAPS; i++)
         if (atomic_load_explicit(&recent_unmaps[i], memory_order_relaxed) == start)
             return true;

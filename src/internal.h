@@ -320,6 +320,51 @@ static inline struct span *tl_pagemap_slot(uintptr_t a)
 void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
     TL_REQUIRES(tl_page_heap_lock);
 
+/* ---- pointer validation (validate.c) ----------------------------------- *
+ * Every path that takes a pointer from the user classifies it here, and
+ * nowhere else: free (the fast path its cheap part, tl_hot_is_object_start,
+ * inline; the slow path all of it), realloc, malloc_usable_size,
+ * free_sized and free_aligned_sized, and check mode's look-up of the block
+ * holding its user pointer. */
+enum tl_verdict {
+    TL_PTR_BLOCK,       /* the start of a block in use: the one good answer */
+    TL_PTR_FOREIGN,     /* on no page of a span of ours */
+    TL_PTR_FREED_HUGE,  /* the start of a huge block freed lately (its mapping is gone) */
+    TL_PTR_INTERIOR,    /* inside a block (or object) of a span in use, past its start */
+    TL_PTR_SPAN_TAIL,   /* in a small span's tail, past its last object */
+    TL_PTR_NOT_CARVED,  /* the start of an object its span has never handed out */
+    TL_PTR_FREED,       /* the start of a free block: a small object on a free list
+                           (its key says so, I4) or a free span */
+    TL_PTR_FREE_MEMORY, /* inside a free span, past its start */
+};
+/* Where the pointer is, as far as the verdict says: the span (NULL for
+ * TL_PTR_FOREIGN and TL_PTR_FREED_HUGE) and, when it is in an object of a
+ * small span or in a large or huge block, that object's or block's start
+ * (else 0: foreign, a span's tail, free memory or a free span's start). */
+struct tl_where {
+    struct span *span;
+    uintptr_t block;
+};
+/* Reads the pagemap, the span and, for the start of a small object, its
+ * free key (I4); takes no lock. A racing free may change the answer, as
+ * I3 says; it never faults (I5). */
+enum tl_verdict tl_validate(const void *p, struct tl_where *w);
+/* The report of a verdict other than TL_PTR_BLOCK, in the words of
+ * diag.c's reports: who is the public function ("free", "realloc", ...). */
+TL_COLD void tl_report_pointer(void *p, enum tl_verdict v, const struct tl_where *w,
+                               const char *who);
+/* The cheap part of tl_validate, the only part the free fast path makes:
+ * p is the start of an object carved from the small span of its page, by
+ * the page's hot entry (I3). The same test as tl_is_object_start, on the
+ * copy of the span's constants free reads anyway. Any other answer sends
+ * free to the slow path, whose tl_validate says what p is. */
+static inline bool tl_hot_is_object_start(const struct pagemap_hot *h, uintptr_t p)
+{
+    uint64_t limit = __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED);
+    unsigned shift = h->div_shift;
+    return tl_divides(h->div_inv, limit, shift, p - h->start);
+}
+
 /* ---- safe-linking and the free key (I4) -------------------------------- *
  * The one codec of free-list links. A link is stored XORed with a key that
  * depends on the word's own address (its slot): slot * tl_link_mul ^
@@ -522,7 +567,9 @@ void *tl_alloc_zeroed(size_t size);
 void *tl_realloc_impl(void *p, size_t size);
 void tl_free_checked(void *p, const char *who); /* validates, then frees */
 size_t tl_usable_size(void *p, const char *who);
-struct span *tl_lookup(void *p, const char *who); /* validated span of a block */
+/* The span of p when tl_validate finds it the start of a block in use;
+ * else NULL, after the report (validate.c). */
+struct span *tl_lookup(void *p, const char *who);
 void *tl_huge_alloc(size_t size, size_t alignment);
 void tl_huge_free(struct span *s);
 bool tl_huge_recently_freed(uintptr_t start); /* a huge block began there */
@@ -628,14 +675,8 @@ static TL_ALWAYS_INLINE void tl_fast_free(void *p)
      * (I3), so it leaves below by slow_room, which gives the room back. */
     const struct pagemap_hot *h = &leaf->hot[i];
     size_t cls = __atomic_load_n(&h->size_class, __ATOMIC_ACQUIRE);
-    if (TL_FREE_CHECKS) {
-        uint64_t limit = __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED);
-        unsigned shift = h->div_shift;
-        uint64_t x = (a - h->start) * h->div_inv;
-        x = (x >> shift) | (x << ((64 - shift) & 63));
-        if (TL_UNLIKELY(x > limit))
-            goto slow;
-    }
+    if (TL_FREE_CHECKS && TL_UNLIKELY(!tl_hot_is_object_start(h, a)))
+        goto slow;
     struct tc_bin TL_TC_SEG *bin = &tl_tc_fs()->bins[cls];
     /* free(p); free(p): found here, at no cost in lines (I4). */
     if (TL_FREE_CHECKS && TL_UNLIKELY(p == bin->head))

@@ -332,3 +332,116 @@ Test(layers, thread_cache_budget_is_claimed_and_returned, .init = setup)
     cr_assert_eq(atomic_load(&tl_tc_unclaimed), before, "an exited thread kept cap");
     cr_assert_eq(tl_heap_check(), 0);
 }
+
+/* ---- the one pointer validation ---------------------------------------------- */
+static enum tl_verdict verdict_of(uintptr_t a, struct tl_where *w)
+{
+    return tl_validate((const void *)a, w);
+}
+
+/* A class whose spans end in a tail no object fits in. */
+static unsigned class_with_tail(void)
+{
+    for (unsigned c = 1; c < tl_num_classes; c++) {
+        const struct size_class_info *k = &tl_classes[c];
+        if ((size_t)k->span_pages * PAGE - (size_t)k->objects * k->size >= TL_ALIGNMENT)
+            return c;
+    }
+    return 0;
+}
+
+Test(layers, validate_small_objects, .init = setup)
+{
+    unsigned cls = class_with_tail();
+    cr_assert(cls, "no class leaves a tail in its spans");
+    const struct size_class_info *k = &tl_classes[cls];
+    void *two[2];
+    cr_assert_eq(tl_central_take(cls, 1, &two[0]), 1);
+    cr_assert_eq(tl_central_take(cls, 1, &two[1]), 1);
+    tl_clear_free_words(two[0]); /* handed out: both words cleared (I4) */
+    tl_clear_free_words(two[1]);
+    uintptr_t p = (uintptr_t)two[0];
+    struct span *s = tl_pagemap_span(p);
+    cr_assert(s && s->state == SPAN_SMALL && s->carved < k->objects);
+    const struct pagemap_hot *h = &tl_pagemap_leaf(p)->hot[tl_pagemap_index(p)];
+    struct tl_where w;
+
+    cr_assert_eq(verdict_of(p, &w), TL_PTR_BLOCK, "the start of a live object");
+    cr_assert_eq(w.span, s);
+    cr_assert_eq(w.block, p);
+    cr_assert(tl_hot_is_object_start(h, p), "the fast path's part refuses a live object");
+
+    cr_assert_eq(verdict_of(p + 16, &w), TL_PTR_INTERIOR, "16 bytes into a live object");
+    cr_assert_eq(w.block, p);
+    cr_assert(!tl_hot_is_object_start(h, p + 16));
+
+    uintptr_t uncarved = s->start + (uintptr_t)s->carved * k->size;
+    cr_assert_eq(verdict_of(uncarved, &w), TL_PTR_NOT_CARVED, "an object not yet carved");
+    cr_assert_eq(w.block, uncarved);
+    cr_assert(!tl_hot_is_object_start(h, uncarved));
+
+    uintptr_t tail = s->start + (uintptr_t)k->objects * k->size;
+    cr_assert_eq(verdict_of(tail, &w), TL_PTR_SPAN_TAIL, "past the last object of a span");
+    cr_assert_eq(w.block, 0);
+    cr_assert(!tl_hot_is_object_start(h, tail));
+    cr_assert_eq(verdict_of(tail + 8, &w), TL_PTR_SPAN_TAIL, "inside the tail");
+
+    /* back in a list: the thread cache key, then the span key (I4) */
+    ((uint64_t *)two[1])[1] = tl_free_key(two[1]);
+    cr_assert_eq(verdict_of((uintptr_t)two[1], &w), TL_PTR_FREED, "an object with the free key");
+    cr_assert_eq(w.span->size_class, cls);
+    ((uint64_t *)two[1])[1] = 0;
+    tl_central_give_one(two[1], cls);
+    cr_assert_eq(verdict_of((uintptr_t)two[1], &w), TL_PTR_FREED, "an object with the span key");
+    cr_assert_eq(verdict_of(p, &w), TL_PTR_BLOCK, "its neighbour is still live");
+    tl_central_give_one(two[0], cls);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+Test(layers, validate_large_and_free_spans, .init = setup)
+{
+    struct span *a = take_large(4), *b = take_large(4), *guard = take_large(1);
+    uintptr_t as = a->start, bs = b->start;
+    struct tl_where w;
+    cr_assert_eq(verdict_of(as, &w), TL_PTR_BLOCK, "a large block's start");
+    cr_assert_eq(w.span, a);
+    cr_assert_eq(verdict_of(as + 2 * PAGE + 48, &w), TL_PTR_INTERIOR, "inside a large block");
+    cr_assert_eq(w.block, as);
+    /* b between two spans in use: freed, it joins neither */
+    tl_page_heap_free(b);
+    cr_assert_eq(verdict_of(bs, &w), TL_PTR_FREED, "a free span's start");
+    cr_assert_eq(w.block, 0);
+    /* a free span maps its last page too (I2) */
+    cr_assert_eq(verdict_of(bs + 3 * PAGE + 16, &w), TL_PTR_FREE_MEMORY, "a free span's last page");
+    tl_page_heap_free(a);
+    tl_page_heap_free(guard);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
+Test(layers, validate_foreign_and_huge, .init = setup)
+{
+    struct tl_where w;
+    char *m = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    uintptr_t never = tl_round_up((uintptr_t)m, PAGE);
+    cr_assert_eq(verdict_of(never, &w), TL_PTR_FOREIGN, "a page never ours");
+    cr_assert_null(w.span);
+    cr_assert_eq(verdict_of((uintptr_t)&w, &w), TL_PTR_FOREIGN, "the stack");
+    cr_assert_eq(verdict_of((uintptr_t)1 << 48, &w), TL_PTR_FOREIGN, "above 48 bits");
+    cr_assert_eq(verdict_of(0, &w), TL_PTR_FOREIGN, "NULL");
+
+    void *huge = tl_huge_alloc(4 * PAGE, PAGE);
+    cr_assert_not_null(huge);
+    uintptr_t hs = (uintptr_t)huge;
+    cr_assert_eq(verdict_of(hs, &w), TL_PTR_BLOCK, "a huge block's start");
+    struct span *s = w.span;
+    cr_assert_eq(s->state, SPAN_HUGE);
+    cr_assert_eq(verdict_of(hs + 16, &w), TL_PTR_INTERIOR, "inside a huge block's first page");
+    /* only a huge block's first page is in the pagemap (I2) */
+    cr_assert_eq(verdict_of(hs + 2 * PAGE, &w), TL_PTR_FOREIGN, "a huge block's later page");
+    tl_huge_free(s);
+    cr_assert_eq(verdict_of(hs, &w), TL_PTR_FREED_HUGE, "a huge block freed");
+    cr_assert_null(w.span);
+    munmap(m, 2 * PAGE);
+    cr_assert_eq(tl_heap_check(), 0);
+}
