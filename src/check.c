@@ -507,7 +507,7 @@ static void evict(size_t bound, struct problem *pr) TL_REQUIRES(tl_check_lock)
 {
     while (quarantine_head && quarantine_bytes > bound) {
         struct trailer *t = quarantine_head;
-        struct block b = {0}; /* filled below: trailer_plausible said it is there */
+        struct block b = {0};
         if (!trailer_plausible(t)) { /* cannot happen: the links live in trailers we wrote */
             quarantine_head = quarantine_tail = NULL;
             __atomic_store_n(&quarantine_bytes, 0, __ATOMIC_RELAXED);
