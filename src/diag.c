@@ -298,7 +298,8 @@ static void act(struct tl_buf *b)
         abort();
 }
 
-static void report(void *p, const char *kind, const char *who, const char *detail, unsigned cls)
+static void report_bad_pointer(void *p, const char *kind, const char *who, const char *detail,
+                               unsigned cls)
 {
     begin_report();
     struct tl_buf b = {.fd = 2};
@@ -325,12 +326,12 @@ static void report(void *p, const char *kind, const char *who, const char *detai
 
 void tl_report_invalid_free(void *p, const char *who, const char *what)
 {
-    report(p, "invalid pointer", who, what, 0);
+    report_bad_pointer(p, "invalid pointer", who, what, 0);
 }
 
 void tl_report_double_free(void *p, unsigned cls, const char *who)
 {
-    report(p, "double free", who, NULL, cls);
+    report_bad_pointer(p, "double free", who, NULL, cls);
 }
 
 /* Corruption cannot be ignored: the free lists are no longer trustworthy. */

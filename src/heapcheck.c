@@ -130,12 +130,12 @@ static void check_span(struct tl_heap_walk *w, const struct span *s, const struc
     switch (s->state) {
     case SPAN_FREE:
         tl_walk_expect(w, s->in_bin, "a free span in no bin", s->start);
-        tl_walk_expect(w, !s->returned || s->clean, "a returned span not known to be zero",
+        tl_walk_expect(w, !s->unbacked || s->clean, "an unbacked span not known to be zero",
                        s->start);
-        tl_walk_expect(w, !prev || prev->state != SPAN_FREE || prev->returned != s->returned,
+        tl_walk_expect(w, !prev || prev->state != SPAN_FREE || prev->unbacked != s->unbacked,
                        "free neighbours of the same kind not joined", s->start);
-        w->free_spans[s->returned ? 1 : 0]++;
-        w->free_bytes[s->returned ? 1 : 0] += tl_span_bytes(s);
+        w->free_spans[s->unbacked ? 1 : 0]++;
+        w->free_bytes[s->unbacked ? 1 : 0] += tl_span_bytes(s);
         break;
     case SPAN_SMALL:
         check_small(w, s);
@@ -178,7 +178,7 @@ static void check_page(struct tl_heap_walk *w, const struct span *s, uintptr_t a
  * pagemap page that is not resident would make it resident (a zero page
  * here counts in RSS), and the walk must not change what the memory
  * tests measure. Such a page holds only zero entries (never written, or
- * given back with the interior of a returned span). For the same reason a
+ * given back with the interior of a unbacked span). For the same reason a
  * free span's interior entries, zero by I2, are not read. */
 static void walk_leaf(struct tl_heap_walk *w, size_t r, const struct pagemap_leaf *leaf,
                       uintptr_t *from, const struct span **cur, uintptr_t *cur_end)
@@ -252,7 +252,7 @@ static void walk_own_cache(struct tl_heap_walk *w)
     }
 }
 
-static void report(const struct tl_heap_walk *w)
+static void print_problems(const struct tl_heap_walk *w)
 {
     struct tl_buf b = {.fd = 2};
     for (size_t i = 0; i < w->problems && i < TL_WALK_RECORDED; i++) {
@@ -318,7 +318,7 @@ static size_t check(bool own_cache)
     }
     size_t problems = w->problems;
     if (problems)
-        report(w);
+        print_problems(w);
     tl_os_unmap(w, sizeof *w);
     return problems;
 }

@@ -15,7 +15,7 @@ struct tl_heap_walk {
         uintptr_t where;
     } first[TL_WALK_RECORDED]; /* reported once the locks are dropped */
     /* What the pagemap walk found, for the layers to compare with their own
-     * lists and counts. Index [1]: returned free spans, [0]: dirty. */
+     * lists and counts. Index [1]: unbacked free spans, [0]: dirty. */
     size_t free_spans[2], free_bytes[2];
     size_t small_bytes, large_bytes;
     size_t large_spans;               /* in use, for the page heap's counts */

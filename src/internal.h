@@ -57,7 +57,7 @@
  *     heap span's struct is the pagemap slot of its first page: a slot is
  *     in use exactly while a span starts on that page, so splitting needs
  *     no allocation and joining frees nothing, and the slots of pages deep
- *     inside a returned free span are given back to the OS with its pages
+ *     inside an unbacked free span are given back to the OS with its pages
  *     (a 1 GiB peak otherwise leaves ~9 MiB of span structs resident).
  *     Huge spans' structs come from a pool in the metadata arena. Slots and
  *     pool structs are never unmapped, so a stale pointer reads a zeroed or
@@ -205,7 +205,7 @@ struct span {
     uint8_t state;      /* enum span_state */
     uint8_t size_class; /* small spans only */
     uint8_t clean;      /* free or large: every byte is known to be zero */
-    uint8_t returned;   /* free: pages were given back to the OS */
+    uint8_t unbacked;   /* free: not resident: given back to the OS, or never touched */
     uint8_t in_bin;     /* free: on a page heap bin list */
     uint8_t on_central; /* small: in its central list's partial heap */
     uint8_t div_shift;
@@ -213,13 +213,13 @@ struct span {
     size_t npages;      /* length in pages (huge: bytes mapped >> page shift) */
     uint32_t allocated; /* small: objects out of the span (caches or users) */
     uint32_t carved;    /* small: objects taken from the never-used tail */
-    uint64_t free_list; /* small: encoded list of returned objects */
+    uint64_t free_list; /* small: encoded list of its free objects */
     /* Free: bin list. Small: the central list's heap of partial spans
      * (pairing heap, highest address on top): next sibling, and prev, the
      * left sibling or, for a first child, the parent. */
     struct span *next, *prev;
     union {
-        struct span *lru_next;   /* free, not returned: decay order */
+        struct span *lru_next;   /* free and dirty: decay order */
         struct span *heap_child; /* small, partial: first child in the heap */
     };
     struct span *lru_prev;
@@ -315,7 +315,7 @@ static inline struct span *tl_pagemap_slot(uintptr_t a)
 }
 /* Gives back the pagemap memory around the entries and slots of the pages
  * [start, end) that holds nothing but entries and slots of pages in
- * [lo, hi): the interior of a returned free span (not its first or last
+ * [lo, hi): the interior of an unbacked free span (not its first or last
  * page), of which [start, end) has just become part. */
 void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
     TL_REQUIRES(tl_page_heap_lock);
@@ -772,8 +772,8 @@ static inline void tl_ensure_init(void)
 /* ---- statistics (stats.c) ----------------------------------------------- */
 struct tl_counters {
     _Atomic size_t mapped;       /* bytes obtained from the OS for the page heap */
-    _Atomic size_t returned;     /* of those, given back (madvise worked) and not reused */
-    _Atomic size_t page_free;    /* free in the page heap, not returned */
+    _Atomic size_t unbacked;     /* of those, free and not resident: given back or never used */
+    _Atomic size_t page_free;    /* free in the page heap and resident (dirty) */
     _Atomic size_t large_in_use; /* bytes of in-use large spans */
     _Atomic size_t small_spans;  /* bytes of spans given to central lists */
     _Atomic size_t huge_mapped;  /* bytes of huge mappings */

@@ -4,9 +4,9 @@
  *
  * Free spans sit in bins by length: one bin per length up to 128 pages
  * (1 MiB), then one per power of two. Two sets of bins: "dirty" spans (free
- * but resident) and "returned" spans (pages given back with madvise, or
- * never touched; they read as zero). A span whose madvise failed (locked
- * memory) stays dirty (see give_back). Neighbouring free spans of the same
+ * but resident) and "unbacked" spans (not resident: pages given back with
+ * madvise, or never touched since they were mapped; they read as zero). A
+ * span whose madvise failed (locked memory) stays dirty (see give_back). Neighbouring free spans of the same
  * set are merged at once. Large spans take the best fit, dirty first, cut
  * from its front; small spans take the highest free span, cut from its top
  * (find_high). Dirty spans also sit on an LRU list in the order they became
@@ -35,7 +35,7 @@ struct bin_set {
     uint64_t nonempty[(NBINS + 63) / 64];
 };
 
-static struct bin_set dirty TL_GUARDED_BY(tl_page_heap_lock), returned
+static struct bin_set dirty_bins TL_GUARDED_BY(tl_page_heap_lock), unbacked_bins
     TL_GUARDED_BY(tl_page_heap_lock);
 static struct span *lru_newest TL_GUARDED_BY(tl_page_heap_lock),
     *lru_oldest TL_GUARDED_BY(tl_page_heap_lock);
@@ -216,11 +216,11 @@ static size_t bytes_of(const struct span *s) { return s->npages << TL_PAGE_SHIFT
 /* Takes a free span out of its bin (and the LRU); stats follow. */
 static void unlink_free(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 {
-    if (s->returned) {
-        bin_remove(&returned, s);
-        tl_stat_sub(&tl_stats.returned, bytes_of(s));
+    if (s->unbacked) {
+        bin_remove(&unbacked_bins, s);
+        tl_stat_sub(&tl_stats.unbacked, bytes_of(s));
     } else {
-        bin_remove(&dirty, s);
+        bin_remove(&dirty_bins, s);
         lru_remove(s);
         tl_stat_sub(&tl_stats.page_free, bytes_of(s));
     }
@@ -234,11 +234,11 @@ static void link_free(struct span *s) TL_REQUIRES(tl_page_heap_lock)
     s->size_class = 0;
     tl_pagemap_set_range(s->start, 1, s, 0);
     tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, s, 0);
-    if (s->returned) {
-        bin_insert(&returned, s);
-        tl_stat_add(&tl_stats.returned, bytes_of(s));
+    if (s->unbacked) {
+        bin_insert(&unbacked_bins, s);
+        tl_stat_add(&tl_stats.unbacked, bytes_of(s));
     } else {
-        bin_insert(&dirty, s);
+        bin_insert(&dirty_bins, s);
         lru_push(s);
         tl_stat_add(&tl_stats.page_free, bytes_of(s));
     }
@@ -253,7 +253,7 @@ static struct span *join(struct span *low, struct span *high) TL_REQUIRES(tl_pag
 {
     TL_ASSERT(low->start + bytes_of(low) == high->start);
     TL_ASSERT(low->state == SPAN_FREE && high->state == SPAN_FREE && !low->in_bin &&
-              !high->in_bin && low->returned == high->returned);
+              !high->in_bin && low->unbacked == high->unbacked);
     tl_pagemap_set_range(low->start + bytes_of(low) - TL_PAGE_SIZE, 1, NULL, 0);
     tl_pagemap_set_range(high->start, 1, NULL, 0);
     int64_t age_gap = (int64_t)(high->freed_ms - low->freed_ms);
@@ -267,7 +267,7 @@ static struct span *join(struct span *low, struct span *high) TL_REQUIRES(tl_pag
 
 static bool joinable(const struct span *n, const struct span *s)
 {
-    return n && n->state == SPAN_FREE && n->in_bin && n->returned == s->returned;
+    return n && n->state == SPAN_FREE && n->in_bin && n->unbacked == s->unbacked;
 }
 
 /* Merges free span s (not linked) with free neighbours of the same kind. */
@@ -299,7 +299,7 @@ static struct span *cut(struct span *s, size_t at) TL_REQUIRES(tl_page_heap_lock
     TL_ASSERT(at > 0 && at < s->npages && !s->in_bin);
     struct span *rest = span_at(s->start + (at << TL_PAGE_SHIFT));
     rest->npages = s->npages - at;
-    rest->returned = s->returned;
+    rest->unbacked = s->unbacked;
     rest->clean = s->clean;
     rest->freed_ms = s->freed_ms;
     s->npages = at;
@@ -355,7 +355,9 @@ static void *map_chunk(size_t bytes) TL_REQUIRES(tl_page_heap_lock)
     return m;
 }
 
-static bool grow(size_t npages) TL_REQUIRES(tl_page_heap_lock)
+/* Maps a new chunk of at least npages (and GROW_BYTES) and adds it to the
+ * free spans, unbacked. */
+static bool grow_from_os(size_t npages) TL_REQUIRES(tl_page_heap_lock)
 {
     size_t bytes = npages << TL_PAGE_SHIFT;
     if (bytes < GROW_BYTES)
@@ -369,7 +371,7 @@ static bool grow(size_t npages) TL_REQUIRES(tl_page_heap_lock)
     }
     struct span *s = span_at((uintptr_t)m);
     s->npages = bytes >> TL_PAGE_SHIFT;
-    s->returned = 1; /* not resident yet */
+    s->unbacked = 1; /* not resident yet */
     s->clean = 1;
     tl_stat_add(&tl_stats.mapped, bytes);
     counts.grows++;
@@ -380,17 +382,17 @@ static bool grow(size_t npages) TL_REQUIRES(tl_page_heap_lock)
 
 static struct span *find(size_t npages) TL_REQUIRES(tl_page_heap_lock)
 {
-    struct span *s = bin_find(&dirty, npages);
-    return s ? s : bin_find(&returned, npages);
+    struct span *s = bin_find(&dirty_bins, npages);
+    return s ? s : bin_find(&unbacked_bins, npages);
 }
 
 /* For a small span: the free span with the highest address, dirty or
- * returned, among the first HIGH_LOOK of each bin that fits. Small spans
+ * unbacked, among the first HIGH_LOOK of each bin that fits. Small spans
  * are cut from the top of it (split_back), so they stay packed at the top
  * of the heap, next to the spans in use, where they share pagemap pages
  * and leave the rest free in long runs. Best fit among dirty spans placed
  * them in whatever page a freed peak had left resident, deep inside the
- * returned range, each keeping its own pagemap pages resident. A dirty span
+ * unbacked range, each keeping its own pagemap pages resident. A dirty span
  * still wins when it is the highest (a hole among spans in use). */
 #define HIGH_LOOK 4
 
@@ -408,8 +410,8 @@ static void find_high_in(const struct bin_set *set, size_t npages, struct span *
 static struct span *find_high(size_t npages) TL_REQUIRES(tl_page_heap_lock)
 {
     struct span *best = NULL;
-    find_high_in(&dirty, npages, &best);
-    find_high_in(&returned, npages, &best);
+    find_high_in(&dirty_bins, npages, &best);
+    find_high_in(&unbacked_bins, npages, &best);
     return best;
 }
 
@@ -424,10 +426,10 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
         return NULL;
     bool high = small && align_pages <= 1;
     struct span *s = high ? find_high(need) : find(need);
-    if (!s && (!grow(need) || !(s = high ? find_high(need) : find(need))))
+    if (!s && (!grow_from_os(need) || !(s = high ? find_high(need) : find(need))))
         return NULL;
     TL_ASSERT(s->npages >= need);
-    if (s->returned)
+    if (s->unbacked)
         note_refault(need << TL_PAGE_SHIFT);
     unlink_free(s);
     tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
@@ -474,7 +476,7 @@ struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_sta
     if (s) {
         s->state = (uint8_t)state;
         s->size_class = (uint8_t)cls;
-        s->returned = 0;
+        s->unbacked = 0;
         s->in_bin = 0;
         s->next = s->prev = NULL;
         tl_pagemap_set_range(s->start, s->npages, s, (uint8_t)cls);
@@ -498,7 +500,7 @@ static void free_locked(struct span *s) TL_REQUIRES(tl_page_heap_lock)
         tl_stat_sub(&tl_stats.large_in_use, bytes_of(s));
     tl_pagemap_set_range(s->start, s->npages, NULL, 0);
     s->state = SPAN_FREE;
-    s->returned = 0;
+    s->unbacked = 0;
     s->clean = 0;
     s->freed_ms = tl_os_now_ms();
     link_free(coalesce(s));
@@ -565,8 +567,8 @@ static void note_refault(size_t bytes) TL_REQUIRES(tl_page_heap_lock)
 
 static void release_eagerly(void) TL_REQUIRES(tl_page_heap_lock)
 {
-    size_t dirty = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
-    if (TL_LIKELY(dirty <= eager_budget) || !__libc_single_threaded ||
+    size_t dirty_bytes = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
+    if (TL_LIKELY(dirty_bytes <= eager_budget) || !__libc_single_threaded ||
         __atomic_load_n(&tl_conf.background, __ATOMIC_RELAXED) != TL_BACKGROUND_AUTO)
         return;
     uint64_t now = tl_os_now_ms(), calm = EAGER_CALM_PERIODS * (uint64_t)tl_conf.decay_ms;
@@ -576,7 +578,7 @@ static void release_eagerly(void) TL_REQUIRES(tl_page_heap_lock)
         eager_budget /= 2;
         refault_ms = now;
     }
-    size_t done = release_locked(dirty - eager_budget / 2, true);
+    size_t done = release_locked(dirty_bytes - eager_budget / 2, true);
     refused_ms = done ? 0 : now;
     eager_ms = now;
 }
@@ -634,7 +636,7 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages)
 }
 
 /* ---- giving memory back -------------------------------------------------- */
-/* Gives a dirty span's pages back, joins it with returned neighbours, and
+/* Gives a dirty span's pages back, joins it with unbacked neighbours, and
  * gives back the pagemap memory that only the joined span's interior used:
  * the pages of s, and the boundary pages of s and its neighbours, which
  * were first or last pages until the join. Returns false if the kernel
@@ -650,7 +652,7 @@ static bool give_back(struct span *s) TL_REQUIRES(tl_page_heap_lock)
         return false;
     }
     uintptr_t lo = s->start - TL_PAGE_SIZE, hi = s->start + bytes_of(s) + TL_PAGE_SIZE;
-    s->returned = 1;
+    s->unbacked = 1;
     s->clean = 1;
     tl_pagemap_set_range(s->start, 1, NULL, 0);
     tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
@@ -662,7 +664,7 @@ static bool give_back(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 }
 
 /* A dirty span with no resident memory on either side: its neighbours are
- * returned free spans or unmapped. New small spans are packed at the top,
+ * unbacked free spans or unmapped. New small spans are packed at the top,
  * so such an island, left behind in a freed peak, is rarely taken again;
  * and besides its own pages it keeps pages of pagemap resident that no
  * other span uses. It goes back after decay_ms/4 instead of decay_ms
@@ -672,8 +674,8 @@ static bool island(const struct span *s)
 {
     const struct span *prev = tl_pagemap_span(s->start - TL_PAGE_SIZE);
     const struct span *next = tl_pagemap_span(s->start + bytes_of(s));
-    return (!prev || (prev->state == SPAN_FREE && prev->returned)) &&
-           (!next || (next->state == SPAN_FREE && next->returned));
+    return (!prev || (prev->state == SPAN_FREE && prev->unbacked)) &&
+           (!next || (next->state == SPAN_FREE && next->unbacked));
 }
 
 static uint64_t decay_after(const struct span *s)
@@ -698,7 +700,7 @@ static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tl_page_hea
     while (s && done < max_bytes) {
         struct span *newer = s == last ? NULL : s->lru_prev;
         size_t bytes = bytes_of(s);
-        /* give_back may join s with returned neighbours, never with newer */
+        /* give_back may join s with unbacked neighbours, never with newer */
         if ((all || now - s->freed_ms >= decay_after(s)) && give_back(s)) {
             done += bytes;
             counts.releases++;
@@ -759,16 +761,16 @@ static void add_to_group(struct tl_free_span_group *g, const struct span *s)
     g->bytes += bytes;
 }
 
-/* One group per bin, dirty and returned spans together (malloc_info's
+/* One group per bin, dirty and unbacked spans together (malloc_info's
  * <sizes>). Page heap lock held. */
 unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max)
 {
     unsigned n = 0;
     for (unsigned b = 0; b < NBINS && n < max; b++) {
         memset(&g[n], 0, sizeof g[n]);
-        for (struct span *s = dirty.head[b]; s; s = s->next)
+        for (struct span *s = dirty_bins.head[b]; s; s = s->next)
             add_to_group(&g[n], s);
-        for (struct span *s = returned.head[b]; s; s = s->next)
+        for (struct span *s = unbacked_bins.head[b]; s; s = s->next)
             add_to_group(&g[n], s);
         n += g[n].count != 0;
     }
@@ -778,15 +780,15 @@ unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max)
 /* ---- the heap walk (heapcheck.c) ------------------------------------------ */
 /* The bins and the LRU hold exactly the free spans the pagemap walk found,
  * each in the bin of its length and kind; the statistics match. */
-static size_t check_bins(struct tl_heap_walk *w, const struct bin_set *set, bool is_returned)
+static size_t check_bins(struct tl_heap_walk *w, const struct bin_set *set, bool is_unbacked)
 {
-    size_t n = 0, limit = w->free_spans[is_returned] + 1;
+    size_t n = 0, limit = w->free_spans[is_unbacked] + 1;
     for (unsigned b = 0; b < NBINS; b++) {
         bool bit = set->nonempty[b / 64] >> (b % 64) & 1;
         tl_walk_expect(w, bit == (set->head[b] != NULL), "a bin's nonempty bit is wrong", b);
         const struct span *prev = NULL;
         for (const struct span *s = set->head[b]; s && n < limit; prev = s, s = s->next, n++) {
-            tl_walk_expect(w, s->state == SPAN_FREE && s->in_bin && s->returned == is_returned,
+            tl_walk_expect(w, s->state == SPAN_FREE && s->in_bin && s->unbacked == is_unbacked,
                            "a bin holds a span that is not free, or of the other kind", s->start);
             tl_walk_expect(w, bin_of(s->npages) == b, "a free span in the wrong bin", s->start);
             tl_walk_expect(w, s->prev == prev, "a bin's back link is wrong", s->start);
@@ -799,14 +801,14 @@ static size_t check_bins(struct tl_heap_walk *w, const struct bin_set *set, bool
 
 void tl_page_heap_check(struct tl_heap_walk *w)
 {
-    tl_walk_expect(w, check_bins(w, &dirty, false) == w->free_spans[0],
+    tl_walk_expect(w, check_bins(w, &dirty_bins, false) == w->free_spans[0],
                    "the dirty bins do not hold exactly the dirty free spans", 0);
-    tl_walk_expect(w, check_bins(w, &returned, true) == w->free_spans[1],
-                   "the returned bins do not hold exactly the returned free spans", 0);
+    tl_walk_expect(w, check_bins(w, &unbacked_bins, true) == w->free_spans[1],
+                   "the unbacked bins do not hold exactly the unbacked free spans", 0);
     size_t n = 0;
     const struct span *newer = NULL, *s;
     for (s = lru_newest; s && n <= w->free_spans[0]; newer = s, s = s->lru_next, n++) {
-        tl_walk_expect(w, s->state == SPAN_FREE && !s->returned && s->in_bin,
+        tl_walk_expect(w, s->state == SPAN_FREE && !s->unbacked && s->in_bin,
                        "the LRU holds a span that is not dirty and free", s->start);
         tl_walk_expect(w, s->lru_prev == newer, "an LRU back link is wrong", s->start);
     }
@@ -814,8 +816,8 @@ void tl_page_heap_check(struct tl_heap_walk *w)
                    "the LRU does not hold exactly the dirty free spans", 0);
     tl_walk_expect(w, atomic_load(&tl_stats.page_free) == w->free_bytes[0],
                    "the page_free statistic is not the dirty free bytes", 0);
-    tl_walk_expect(w, atomic_load(&tl_stats.returned) == w->free_bytes[1],
-                   "the returned statistic is not the returned free bytes", 0);
+    tl_walk_expect(w, atomic_load(&tl_stats.unbacked) == w->free_bytes[1],
+                   "the unbacked statistic is not the unbacked free bytes", 0);
     tl_walk_expect(w, atomic_load(&tl_stats.small_spans) == w->small_bytes,
                    "the small_spans statistic is not the small spans' bytes", 0);
     tl_walk_expect(w, atomic_load(&tl_stats.large_in_use) == w->large_bytes,

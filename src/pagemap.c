@@ -7,7 +7,7 @@
  * class and object-start constants free reads), a span pointer and a
  * 96-byte span slot per page (34 MiB of address space, of which
  * only the written parts become resident, and the parts that only a
- * returned free span's interior used are given back). Leaves are never
+ * unbacked free span's interior used are given back). Leaves are never
  * unmapped, so a reader needs no lock: a root entry goes from NULL to a
  * zeroed leaf once, published with a release store.
  *
@@ -63,7 +63,7 @@ bool tl_pagemap_ensure(uintptr_t start, size_t bytes)
     return true;
 }
 
-/* An entry is written only if it changes: the entries of a returned free
+/* An entry is written only if it changes: the entries of a unbacked free
  * span's interior are zero on pages given back (tl_pagemap_release), and
  * writing a zero there again (a free span's class byte at its new edge,
  * say) would make a page resident for nothing; reading maps the shared
@@ -140,7 +140,7 @@ void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_
 
 /* Gives back the kernel pages of array elements [i, j) (of size elem from
  * base) widened to whole pages, but only pages that lie wholly inside
- * elements [lo, hi). Widening matters: a span returned a few pages at a
+ * elements [lo, hi). Widening matters: a span given back a few pages at a
  * time adds only a few slots to a free run each time, never a whole page,
  * and the pages must go when the run around them is long enough. */
 static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo, size_t hi)
@@ -163,7 +163,7 @@ static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo
 }
 
 /* Page heap lock held. The pages [start, end) have just become part of the
- * interior [lo, hi) of a returned free span: their entries are all zero
+ * interior [lo, hi) of a unbacked free span: their entries are all zero
  * (I2) and their slots unused (I5), as are those of the whole interior. A
  * reader racing with an invalid free may read zeros, as it would a moment
  * later anyway. */

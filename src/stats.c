@@ -108,7 +108,7 @@ static void take_snapshot(struct snapshot *s, struct span_groups *groups)
     s->small_spans = load(&tl_stats.small_spans);
     s->large_in_use = load(&tl_stats.large_in_use);
     s->page_heap_free = load(&tl_stats.page_free);
-    s->returned = load(&tl_stats.returned);
+    s->returned = load(&tl_stats.unbacked);
     tl_page_heap_counts(&ph);
     if (groups)
         groups->n = tl_page_heap_free_groups(groups->g, MAX_GROUPS);

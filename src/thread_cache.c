@@ -700,7 +700,8 @@ static uint32_t first_len(unsigned cls)
     return n < 4 ? 4 : n;
 }
 
-static void grow(struct tc_state *st, unsigned cls)
+/* Lets class cls's list hold one step more, if the cache's cap has room. */
+static void raise_max_len(struct tc_state *st, unsigned cls)
 {
     uint32_t batch = tl_classes[cls].batch, len = st->max_len[cls];
     uint32_t next = len >= batch ? len + batch : len == 0 ? first_len(cls) : 2 * len;
@@ -714,7 +715,7 @@ static void refill(struct tc_state *st, unsigned cls)
 {
     struct tc_bin *bin = &st->tc->bins[cls];
     uint32_t batch = tl_classes[cls].batch;
-    grow(st, cls);
+    raise_max_len(st, cls);
     if (bin->room <= 0)
         return;
     unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
@@ -786,7 +787,7 @@ void tl_tc_free(void *p, unsigned cls)
         if (held(st, cls) >= batch)
             flush(st, cls, batch); /* a full batch: no lock on the way */
         else
-            grow(st, cls); /* a thread that only frees this class */
+            raise_max_len(st, cls); /* a thread that only frees this class */
     }
     if (bin->room <= 0) { /* no budget for this class */
         tl_central_give_one(p, cls);

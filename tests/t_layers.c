@@ -173,7 +173,7 @@ Test(layers, page_heap_decay_age_of_joined_spans, .init = setup)
     cr_assert_eq(tl_heap_check(), 0);
 }
 
-/* Giving pages back: the span becomes returned, joins its returned
+/* Giving pages back: the span becomes unbacked, joins its unbacked
  * neighbours, and the pagemap memory its interior used goes back too. */
 Test(layers, page_heap_release_gives_back_pagemap_pages, .init = setup)
 {
@@ -187,8 +187,8 @@ Test(layers, page_heap_release_gives_back_pagemap_pages, .init = setup)
     tl_page_heap_free(big);
     cr_assert_geq(tl_page_heap_release(SIZE_MAX, true), npages * PAGE);
     struct span *s = tl_pagemap_span(start);
-    cr_assert(s && s->state == SPAN_FREE && s->returned && s->clean,
-              "the freed span is not returned and clean");
+    cr_assert(s && s->state == SPAN_FREE && s->unbacked && s->clean,
+              "the freed span is not unbacked and clean");
     cr_assert_leq(s->start, start);
     cr_assert(!tl_os_resident(mid_entry), "the interior's pagemap entries stayed resident");
     cr_assert(!tl_os_resident(mid_slot), "the interior's slots stayed resident");
