@@ -583,12 +583,6 @@ void *tl_huge_realloc(struct span *s, size_t size);
  * lock, makes an atomic read-modify-write or calls a function; they are
  * inlined into every public entry point. */
 
-/* TL_FREE_CHECKS=0 builds a variant without the fast paths' pointer checks
- * (object start, free key, free-list link), only so that
- * bench/check-cost.sh can measure what they cost. It is never installed. */
-#ifndef TL_FREE_CHECKS
-#define TL_FREE_CHECKS 1
-#endif
 #define TL_ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Cold ends of a pop that found the list damaged: both report and abort
@@ -603,10 +597,10 @@ void *tl_pop_bad_link(void *p);
 static TL_ALWAYS_INLINE void *tl_tc_pop(struct tc_bin TL_TC_SEG *bin, void *p)
 {
     uint64_t link_key = tl_link_key(p);
-    if (TL_FREE_CHECKS && TL_UNLIKELY(tl_key_of(p) != (link_key ^ tl_key_secret)))
+    if (TL_UNLIKELY(tl_key_of(p) != (link_key ^ tl_key_secret)))
         return tl_pop_bad_key(p);
     void *next = (void *)(uintptr_t)(*(uint64_t *)p ^ link_key);
-    if (TL_FREE_CHECKS && TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
+    if (TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
         return tl_pop_bad_link(p);
     bin->head = next;
     bin->room++;
@@ -675,11 +669,11 @@ static TL_ALWAYS_INLINE void tl_fast_free(void *p)
      * (I3), so it leaves below by slow_room, which gives the room back. */
     const struct pagemap_hot *h = &leaf->hot[i];
     size_t cls = __atomic_load_n(&h->size_class, __ATOMIC_ACQUIRE);
-    if (TL_FREE_CHECKS && TL_UNLIKELY(!tl_hot_is_object_start(h, a)))
+    if (TL_UNLIKELY(!tl_hot_is_object_start(h, a)))
         goto slow;
     struct tc_bin TL_TC_SEG *bin = &tl_tc_fs()->bins[cls];
     /* free(p); free(p): found here, at no cost in lines (I4). */
-    if (TL_FREE_CHECKS && TL_UNLIKELY(p == bin->head))
+    if (TL_UNLIKELY(p == bin->head))
         goto slow;
     /* Room taken first, given back if the free goes slow: one
      * read-modify-write instead of a load, a test and a store. */
