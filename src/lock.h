@@ -43,9 +43,13 @@
 /* For code whose locking the analysis cannot follow; each use says why. */
 #define TL_NO_LOCK_ANALYSIS TL_TSA(no_thread_safety_analysis)
 
+/* Each lock has a cache line of its own: the class locks sit in an array,
+ * and two threads working on neighbouring classes would otherwise bounce
+ * one line between them (the central lists themselves are 64-byte
+ * aligned for the same reason). The few other locks are globals. */
 struct TL_CAPABILITY("mutex") tl_lock {
     _Atomic uint32_t word; /* 0 free, else owner id | TL_LOCK_WAITERS */
-};
+} __attribute__((aligned(64)));
 
 #define TL_LOCK_INIT                                                                               \
     {                                                                                              \
