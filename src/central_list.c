@@ -44,9 +44,8 @@ static struct central_list central[TL_MAX_CLASSES];
  * objects up to 4 KiB; 128 KiB worth above, and none from 16 KiB (spans of
  * one or two objects): such a batch sitting on the stack pins whole spans
  * that the page heap could give to any other size, and moving them through
- * the span lists costs little beside writing 16 KiB or more.
- * (bench/reallocchain, 1 thread, passes through all large classes: 1 MiB
- * per class kept 2-3 MiB on the stacks at its peak.) */
+ * the span lists costs little beside writing 16 KiB or more (docs/DESIGN.md,
+ * "Central lists", has the measurement behind the bounds). */
 static uint32_t transfer_cap(unsigned cls)
 {
     const struct size_class_info *c = &tl_classes[cls];

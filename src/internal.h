@@ -14,10 +14,12 @@
  * Invariants
  *  I1 Every block handed to a user is 16-byte aligned, and so is every
  *     class size; object k of a small span starts at span->start + k*size.
- *  I2 pagemap: every page of an in-use span (small, large, huge) maps to its
- *     span; a free span maps only its first and last page (for coalescing);
- *     other pages map to no span: NULL, or tl_no_span where a span's
- *     pointer was before (see I3). A pointer whose page maps to no span is
+ *  I2 pagemap: every page of an in-use small or large span maps to its
+ *     span; a huge span maps its first page only (every page in check
+ *     mode, which finds a block from any address in it); a free span maps
+ *     only its first and last page (for coalescing); other pages map to no
+ *     span: NULL, or tl_no_span where a span's pointer was before (see
+ *     I3). A pointer whose page maps to no span is
  *     not ours; tl_pagemap_span() reads both as NULL.
  *  I3 The pagemap's class of a page (its hot entry's size_class) is the
  *     span's size class when the span is small and in use, else 0. Class 0

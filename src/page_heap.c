@@ -11,7 +11,8 @@
  * from its front; small spans take the highest free span, cut from its top
  * (find_high). Dirty spans also sit on an LRU list in the order they became
  * free; a span free for longer than decay_ms (decay_ms/4 for an island) is
- * given back (tl_page_heap_maybe_decay, run from page heap operations).
+ * given back (tl_page_heap_maybe_decay, run from page heap allocations and
+ * frees and from tl_page_heap_tick; not from try_grow, shrink or release).
  *
  * Lock: tl_page_heap_lock guards the bins, the LRU, the span struct free
  * list, the state/page range of every span, and the pagemap entries of
@@ -667,9 +668,9 @@ static bool give_back(struct span *s) TL_REQUIRES(tl_page_heap_lock)
  * unbacked free spans or unmapped. New small spans are packed at the top,
  * so such an island, left behind in a freed peak, is rarely taken again;
  * and besides its own pages it keeps pages of pagemap resident that no
- * other span uses. It goes back after decay_ms/4 instead of decay_ms
- * (bench/memory: a dozen islands were left 1 s after a peak). Taken again
- * within that time, it costs nothing; after it, a few page faults. */
+ * other span uses. It goes back after decay_ms/4 instead of decay_ms.
+ * Taken again within that time, it costs nothing; after it, a few page
+ * faults. */
 static bool island(const struct span *s)
 {
     const struct span *prev = tl_pagemap_span(s->start - TL_PAGE_SIZE);

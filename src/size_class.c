@@ -18,9 +18,8 @@
  * 64 KiB worth, at least 2 and at most 32 objects: few lock round trips for
  * small objects without a thread hoarding megabytes of large ones. A thread
  * cache list holds up to two batches between flushes, and a producer's and
- * a consumer's lists both do: at most 64 objects, the peak RSS of
- * bench/prodcons (16..512 B) was 2.7 MiB at 2 threads and 5.2 MiB at 8
- * (mimalloc 2.5 and 4.6); at most 32, 2.4 and 4.1, at the same speed.
+ * a consumer's lists both do, so the cap bounds what a producer-consumer
+ * pair keeps idle (docs/DESIGN.md, "Size classes", has the figures).
  */
 #include "internal.h"
 
@@ -55,8 +54,7 @@ static void set_division(struct size_class_info *c)
  * alone, while a free one-object span goes back to the page heap for any
  * size. The tail costs at most 12.5% (28 KiB objects in 32 KiB spans);
  * with rounding, at most 25% (a 32 KiB + 1 request in a 36 KiB object of a
- * 40 KiB span, as in jemalloc's 40 KiB class). bench/reallocchain's peak
- * RSS fell 3-5% with it. */
+ * 40 KiB span). */
 static uint32_t span_pages_for(uint32_t size)
 {
     size_t min_objects = size <= TL_PAGE_SIZE ? 8 : 1;

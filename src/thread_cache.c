@@ -56,11 +56,9 @@ static size_t class_size(unsigned cls) { return tl_classes[cls].size; }
 /* The longest a class's list may grow: 1 MiB worth (at least two batches)
  * up to 4 KiB objects, 128 KiB worth above, 64 KiB worth from 16 KiB (at
  * least one object). A program that passes through many large classes
- * (strings grown by doubling, bench/reallocchain) otherwise keeps a few
- * idle objects of each: with 1 MiB for every class its peak RSS was 5-15%
- * above jemalloc's, and 10-20% below it with these bounds, at the same
- * speed. Objects that large are written by their user anyway, so moving
- * them one or two at a time costs little. */
+ * (strings grown by doubling) otherwise keeps a few idle objects of each
+ * (docs/DESIGN.md, "Thread caches"). Objects that large are written by
+ * their user anyway, so moving them one or two at a time costs little. */
 static uint32_t max_len_cap(unsigned cls)
 {
     size_t size = class_size(cls);
@@ -692,15 +690,13 @@ static bool ready(struct thread_cache *tc)
  * time. A thread that needs a class once (thread churn) then moves a few
  * objects, not a batch of 32, in and out of the central list; and what two
  * threads carve from one span comes in runs of 2 KiB or more, so their
- * blocks rarely share a cache line (with runs of 4 objects, two threads
- * writing their own blocks ran 1.4x, not 1.9x, as fast as one). */
+ * blocks rarely share a cache line (docs/DESIGN.md, "Thread caches"). */
 static uint32_t first_len(unsigned cls)
 {
     uint32_t n = 2048 / class_size(cls);
     return n < 4 ? 4 : n;
 }
 
-/* Lets class cls's list hold one step more, if the cache's cap has room. */
 static void raise_max_len(struct tc_state *st, unsigned cls)
 {
     uint32_t batch = tl_classes[cls].batch, len = st->max_len[cls];
