@@ -20,8 +20,8 @@ RUNS=${1:-40}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-srcs=$(sed -n '/^tl_sources *=/,/^[^	 ]/p' "$SRC/Makefile.am" | tr ' \\\t' '\n\n\n' | grep '^src/.*\.c$' | sed "s|^|$SRC/|")
-no_builtins=$(sed -n '/^TL_NO_ALLOC_BUILTINS *=/,/^[^	 ]/p' "$SRC/Makefile.am" | tr ' \\\t' '\n\n\n' | grep '^-fno-builtin')
+srcs=$(sed -n '/^tl_sources *=/,/^[^	 ]/p' "$SRC/Makefile.am" | tr ' \\\t' '\n' | grep '^src/.*\.c$' | sed "s|^|$SRC/|")
+no_builtins=$(sed -n '/^TL_NO_ALLOC_BUILTINS *=/,/^[^	 ]/p' "$SRC/Makefile.am" | tr ' \\\t' '\n' | grep '^-fno-builtin')
 flags="-std=gnu11 -D_GNU_SOURCE -O2 -g -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec
   $no_builtins -fno-omit-frame-pointer -DTL_OVERRIDE=1 -I$SRC/include -I$SRC/src"
 # shellcheck disable=SC2086
