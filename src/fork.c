@@ -47,6 +47,7 @@
  * and 8 threads forking at once hit "more forks nested" within 2 s.
  */
 #include "heapcheck.h"
+#include "stack.h"
 
 #include <sys/single_threaded.h>
 
@@ -96,6 +97,7 @@ static void collect(void)
     nlocks = 0;
     locks[nlocks++] = &tl_registry_lock;
     locks[nlocks++] = &tl_check_lock;
+    locks[nlocks++] = &tl_stack_lock;
     for (unsigned cls = 1; cls < tl_num_classes; cls++)
         locks[nlocks++] = &tl_central_locks[cls];
     locks[nlocks++] = &tl_page_heap_lock;

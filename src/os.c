@@ -5,6 +5,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/random.h>
 #include <sys/uio.h>
@@ -160,6 +162,53 @@ bool tl_os_symbol_of(uintptr_t pc, struct tl_os_symbol *out)
     out->name = info.dli_sname;
     out->name_addr = (uintptr_t)info.dli_saddr;
     return true;
+}
+
+/* The loaded object whose file name contains the wanted text. */
+struct object_search {
+    const char *want, *path;
+};
+
+static int object_named(struct dl_phdr_info *info, size_t len, void *arg)
+{
+    (void)len;
+    struct object_search *search = arg;
+    if (!info->dlpi_name || !strstr(info->dlpi_name, search->want))
+        return 0;
+    search->path = info->dlpi_name;
+    return 1;
+}
+
+/* dlopen with RTLD_NOLOAD only names an object already there; dlsym with
+ * its handle searches that object and its dependencies, never a preloaded
+ * library that interposes the same names. A name it lacks leaves an error
+ * message allocated: dlerror() twice frees it. */
+unsigned tl_os_function_ranges(const char *object, const char *const *names, unsigned n,
+                               struct tl_os_range *out)
+{
+    int saved = errno;
+    struct object_search search = {object, NULL};
+    void *handle = NULL;
+    if (dl_iterate_phdr(object_named, &search) && search.path && *search.path)
+        handle = dlopen(search.path, RTLD_LAZY | RTLD_NOLOAD);
+    unsigned found = 0;
+    bool failed = !handle;
+    for (unsigned i = 0; handle && i < n; i++) {
+        void *f = dlsym(handle, names[i]);
+        Dl_info info;
+        const ElfW(Sym) *sym = NULL;
+        failed |= !f;
+        if (f && dladdr1(f, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size)
+            out[found++] = (struct tl_os_range){(uintptr_t)f, (uintptr_t)f + sym->st_size};
+    }
+    if (handle)
+        dlclose(handle);
+    if (failed) {
+        (void)dlerror();
+        (void)dlerror();
+    }
+    errno = saved;
+    return found;
 }
 
 /* The system call itself, not libc's write(): that is a cancellation

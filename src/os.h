@@ -42,6 +42,16 @@ struct tl_os_symbol {
     uintptr_t file_base, name_addr;
 };
 bool tl_os_symbol_of(uintptr_t pc, struct tl_os_symbol *out);
+/* The address ranges of the functions names[0..n) defined in the loaded
+ * object whose file name contains `object` (libstdc++'s operator new):
+ * returns how many were found, written to out in turn; 0 if that object
+ * is not loaded. Takes the loader's lock and may allocate: call it outside
+ * the allocator, with no allocator lock held. */
+struct tl_os_range {
+    uintptr_t lo, hi;
+};
+unsigned tl_os_function_ranges(const char *object, const char *const *names, unsigned n,
+                               struct tl_os_range *out);
 bool tl_os_write(int fd, const char *s, size_t n); /* false if not all was written */
 long tl_os_read_file(const char *path, char *buf, size_t cap);
 /* A file read piece by piece (the backtrace's /proc/self/maps, which may
