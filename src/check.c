@@ -27,7 +27,12 @@
  * - at exit the quarantine is verified, then every live block (an overrun
  *   of a block never freed is reported there, before any leak line), then
  *   with leaks=1 a conservative scan (leak_scan.c) finds the live blocks
- *   nothing points to any more, and only those are reported as lost.
+ *   nothing points to any more, and only those are reported as lost,
+ *   grouped by call stack.
+ * Allocation sites: with leaks=1, each allocation's call stack (up to
+ * CHECK_FRAMES frames, found without frame pointers: stack.c), which the
+ * leak report groups by and every report prints frame by frame; without
+ * it, one return address. Free sites are one return address.
  * Reports are written after tl_check_lock is dropped.
  *
  * The raw block of a pointer is found from the pagemap, never from bytes
@@ -37,7 +42,7 @@
  * Lock: tl_check_lock guards the live list and the quarantine; its place
  * in the lock order: docs/DESIGN.md, "Locks".
  */
-#include "internal.h"
+#include "stack.h"
 
 #include <link.h>
 #include <stdlib.h>
@@ -206,17 +211,15 @@ static void put_problem(struct tl_buf *b, const struct problem *pr, const char *
     tl_buf_str(b, "\n");
 }
 
+static void put_site(struct tl_buf *b, const char *prefix, uintptr_t site);
+
 /* What check mode knows of the block: where it was allocated and freed. */
 static void put_sites(struct tl_buf *b, const struct problem *pr)
 {
-    if (pr->site) {
-        tl_buf_str(b, "    allocated at ");
-        tl_put_frame(b, pr->site);
-    }
-    if (pr->free_site) {
-        tl_buf_str(b, "    freed at ");
-        tl_put_frame(b, pr->free_site);
-    }
+    if (pr->site)
+        put_site(b, "    allocated at ", pr->site);
+    if (pr->free_site)
+        put_site(b, "    freed at ", pr->free_site);
 }
 
 /* who: the function the error was found in, or NULL: found at exit (no
@@ -342,6 +345,70 @@ static enum tl_family family_of(uintptr_t site)
     return (enum tl_family)(site >> SITE_FAMILY_SHIFT);
 }
 
+/* With the leak report on, a site is the allocation's whole call stack:
+ * bit 61 set and the number of its depot entry (stack.c) below it. A
+ * number, not a pointer: a site read from a damaged block can name no
+ * entry, but never make a report read wild memory. */
+#define SITE_STACK ((uintptr_t)1 << 61)
+
+/* Frames recorded per allocation with the leak report on: enough to tell
+ * apart the callers of a common wrapper (a program's xmalloc, a container's
+ * allocate under a C++ class), and to reach main in most programs. Depth
+ * costs time: each frame is a search of its object's unwind table. Without
+ * the leak report, one frame: check mode's users without leaks=1
+ * (MALLOC_CHECK_ in glibc's tests) make millions of calls, and unwinding
+ * costs several times what the rest of a checked malloc/free pair does. */
+#define CHECK_FRAMES 16
+
+/* The allocation site to record: with leaks=1 the call stack from the
+ * unwinder, without tlmalloc's frames (no frame pointers needed); else,
+ * or when the unwinder gives nothing (a capture already running in this
+ * thread), the one frame call_site finds. No allocator lock held. */
+static uintptr_t alloc_site(uintptr_t caller)
+{
+    if (!tl_conf.leak_report)
+        return call_site(caller);
+    uintptr_t pcs[CHECK_FRAMES];
+    unsigned n = tl_stack_capture(pcs, CHECK_FRAMES);
+    if (n == 0) {
+        pcs[0] = call_site(caller);
+        n = 1;
+    }
+    const struct tl_stack *stack = tl_stack_intern(pcs, n);
+    return stack ? SITE_STACK | stack->id : pcs[0];
+}
+
+/* With leaks=1, call stacks are recorded: tl_stack_start's set-up is done
+ * here, from the constructor, outside any allocator call. */
+void tl_check_start(void)
+{
+    if (tl_conf.check && tl_conf.leak_report)
+        tl_stack_start();
+}
+
+/* A site (family bits or not) as report lines: prefix and its first frame,
+ * then each further frame of its stack after "        by ". No allocator
+ * lock held (symbols are looked up). */
+static void put_site(struct tl_buf *b, const char *prefix, uintptr_t site)
+{
+    site &= SITE_MASK;
+    tl_buf_str(b, prefix);
+    if (!(site & SITE_STACK)) {
+        tl_put_frame(b, site);
+        return;
+    }
+    const struct tl_stack *stack = tl_stack_get((uint32_t)(site & ~SITE_STACK));
+    if (!stack) {
+        tl_buf_str(b, "an unknown site\n");
+        return;
+    }
+    for (uint32_t d = 0; d < stack->depth; d++) {
+        if (d)
+            tl_buf_str(b, "        by ");
+        tl_put_frame(b, stack->pcs[d]);
+    }
+}
+
 static void *new_block(void *raw, size_t front, size_t size, bool zero, uintptr_t site)
 {
     char *p = (char *)raw + front;
@@ -368,7 +435,7 @@ static void *check_alloc(size_t size, size_t alignment, bool zero, uintptr_t cal
     if (!raw)
         return NULL;
     return new_block(raw, front, size, zero,
-                     call_site(caller) | (uintptr_t)family << SITE_FAMILY_SHIFT);
+                     alloc_site(caller) | (uintptr_t)family << SITE_FAMILY_SHIFT);
 }
 
 void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller)
@@ -590,12 +657,10 @@ static TL_COLD void report_mismatch(void *p, const char *who, enum tl_family fre
     tl_buf_str(&b, who);
     tl_buf_str(&b, "()\n    allocated by ");
     tl_buf_str(&b, family_alloc_name[m->allocated_by]);
-    tl_buf_str(&b, " at ");
-    tl_put_frame(&b, m->site);
+    put_site(&b, " at ", m->site);
     tl_buf_str(&b, "    freed by ");
     tl_buf_str(&b, who);
-    tl_buf_str(&b, " at ");
-    tl_put_frame(&b, free_site);
+    put_site(&b, " at ", free_site);
     if (tl_conf.error_action & 1) {
         tl_put_backtrace(&b);
         tl_buf_flush(&b);
@@ -771,7 +836,8 @@ struct site_total {
     size_t blocks, bytes;
 };
 
-/* Groups the lost blocks by allocation site, largest first (the array of
+/* Groups the lost blocks by allocation site (with leaks=1, the whole call
+ * stack: one depot entry per distinct stack), largest first (the array of
  * blocks is reused: it is not needed after). Returns the number of sites. */
 static size_t group_lost(struct tl_scan_block *blocks, size_t n, struct site_total *sites,
                          size_t max_sites)
@@ -830,8 +896,7 @@ static void put_leaks(struct tl_scan_block *blocks, size_t n, struct site_total 
         tl_buf_u64(&b, sites[i].bytes);
         tl_buf_str(&b, " bytes in ");
         tl_buf_u64(&b, sites[i].blocks);
-        tl_buf_str(&b, " blocks lost, allocated at ");
-        tl_put_frame(&b, sites[i].site);
+        put_site(&b, " blocks lost, allocated at ", sites[i].site);
     }
     tl_buf_flush(&b);
 }

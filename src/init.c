@@ -113,6 +113,7 @@ void tl_init_slow(void)
 __attribute__((constructor)) static void tl_constructor(void)
 {
     tl_ensure_init();
+    tl_check_start();
     tl_background_start();
 }
 

@@ -705,6 +705,7 @@ void *tl_check_realloc(void *p, size_t size, uintptr_t caller);
 size_t tl_check_quarantined(void); /* freed bytes held in the quarantine */
 size_t tl_check_usable_size(void *p);
 void tl_check_init(void);
+void tl_check_start(void); /* from the constructor: leaks=1's call stacks (stack.c) */
 void tl_check_leak_report(void); /* verifies live blocks at exit; leaks=1: reports lost ones */
 /* The conservative reachability scan at exit (leak_scan.c). */
 struct tl_scan_block {
