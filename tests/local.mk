@@ -85,6 +85,30 @@ tests_heap_errors_cxx_plain_CXXFLAGS = $(HEAP_ERRORS_CXXFLAGS)
 CLEANFILES += tests/heap-errors-table.md
 tests_heap_errors_cxx_plain_LDADD = $(PTHREAD_LIBS)
 
+# The helpers of checkmode's call-stack tests (t_checkmode.c), linked and
+# plain: built the way most programs are, -O2 without frame pointers, so
+# that only an unwinder reading the call frame information finds the
+# callers; symbols exported so that reports can name them.
+LEAK_STACKS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fno-builtin \
+	-fomit-frame-pointer
+LEAK_STACKS_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -O2 -g -fomit-frame-pointer
+check_PROGRAMS += tests/leak_stacks_linked tests/leak_stacks_plain \
+	tests/leak_stacks_cxx_linked tests/leak_stacks_cxx_plain
+tests_leak_stacks_linked_SOURCES = tests/leak_stacks.c
+tests_leak_stacks_linked_CFLAGS = $(LEAK_STACKS_CFLAGS)
+tests_leak_stacks_linked_LDFLAGS = -no-install -export-dynamic
+tests_leak_stacks_linked_LDADD = libtlmalloc.la
+tests_leak_stacks_plain_SOURCES = tests/leak_stacks.c
+tests_leak_stacks_plain_CFLAGS = $(LEAK_STACKS_CFLAGS)
+tests_leak_stacks_plain_LDFLAGS = -export-dynamic
+tests_leak_stacks_cxx_linked_SOURCES = tests/leak_stacks_cxx.cc
+tests_leak_stacks_cxx_linked_CXXFLAGS = $(LEAK_STACKS_CXXFLAGS)
+tests_leak_stacks_cxx_linked_LDFLAGS = -no-install -export-dynamic
+tests_leak_stacks_cxx_linked_LDADD = libtlmalloc.la
+tests_leak_stacks_cxx_plain_SOURCES = tests/leak_stacks_cxx.cc
+tests_leak_stacks_cxx_plain_CXXFLAGS = $(LEAK_STACKS_CXXFLAGS)
+tests_leak_stacks_cxx_plain_LDFLAGS = -export-dynamic
+
 # The fast-path loop whose instructions tests/run.sh counts with callgrind
 # (run with LD_PRELOAD=libtlmalloc.so).
 check_PROGRAMS += tests/fastpath_loop
