@@ -213,6 +213,24 @@ static void put_problem(struct tl_buf *b, const struct problem *pr, const char *
 
 static void put_site(struct tl_buf *b, const char *prefix, uintptr_t site);
 
+/* The frames of the call that found an error, from the unwinder, so that
+ * code built without frame pointers is named right (the frame-pointer walk
+ * skips such frames and names their callers); that walk only if the
+ * unwinder gives nothing. No allocator lock held. */
+static void put_backtrace_here(struct tl_buf *b)
+{
+    uintptr_t pcs[10];
+    unsigned n = tl_stack_capture(pcs, 10);
+    if (n == 0) {
+        tl_put_backtrace(b);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        tl_buf_str(b, "    at ");
+        tl_put_frame(b, pcs[i]);
+    }
+}
+
 /* What check mode knows of the block: where it was allocated and freed. */
 static void put_sites(struct tl_buf *b, const struct problem *pr)
 {
@@ -230,7 +248,7 @@ static void print_problem(const struct problem *pr, const char *who)
     if (tl_conf.error_action & 1) {
         put_problem(&b, pr, who);
         if (who)
-            tl_put_backtrace(&b);
+            put_backtrace_here(&b);
         put_sites(&b, pr);
         tl_buf_flush(&b);
     }
@@ -662,7 +680,7 @@ static TL_COLD void report_mismatch(void *p, const char *who, enum tl_family fre
     tl_buf_str(&b, who);
     put_site(&b, " at ", free_site);
     if (tl_conf.error_action & 1) {
-        tl_put_backtrace(&b);
+        put_backtrace_here(&b);
         tl_buf_flush(&b);
     }
     if (tl_conf.error_action & 2)

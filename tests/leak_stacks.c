@@ -56,6 +56,7 @@ __attribute__((noinline)) void free_twice(void)
     fflush(stdout);
     free(p);
     free(p);
+    printf("freed twice\n"); /* not a tail call: free_twice keeps its frame */
 }
 
 int main(int argc, char **argv)

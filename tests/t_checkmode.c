@@ -191,7 +191,10 @@ Test(checkmode, cxx_leak_names_the_function_that_said_new, .timeout = 60)
 }
 
 /* Other reports print the allocation's whole stack too: a double free
- * names the wrapper and, on the next line, the function that called it. */
+ * names the wrapper and, on the next line, the function that called it.
+ * The backtrace of the second free is the unwinder's too: the
+ * frame-pointer walk skipped free_twice (built without frame pointers)
+ * and named main. */
 Test(checkmode, double_free_report_gives_allocation_stack, .timeout = 60)
 {
     for (int v = 0; v < CHILD_VARIANTS; v++) {
@@ -204,6 +207,9 @@ Test(checkmode, double_free_report_gives_allocation_stack, .timeout = 60)
                   r.err);
         snprintf(ptr, sizeof ptr, "tlmalloc: double free of 0x%llx", out_value(r.out, "ptr", 0));
         cr_expect(strstr(r.err, ptr), "%s: no '%s':\n%s", vn, ptr, r.err);
+        const char *here = strstr(r.err, "\n    at 0x");
+        cr_expect(here && strstr(here, "(free_twice+") < strchr(here + 1, '\n'),
+                  "%s: the second free's first frame is not free_twice:\n%s", vn, r.err);
         const char *at = strstr(r.err, "    allocated at 0x");
         const char *eol = at ? strchr(at, '\n') : NULL;
         cr_expect(at && eol && strstr(at, "(leaky_wrapper+") < eol,
