@@ -178,6 +178,7 @@ TL_EXPORT int tl_malloc_trim(size_t pad)
     (void)pad;
     tl_ensure_init();
     tl_tc_flush_self();
+    tl_tc_release_kept(0, true);
     tl_central_drain_all();
     size_t released = tl_page_heap_release(SIZE_MAX, true);
     return released > 0;

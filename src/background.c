@@ -61,7 +61,8 @@ static int state(void) { return atomic_load(&tl_background_state); }
 /* Whether a look found anything that decay may give back later. */
 static bool anything_pending(void)
 {
-    return atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed) || tl_central_batches();
+    return atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed) || tl_central_batches() ||
+           tl_tc_any_kept();
 }
 
 /* The period is decay_ms/4, as for a thread's own scavenging, so that
@@ -87,7 +88,9 @@ static void *background_main(void *arg)
         tl_os_wait_word(&bg_wake, seq, period);
         if (state() == BG_STOPPING)
             return NULL;
-        tl_central_decay(tl_os_now_ms());
+        uint64_t now = tl_os_now_ms();
+        tl_tc_release_kept(now, false);
+        tl_central_decay(now);
         tl_page_heap_tick();
         period = anything_pending() ? base : period * 2 > longest ? longest : period * 2;
     }

@@ -127,6 +127,7 @@ static int release_all(const void *in)
 {
     (void)in;
     tl_tc_flush_self();
+    tl_tc_release_kept(0, true);
     tl_central_drain_all();
     tl_page_heap_release(SIZE_MAX, true);
     return 0;

@@ -515,6 +515,10 @@ struct tc_state {
     uint64_t n_slow_frees; /* small frees that reached tl_tc_free */
     uint64_t n_fast_frees; /* frees done by the fast path, counted at each tick */
     int32_t tick_base;     /* the value tc->tick was last set to */
+    /* After its thread exited: its lists, kept for the next thread to
+     * start (tc then points here), and when it exited. */
+    struct thread_cache kept;
+    uint64_t retired_ms;
 };
 enum tc_mode { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
 extern __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
@@ -552,6 +556,8 @@ void tl_tc_counts(struct tl_tc_counts *c);
  * thread caches, applied through the pool. */
 void tl_tc_set_budget(size_t bytes);
 void tl_tc_set_max(size_t bytes);
+void tl_tc_release_kept(uint64_t now, bool all) TL_EXCLUDES(tl_registry_lock);
+bool tl_tc_any_kept(void);
 extern _Atomic size_t tl_tc_unclaimed;
 
 /* ---- allocation paths (alloc.c, huge.c) -------------------------------- */

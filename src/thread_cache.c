@@ -24,9 +24,16 @@
  * never runs again keeps what it holds (no one else may touch its lists),
  * and that is within the budget.
  *
- * Thread exit: a pthread key destructor flushes everything to the central
- * lists and returns the cap to the pool. Later calls from the same thread
- * (other destructors) go straight to the central lists (state TC_DEAD).
+ * Thread exit: a pthread key destructor keeps the thread's lists, with its
+ * cap, in its tc_state (kept), for the next thread that starts to adopt as
+ * they are: a server that replaces its threads would otherwise walk every
+ * cached object at each exit, on lines long gone from the cache, and then
+ * refill the same classes in the new thread. At most MAX_KEPT exited
+ * caches are kept; one that no thread has adopted after decay_ms/4 goes
+ * back to the spans (tl_tc_release_kept, from the background thread or a
+ * timed scavenge), and malloc_trim returns them all. Later calls from the
+ * exiting thread (other destructors) go straight to the central lists
+ * (state TC_DEAD).
  *
  * Lock: tl_registry_lock guards the list of live caches (for stats,
  * requests for cap, fork) and is held while reading another thread's cache, so
@@ -37,6 +44,7 @@
 #include "memcheck.h"
 
 #include <pthread.h>
+#include <string.h>
 
 __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
 struct tl_lock tl_registry_lock = TL_LOCK_INIT;
@@ -44,8 +52,15 @@ _Atomic size_t tl_tc_unclaimed;
 
 static struct tc_state *registry TL_GUARDED_BY(tl_registry_lock);
 static struct tc_state *ask_cursor TL_GUARDED_BY(tl_registry_lock);
-/* of exited threads, for reuse */
+/* of exited threads, for reuse: with empty lists, and with lists kept for
+ * the next thread (newest first); n_kept counts the latter, read without
+ * the lock to skip the lock when there are none. */
 static struct tc_state *spare_states TL_GUARDED_BY(tl_registry_lock);
+static struct tc_state *kept_states TL_GUARDED_BY(tl_registry_lock);
+static _Atomic unsigned n_kept;
+/* Exited caches kept at once: enough for a server that replaces a thread
+ * per core at a time; they are within the thread cache budget anyway. */
+#define MAX_KEPT 16
 static pthread_key_t exit_key;
 static bool exit_key_made; /* set once, before the allocator is ready */
 
@@ -445,6 +460,7 @@ static void maybe_scavenge(struct tc_state *st)
     st->used[0] = st->used[1] = 0;
     st->scavenged_ms = now;
     release_cap(st);
+    tl_tc_release_kept(now, false);
     tl_central_decay(now);
 }
 
@@ -472,19 +488,29 @@ static void cache_init(struct thread_cache *tc)
     if (tl_conf.check || !exit_key_made)
         return; /* check mode sees every malloc and free; no key: see above */
     tl_lock_acquire(&tl_registry_lock);
-    struct tc_state *st = spare_states;
-    if (st)
+    struct tc_state *st = kept_states;
+    bool adopt = st != NULL;
+    if (adopt) {
+        kept_states = st->reg_next;
+        atomic_fetch_sub_explicit(&n_kept, 1, memory_order_relaxed);
+    } else if ((st = spare_states)) {
         spare_states = st->reg_next;
+    }
     tl_lock_release(&tl_registry_lock);
     if (!st && !(st = tl_meta_alloc(sizeof *st)))
         return; /* no memory for the cache: run uncached */
-    for (unsigned cls = 0; cls < TL_MAX_CLASSES; cls++) {
-        tc->bins[cls].head = NULL;
-        tc->bins[cls].room = 0;
-        st->max_len[cls] = 0;
+    if (adopt) {
+        /* lists, limits and cap as the exited thread left them */
+        memcpy(tc->bins, st->kept.bins, sizeof tc->bins);
+    } else {
+        for (unsigned cls = 0; cls < TL_MAX_CLASSES; cls++) {
+            tc->bins[cls].head = NULL;
+            tc->bins[cls].room = 0;
+            st->max_len[cls] = 0;
+        }
+        st->limit_bytes = 0;
+        atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     }
-    st->tc = tc;
-    st->limit_bytes = 0;
     st->used[0] = st->used[1] = 0;
     st->gc_used[0] = st->gc_used[1] = 0;
     st->gc_cursor = 1;
@@ -494,33 +520,98 @@ static void cache_init(struct thread_cache *tc)
     st->drain[0] = st->drain[1] = 0;
     st->n_refills = st->n_flushes = st->n_slow_frees = st->n_fast_frees = 0;
     st->tick_base = tc->tick;
-    atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     atomic_store_explicit(&st->give_back, 0, memory_order_relaxed);
     bool keyed = pthread_setspecific(exit_key, tc) == 0; /* fails with no memory */
     tl_lock_acquire(&tl_registry_lock);
     if (keyed) {
+        st->tc = tc;
         tc->st = st;
         registry_add_locked(st);
         tc->state = TC_ACTIVE;
+    } else if (adopt) { /* run uncached; the kept lists stay kept */
+        st->reg_next = kept_states;
+        kept_states = st;
+        atomic_fetch_add_explicit(&n_kept, 1, memory_order_relaxed);
     } else { /* the exit would go unseen: run uncached */
         st->reg_next = spare_states;
         spare_states = st;
     }
     tl_lock_release(&tl_registry_lock);
+    if (!keyed)
+        memset(tc->bins, 0, sizeof tc->bins);
 }
 
-/* Empties a cache and gives its cap back. The caller has taken it out of
- * the registry; its state goes on the spare list. */
-static void retire(struct tc_state *st)
+/* Empties a cache's lists into their spans and gives its cap back. */
+static void empty_all(struct tc_state *st)
 {
     flush_all(st);
-    st->tc->state = TC_DEAD;
-    st->tc->st = NULL;
     size_t cap = atomic_exchange_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     pool_return(cap);
+}
+
+/* The lists of an exited thread move into its state, for the next thread
+ * to adopt (see the top of this file). Registry lock held. */
+static bool keep_lists_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
+{
+    if (!st->limit_bytes || atomic_load_explicit(&n_kept, memory_order_relaxed) >= MAX_KEPT)
+        return false;
+    memcpy(st->kept.bins, st->tc->bins, sizeof st->kept.bins);
+    st->kept.st = st;
+    st->kept.state = TC_DEAD;
+    st->tc = &st->kept;
+    st->retired_ms = tl_os_now_ms();
+    st->reg_next = kept_states;
+    kept_states = st;
+    atomic_fetch_add_explicit(&n_kept, 1, memory_order_relaxed);
+    return true;
+}
+
+/* The cache of an exiting thread: kept for the next thread, or emptied.
+ * The caller has taken it out of the registry; an emptied state goes on
+ * the spare list. */
+static void retire(struct tc_state *st)
+{
+    struct thread_cache *tc = st->tc;
+    tl_lock_acquire(&tl_registry_lock);
+    bool kept = keep_lists_locked(st);
+    tl_lock_release(&tl_registry_lock);
+    if (!kept)
+        empty_all(st);
+    tc->state = TC_DEAD;
+    tc->st = NULL;
+    if (kept)
+        return;
     tl_lock_acquire(&tl_registry_lock);
     st->reg_next = spare_states;
     spare_states = st;
+    tl_lock_release(&tl_registry_lock);
+}
+
+bool tl_tc_any_kept(void) { return atomic_load_explicit(&n_kept, memory_order_relaxed) != 0; }
+
+/* Kept lists that no new thread adopted within decay_ms/4 (all of them
+ * with all) go back to their spans, and their cap to the pool. Under the
+ * registry lock, which the central and page heap locks nest inside, so
+ * that a fork never finds a state in neither list. */
+void tl_tc_release_kept(uint64_t now, bool all)
+{
+    if (!tl_tc_any_kept())
+        return;
+    uint64_t wait = __atomic_load_n(&tl_conf.decay_ms, __ATOMIC_RELAXED) / 4;
+    tl_lock_acquire(&tl_registry_lock);
+    struct tc_state **link = &kept_states;
+    while (*link) {
+        struct tc_state *st = *link;
+        if (!all && now - st->retired_ms < wait) {
+            link = &st->reg_next;
+            continue;
+        }
+        *link = st->reg_next;
+        atomic_fetch_sub_explicit(&n_kept, 1, memory_order_relaxed);
+        empty_all(st);
+        st->reg_next = spare_states;
+        spare_states = st;
+    }
     tl_lock_release(&tl_registry_lock);
 }
 
@@ -796,22 +887,35 @@ void tl_tc_free(void *p, unsigned cls)
  * NULL). Reads other threads' lists without their cooperation: the figure
  * is a snapshot that may be off by what they did meanwhile. The registry
  * lock keeps every listed cache alive while it is read. */
-__attribute__((no_sanitize("thread"))) size_t tl_tc_total_bytes(size_t *per_class,
-                                                                unsigned *threads)
+/* Bytes in one cache's lists, added to per_class. Reads another thread's
+ * cache racily: a snapshot, exact for threads that are not running. */
+__attribute__((no_sanitize("thread"))) static size_t list_bytes(const struct tc_state *st,
+                                                                size_t *per_class)
+{
+    size_t total = 0;
+    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        /* held(), spelt out so that the racy reads stay in this function,
+         * which ThreadSanitizer is told to leave alone. */
+        int32_t h = (int32_t)st->max_len[cls] - st->tc->bins[cls].room;
+        size_t b = (size_t)(h > 0 ? h : 0) * class_size(cls);
+        total += b;
+        if (per_class)
+            per_class[cls] += b;
+    }
+    return total;
+}
+
+/* Bytes in all thread caches, those kept from exited threads included;
+ * threads: the live ones. */
+size_t tl_tc_total_bytes(size_t *per_class, unsigned *threads)
 {
     size_t total = 0;
     unsigned n = 0;
     tl_lock_acquire(&tl_registry_lock);
     for (struct tc_state *st = registry; st; st = st->reg_next, n++)
-        for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-            /* held(), spelt out so that the racy reads stay in this
-             * function, which ThreadSanitizer is told to leave alone. */
-            int32_t h = (int32_t)st->max_len[cls] - st->tc->bins[cls].room;
-            size_t b = (size_t)(h > 0 ? h : 0) * class_size(cls);
-            total += b;
-            if (per_class)
-                per_class[cls] += b;
-        }
+        total += list_bytes(st, per_class);
+    for (struct tc_state *st = kept_states; st; st = st->reg_next)
+        total += list_bytes(st, per_class);
     tl_lock_release(&tl_registry_lock);
     if (threads)
         *threads = n;

@@ -105,6 +105,12 @@ static void *free_all_then_head_again(void *arg)
     return NULL;
 }
 
+static void *malloc_48(void *arg)
+{
+    *(void **)arg = malloc(48);
+    return NULL;
+}
+
 static void double_free_of_batch_head(void *unused)
 {
     (void)unused;
@@ -121,7 +127,12 @@ static void double_free_of_batch_head(void *unused)
     static void *again[96];
     for (int i = 0; i < 96; i++)
         again[i] = malloc(48);
-    fprintf(stderr, "continued: %p %p\n", again[0], again[95]);
+    /* The thread's list, which also holds the block, is kept at its exit
+     * for the next thread to start: that thread's first malloc pops it. */
+    void *adopted = NULL;
+    pthread_create(&t, NULL, malloc_48, &adopted);
+    pthread_join(t, NULL);
+    fprintf(stderr, "continued: %p %p %p\n", again[0], again[95], adopted);
 }
 
 Test(defects, double_free_of_transfer_batch_head_is_reported, .timeout = 60)
