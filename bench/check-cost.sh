@@ -6,8 +6,8 @@
 #  - instructions per malloc+free pair, loop included (callgrind, two run
 #    lengths, the difference divided by the extra pairs);
 #  - of those, the instructions callgrind attributes to the source lines
-#    of the checks (tl_hot_is_object_start and the test of tl_divides it
-#    runs, the key and link tests of tl_tc_pop, free's test of the list
+#    of the checks (tli_hot_is_object_start and the test of tli_divides it
+#    runs, the key and link tests of tli_tc_pop, free's test of the list
 #    head). The compiler places some shared address arithmetic on those
 #    lines too, so this is an upper bound of what the checks add, not the
 #    difference to a build without them (no such build exists);
@@ -29,7 +29,7 @@ cc $flags $srcs -o "$tmp/lib.so" -pthread
 cc -O2 -pthread "$BENCH_DIR/fastpath.c" -o "$tmp/fastpath" -ldl
 
 # The lines of the checks in src/internal.h, by their text.
-check_lines='tl_hot_is_object_start\(h, a\)|h->div_limit, __ATOMIC_RELAXED|unsigned shift = h->div_shift|return tl_divides\(h->div_inv|uint64_t x = offset \* inv|x = \(x >> shift\)|tl_key_of\(p\) != \(link_key \^ tl_key_secret\)|\(uintptr_t\)next & TL_LINK_BAD_MASK|p == bin->head'
+check_lines='tli_hot_is_object_start\(h, a\)|h->div_limit, __ATOMIC_RELAXED|unsigned shift = h->div_shift|return tli_divides\(h->div_inv|uint64_t x = offset \* inv|x = \(x >> shift\)|tli_key_of\(p\) != \(link_key \^ tli_key_secret\)|\(uintptr_t\)next & TL_LINK_BAD_MASK|p == bin->head'
 
 total=() checks=()
 for n in 200000 2200000; do

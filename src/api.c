@@ -24,23 +24,23 @@
  * noipa: the compiler must not see that they never return, or it calls
  * them from the frameless fast path instead of jumping to them, and the
  * backtrace loses the program's frame. */
-TL_NOINLINE TL_NOIPA void *tl_pop_bad_link(void *p)
+TL_NOINLINE TL_NOIPA void *tli_pop_bad_link(void *p)
 {
-    tl_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
+    tli_report_corruption(p, "malloc", "free-list link overwritten (use after free?)");
     return NULL;
 }
 
 /* A block whose key is wrong when malloc takes it was freed twice (and
  * handed out meanwhile, which cleared the key), or written after its free. */
-TL_NOINLINE TL_NOIPA void *tl_pop_bad_key(void *p)
+TL_NOINLINE TL_NOIPA void *tli_pop_bad_key(void *p)
 {
-    tl_report_corruption(p, "malloc",
-                         "double free or corrupted free block, detected when malloc reused it");
+    tli_report_corruption(p, "malloc",
+                          "double free or corrupted free block, detected when malloc reused it");
     return NULL;
 }
 
-static inline void *fast_malloc(size_t size) { return tl_fast_malloc(size, tl_alloc_slow); }
-static inline void fast_free(void *p) { tl_fast_free(p); }
+static inline void *fast_malloc(size_t size) { return tli_fast_malloc(size, tli_alloc_slow); }
+static inline void fast_free(void *p) { tli_fast_free(p); }
 
 static void *einval(void)
 {
@@ -64,11 +64,11 @@ TL_EXPORT void *tl_calloc(size_t n, size_t size)
 {
     size_t total;
     if (mul_overflows(n, size, &total))
-        return tl_no_memory();
-    tl_ensure_init();
-    if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_alloc(total, 0, true, TL_CALLER);
-    return tl_alloc_zeroed(total);
+        return tli_no_memory();
+    tli_ensure_init();
+    if (TL_UNLIKELY(tli_conf.check))
+        return tli_check_alloc(total, 0, true, TL_CALLER);
+    return tli_alloc_zeroed(total);
 }
 
 TL_EXPORT void *tl_realloc(void *p, size_t size)
@@ -79,26 +79,26 @@ TL_EXPORT void *tl_realloc(void *p, size_t size)
         fast_free(p);
         return NULL;
     }
-    tl_ensure_init();
-    if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_realloc(p, size, TL_CALLER);
-    return tl_realloc_impl(p, size);
+    tli_ensure_init();
+    if (TL_UNLIKELY(tli_conf.check))
+        return tli_check_realloc(p, size, TL_CALLER);
+    return tli_realloc_impl(p, size);
 }
 
 TL_EXPORT void *tl_reallocarray(void *p, size_t n, size_t size)
 {
     size_t total;
     if (mul_overflows(n, size, &total))
-        return tl_no_memory();
+        return tli_no_memory();
     return tl_realloc(p, total);
 }
 
 static void *aligned(size_t alignment, size_t size, uintptr_t caller)
 {
-    tl_ensure_init();
-    if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_alloc(size, alignment, false, caller);
-    return tl_alloc_aligned(alignment, size);
+    tli_ensure_init();
+    if (TL_UNLIKELY(tli_conf.check))
+        return tli_check_alloc(size, alignment, false, caller);
+    return tli_alloc_aligned(alignment, size);
 }
 
 /* glibc's memalign: small alignments need nothing, others round up to a
@@ -134,24 +134,24 @@ TL_EXPORT int tl_posix_memalign(void **memptr, size_t alignment, size_t size)
     return 0;
 }
 
-TL_EXPORT void *tl_valloc(size_t size) { return aligned(tl_os_page_size(), size, TL_CALLER); }
+TL_EXPORT void *tl_valloc(size_t size) { return aligned(tli_os_page_size(), size, TL_CALLER); }
 
 TL_EXPORT void *tl_pvalloc(size_t size)
 {
-    size_t page = tl_os_page_size();
+    size_t page = tli_os_page_size();
     if (size > SIZE_MAX - page)
-        return tl_no_memory();
-    return aligned(page, size ? tl_round_up(size, page) : page, TL_CALLER);
+        return tli_no_memory();
+    return aligned(page, size ? tli_round_up(size, page) : page, TL_CALLER);
 }
 
 TL_EXPORT size_t tl_malloc_usable_size(void *p)
 {
     if (!p)
         return 0;
-    tl_ensure_init();
-    if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_usable_size(p);
-    return tl_usable_size(p, "malloc_usable_size");
+    tli_ensure_init();
+    if (TL_UNLIKELY(tli_conf.check))
+        return tli_check_usable_size(p);
+    return tli_usable_size(p, "malloc_usable_size");
 }
 
 TL_EXPORT void tl_free_sized(void *p, size_t size)
@@ -169,18 +169,18 @@ TL_EXPORT void tl_free_aligned_sized(void *p, size_t alignment, size_t size)
 
 TL_EXPORT void tl_thread_flush(void)
 {
-    tl_ensure_init();
-    tl_tc_flush_self();
+    tli_ensure_init();
+    tli_tc_flush_self();
 }
 
 TL_EXPORT int tl_malloc_trim(size_t pad)
 {
     (void)pad;
-    tl_ensure_init();
-    tl_tc_flush_self();
-    tl_tc_release_kept(0, true);
-    tl_central_drain_all();
-    size_t released = tl_page_heap_release(SIZE_MAX, true);
+    tli_ensure_init();
+    tli_tc_flush_self();
+    tli_tc_release_kept(0, true);
+    tli_central_drain_all();
+    size_t released = tli_page_heap_release(SIZE_MAX, true);
     return released > 0;
 }
 
@@ -218,36 +218,36 @@ TL_ALIAS(__libc_pvalloc, tl_pvalloc);
 TL_ALIAS(__posix_memalign, tl_posix_memalign);
 
 /* operator delete (cxx.c) jumps here straight, not through the PLT. */
-extern __typeof__(tl_free) tl_free_direct __attribute__((alias("tl_free"), visibility("hidden")));
+extern __typeof__(tl_free) tli_free_direct __attribute__((alias("tl_free"), visibility("hidden")));
 
-TL_EXPORT void malloc_stats(void) { tl_malloc_stats(2); }
+TL_EXPORT void malloc_stats(void) { tli_malloc_stats(2); }
 
 TL_EXPORT int malloc_info(int options, FILE *fp) { return tl_malloc_info(options, fp); }
 
 /* The layouts of glibc's <malloc.h>, declared here so that its prototypes
  * (with their attributes) do not clash with the aliases above. */
-struct tl_mallinfo2 {
+struct tli_mallinfo2 {
     size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
 };
-struct tl_mallinfo {
+struct tli_mallinfo {
     int arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
 };
 
-TL_EXPORT struct tl_mallinfo2 mallinfo2(void)
+TL_EXPORT struct tli_mallinfo2 mallinfo2(void)
 {
-    struct tl_mallinfo2 m = {0};
-    tl_ensure_init();
-    tl_stats_mallinfo(&m.arena, &m.hblks, &m.hblkhd, &m.uordblks, &m.fordblks, &m.keepcost);
+    struct tli_mallinfo2 m = {0};
+    tli_ensure_init();
+    tli_stats_mallinfo(&m.arena, &m.hblks, &m.hblkhd, &m.uordblks, &m.fordblks, &m.keepcost);
     m.ordblks = 1;
     return m;
 }
 
 static int clamp_int(size_t v) { return v > INT32_MAX ? INT32_MAX : (int)v; }
 
-TL_EXPORT struct tl_mallinfo mallinfo(void)
+TL_EXPORT struct tli_mallinfo mallinfo(void)
 {
-    struct tl_mallinfo2 m2 = mallinfo2();
-    struct tl_mallinfo m = {
+    struct tli_mallinfo2 m2 = mallinfo2();
+    struct tli_mallinfo m = {
         .arena = clamp_int(m2.arena),
         .ordblks = clamp_int(m2.ordblks),
         .hblks = clamp_int(m2.hblks),
@@ -274,19 +274,19 @@ TL_EXPORT struct tl_mallinfo mallinfo(void)
  * a negative one (a huge size_t to glibc: never map) is ignored. */
 TL_EXPORT int mallopt(int param, int value)
 {
-    tl_ensure_init();
+    tli_ensure_init();
     switch (param) {
     case TL_M_MXFAST:
         return (size_t)value <= TL_MAX_FAST_SIZE;
     case TL_M_MMAP_THRESHOLD:
         if (value >= 0) {
             size_t t = (size_t)value <= TL_SMALL_MAX ? TL_SMALL_MAX + 1 : (size_t)value;
-            __atomic_store_n(&tl_conf.huge_threshold, t, __ATOMIC_RELAXED);
+            __atomic_store_n(&tli_conf.huge_threshold, t, __ATOMIC_RELAXED);
         }
         return 1;
     case TL_M_CHECK_ACTION:
         if (value >= 0 && value <= 3)
-            __atomic_store_n(&tl_conf.error_action, value, __ATOMIC_RELAXED);
+            __atomic_store_n(&tli_conf.error_action, value, __ATOMIC_RELAXED);
         return 1;
     default:
         return 1;

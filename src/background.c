@@ -2,8 +2,8 @@
  * allocator call, nothing else runs decay, so this thread wakes every
  * decay_ms/4 and does what a thread's tick would do for the shared
  * structures: batches idle on the central transfer stacks go back to their
- * spans (tl_central_decay), and pages free for longer than decay_ms go back
- * to the OS (tl_page_heap_maybe_decay). It never touches a thread's cache:
+ * spans (tli_central_decay), and pages free for longer than decay_ms go back
+ * to the OS (tli_page_heap_maybe_decay). It never touches a thread's cache:
  * those belong to their threads, without a lock.
  *
  * background_thread=auto (the default) starts it the first time the page
@@ -35,7 +35,7 @@
  * is woken, sees it, ends, and the caller joins it before it returns, so
  * no thread is left. 1 starts it (from the caller, with no allocator lock
  * held), 2 goes back to auto. Every transition is a compare-and-swap of
- * tl_background_state, with no lock, so a fork at any point leaves the
+ * tli_background_state, with no lock, so a fork at any point leaves the
  * child with a consistent state: the child handler makes it NEVER if the
  * setting is 0, else NOT_STARTED. The thread sleeps on a futex word,
  * bg_wake, that a stop or a new decay_ms bumps to wake it.
@@ -51,18 +51,18 @@
 #define TL_BACKGROUND_AUTO_BYTES ((size_t)32 << 20)
 
 enum bg_state { BG_NOT_STARTED = 0, BG_STARTING, BG_RUNNING, BG_NEVER, BG_STOPPING };
-_Atomic int tl_background_state;
+_Atomic int tli_background_state;
 static _Atomic bool constructed;
 static pthread_t bg_thread;      /* set before the state becomes RUNNING */
 static _Atomic uint32_t bg_wake; /* bumped to wake the thread early */
 
-static int state(void) { return atomic_load(&tl_background_state); }
+static int state(void) { return atomic_load(&tli_background_state); }
 
 /* Whether a look found anything that decay may give back later. */
 static bool anything_pending(void)
 {
-    return atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed) || tl_central_batches() ||
-           tl_tc_any_kept();
+    return atomic_load_explicit(&tli_stats.page_free, memory_order_relaxed) ||
+           tli_central_batches() || tli_tc_any_kept();
 }
 
 /* The period is decay_ms/4, as for a thread's own scavenging, so that
@@ -77,7 +77,7 @@ static void *background_main(void *arg)
     uint64_t period = 0;
     for (;;) {
         /* decay_ms may change at run time (tl_ctl): read at every turn. */
-        uint64_t decay = __atomic_load_n(&tl_conf.decay_ms, __ATOMIC_RELAXED);
+        uint64_t decay = __atomic_load_n(&tli_conf.decay_ms, __ATOMIC_RELAXED);
         uint64_t base = decay / 4 < 10 ? 10 : decay / 4;
         uint64_t longest = decay > base ? decay : base;
         if (period < base || period > longest)
@@ -85,13 +85,13 @@ static void *background_main(void *arg)
         uint32_t seq = atomic_load(&bg_wake);
         if (state() == BG_STOPPING)
             return NULL;
-        tl_os_wait_word(&bg_wake, seq, period);
+        tli_os_wait_word(&bg_wake, seq, period);
         if (state() == BG_STOPPING)
             return NULL;
-        uint64_t now = tl_os_now_ms();
-        tl_tc_release_kept(now, false);
-        tl_central_decay(now);
-        tl_page_heap_tick();
+        uint64_t now = tli_os_now_ms();
+        tli_tc_release_kept(now, false);
+        tli_central_decay(now);
+        tli_page_heap_tick();
         period = anything_pending() ? base : period * 2 > longest ? longest : period * 2;
     }
 }
@@ -99,14 +99,14 @@ static void *background_main(void *arg)
 static void child_after_fork(void)
 {
     bool never = state() == BG_NEVER ||
-                 __atomic_load_n(&tl_conf.background, __ATOMIC_RELAXED) == TL_BACKGROUND_NEVER;
-    atomic_store(&tl_background_state, never ? BG_NEVER : BG_NOT_STARTED);
+                 __atomic_load_n(&tli_conf.background, __ATOMIC_RELAXED) == TL_BACKGROUND_NEVER;
+    atomic_store(&tli_background_state, never ? BG_NEVER : BG_NOT_STARTED);
 }
 
 static void start(void)
 {
     int expected = BG_NOT_STARTED;
-    if (!atomic_compare_exchange_strong_explicit(&tl_background_state, &expected, BG_STARTING,
+    if (!atomic_compare_exchange_strong_explicit(&tli_background_state, &expected, BG_STARTING,
                                                  memory_order_relaxed, memory_order_relaxed))
         return;
     pthread_attr_t attr;
@@ -120,15 +120,15 @@ static void start(void)
     sigset_t all, callers;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &callers);
-    /* Joinable: a stop waits for it to end (tl_background_set). */
+    /* Joinable: a stop waits for it to end (tli_background_set). */
     bool ok = pthread_create(&bg_thread, &attr, background_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &callers, NULL);
     pthread_attr_destroy(&attr);
     if (!ok)
-        tl_warn("could not start the background thread", NULL);
+        tli_warn("could not start the background thread", NULL);
     /* Not retried by the malloc side on failure: each try would cost a
      * failed clone (tl_ctl may try again). */
-    atomic_store_explicit(&tl_background_state, ok ? BG_RUNNING : BG_NEVER, memory_order_release);
+    atomic_store_explicit(&tli_background_state, ok ? BG_RUNNING : BG_NEVER, memory_order_release);
 }
 
 /* Auto: the process has had a second thread of its own, and the heap has
@@ -139,41 +139,41 @@ static void start(void)
  * (release_eagerly in page_heap.c). */
 static bool auto_due(void)
 {
-    return !__libc_single_threaded && tl_page_heap_handed_out() > TL_BACKGROUND_AUTO_BYTES;
+    return !__libc_single_threaded && tli_page_heap_handed_out() > TL_BACKGROUND_AUTO_BYTES;
 }
 
 /* From the constructor. The fork handler is installed even when the
  * setting is 0: tl_ctl may start the thread later. */
-void tl_background_start(void)
+void tli_background_start(void)
 {
     pthread_atfork(NULL, NULL, child_after_fork);
-    int mode = __atomic_load_n(&tl_conf.background, __ATOMIC_RELAXED);
+    int mode = __atomic_load_n(&tli_conf.background, __ATOMIC_RELAXED);
     if (mode == TL_BACKGROUND_NEVER) {
         int expected = BG_NOT_STARTED;
-        atomic_compare_exchange_strong(&tl_background_state, &expected, BG_NEVER);
+        atomic_compare_exchange_strong(&tli_background_state, &expected, BG_NEVER);
     }
     atomic_store_explicit(&constructed, true, memory_order_release);
     if (mode == TL_BACKGROUND_ALWAYS || (mode == TL_BACKGROUND_AUTO && auto_due()))
         start();
 }
 
-/* Called while tl_background_state is BG_NOT_STARTED, from the malloc side
+/* Called while tli_background_state is BG_NOT_STARTED, from the malloc side
  * (see above). The lock scan runs only between the crossing of the
  * threshold and the start. */
-void tl_background_maybe_start(void)
+void tli_background_maybe_start(void)
 {
     if (!atomic_load_explicit(&constructed, memory_order_acquire) || !auto_due() ||
-        tl_lock_any_held_by_me())
+        tli_lock_any_held_by_me())
         return;
     start();
 }
 
-bool tl_background_running(void) { return state() == BG_RUNNING; }
+bool tli_background_running(void) { return state() == BG_RUNNING; }
 
-void tl_background_poke(void)
+void tli_background_poke(void)
 {
     atomic_fetch_add(&bg_wake, 1);
-    tl_os_wake_word(&bg_wake);
+    tli_os_wake_word(&bg_wake);
 }
 
 /* Another caller is starting or stopping the thread: wait for it. */
@@ -194,13 +194,13 @@ static void stop(void)
             wait_transition();
             continue;
         }
-        if (!atomic_compare_exchange_strong(&tl_background_state, &s,
+        if (!atomic_compare_exchange_strong(&tli_background_state, &s,
                                             s == BG_RUNNING ? BG_STOPPING : BG_NEVER))
             continue;
         if (s == BG_RUNNING) {
-            tl_background_poke();
+            tli_background_poke();
             pthread_join(bg_thread, NULL);
-            atomic_store(&tl_background_state, BG_NEVER);
+            atomic_store(&tli_background_state, BG_NEVER);
         }
         return;
     }
@@ -209,11 +209,11 @@ static void stop(void)
 /* tl_ctl("background_thread", new): 0 never (stops it now), 1 always
  * (starts it now), 2 auto. No allocator lock may be held (a public
  * entry point). */
-int tl_background_set(int mode)
+int tli_background_set(int mode)
 {
     if (mode != TL_BACKGROUND_NEVER && mode != TL_BACKGROUND_ALWAYS && mode != TL_BACKGROUND_AUTO)
         return EINVAL;
-    __atomic_store_n(&tl_conf.background, mode, __ATOMIC_RELAXED);
+    __atomic_store_n(&tli_conf.background, mode, __ATOMIC_RELAXED);
     if (mode == TL_BACKGROUND_NEVER) {
         stop();
         return 0;
@@ -222,14 +222,14 @@ int tl_background_set(int mode)
     while ((s = state()) == BG_STOPPING || s == BG_STARTING)
         wait_transition();
     if (s == BG_NEVER)
-        atomic_compare_exchange_strong(&tl_background_state, &s, BG_NOT_STARTED);
+        atomic_compare_exchange_strong(&tli_background_state, &s, BG_NOT_STARTED);
     /* Before the constructor, the setting is all: it starts the thread. */
     if (!atomic_load_explicit(&constructed, memory_order_acquire))
         return 0;
     if (mode == TL_BACKGROUND_ALWAYS)
         start();
     else
-        tl_background_maybe_start();
+        tli_background_maybe_start();
     while (state() == BG_STARTING)
         wait_transition();
     return mode == TL_BACKGROUND_ALWAYS && state() != BG_RUNNING ? EAGAIN : 0;

@@ -2,7 +2,7 @@
  * threads. Thread caches refill from here and flush to here in batches.
  *
  * Two stages per class:
- *  - transfer: a stack of full batches (batch = tl_classes[c].batch objects
+ *  - transfer: a stack of full batches (batch = tli_classes[c].batch objects
  *    chained by their encoded links), an array of their first objects in
  *    the metadata arena. Flushing threads push and refilling threads pop a
  *    whole batch under the class lock: one lock per batch, so the
@@ -18,7 +18,7 @@
  *    empty, and objects return to them when it is full. A span whose
  *    objects all came back goes back to the page heap.
  *
- * Lock: tl_central_locks[c] guards the partial heap of class c, the object
+ * Lock: tli_central_locks[c] guards the partial heap of class c, the object
  * lists and counts of its spans, and its transfer stack; its place in the
  * lock order: docs/DESIGN.md, "Locks". (The fields of struct central_list
  * carry no TL_GUARDED_BY: clang cannot name "the lock of the same index".)
@@ -27,7 +27,7 @@
 #include "internal.h"
 #include "memcheck.h"
 
-struct tl_lock tl_central_locks[TL_MAX_CLASSES];
+struct tli_lock tli_central_locks[TL_MAX_CLASSES];
 
 struct central_list {
     void **transfer;                   /* first objects of full batches; NULL until needed */
@@ -48,7 +48,7 @@ static struct central_list central[TL_MAX_CLASSES];
  * "Central lists", has the measurement behind the bounds). */
 static uint32_t transfer_cap(unsigned cls)
 {
-    const struct size_class_info *c = &tl_classes[cls];
+    const struct size_class_info *c = &tli_classes[cls];
     if (c->size >= (16u << 10))
         return 0;
     if (c->size > 4096) {
@@ -139,20 +139,20 @@ static void partial_push(struct central_list *cl, struct span *s)
     s->on_central = 1;
 }
 
-static struct span *new_span(unsigned cls) TL_REQUIRES(tl_central_locks[cls])
+static struct span *new_span(unsigned cls) TL_REQUIRES(tli_central_locks[cls])
 {
-    struct span *s = tl_page_heap_alloc(tl_classes[cls].span_pages, 1, SPAN_SMALL, cls);
+    struct span *s = tli_page_heap_alloc(tli_classes[cls].span_pages, 1, SPAN_SMALL, cls);
     if (s) {
-        const struct size_class_info *c = &tl_classes[cls];
+        const struct size_class_info *c = &tli_classes[cls];
         s->div_inv = c->div_inv;
         s->div_shift = (uint8_t)c->div_shift;
-        tl_span_set_carved(s, 0); /* after the constants: it copies them */
+        tli_span_set_carved(s, 0); /* after the constants: it copies them */
         /* May have been a freed large block, which memcheck sees as no-access. */
-        tl_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
+        tli_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
         s->allocated = 0;
         s->carved = 0;
-        tl_link_set(&s->free_list, NULL);
-        central[cls].span_objects += tl_classes[cls].objects;
+        tli_link_set(&s->free_list, NULL);
+        central[cls].span_objects += tli_classes[cls].objects;
     }
     return s;
 }
@@ -163,7 +163,7 @@ static struct span *new_span(unsigned cls) TL_REQUIRES(tl_central_locks[cls])
  * the link checks do. */
 TL_COLD static void bad_block(void *obj, const char *who, const char *when)
 {
-    tl_report_corruption(obj, who, when);
+    tli_report_corruption(obj, who, when);
 }
 #define FOUND_BY_MALLOC "double free or corrupted free block, detected when malloc reused it"
 #define FOUND_BY_FREE "double free or corrupted free block, detected when it went back to its span"
@@ -171,9 +171,9 @@ TL_COLD static void bad_block(void *obj, const char *who, const char *when)
 /* The object after obj in a chain of thread cache or transfer objects. */
 static void *chain_next(void *obj, const char *who, const char *when)
 {
-    if (TL_UNLIKELY(!obj || tl_key_of(obj) != tl_free_key(obj)))
+    if (TL_UNLIKELY(!obj || tli_key_of(obj) != tli_free_key(obj)))
         bad_block(obj, who, when);
-    return tl_link_get(obj);
+    return tli_link_get(obj);
 }
 
 /* A span whose count says that all its objects are back: its free list
@@ -185,9 +185,9 @@ static void *chain_next(void *obj, const char *who, const char *when)
 static void check_span_list(const struct span *s)
 {
     uint32_t n = 0;
-    for (void *obj = tl_link_get(&s->free_list); obj; obj = tl_link_get(obj)) {
-        if (TL_UNLIKELY(++n > s->carved || !tl_is_object_start(s, (uintptr_t)obj) ||
-                        tl_key_of(obj) != tl_span_key(obj)))
+    for (void *obj = tli_link_get(&s->free_list); obj; obj = tli_link_get(obj)) {
+        if (TL_UNLIKELY(++n > s->carved || !tli_is_object_start(s, (uintptr_t)obj) ||
+                        tli_key_of(obj) != tli_span_key(obj)))
             bad_block(obj, "free", FOUND_BY_FREE);
     }
     if (TL_UNLIKELY(n != s->carved))
@@ -199,7 +199,7 @@ static void check_span_list(const struct span *s)
 __attribute__((unused)) static size_t chain_length(void *head, size_t max)
 {
     size_t n = 0;
-    for (void *p = head; p && n < max; p = tl_link_get(p))
+    for (void *p = head; p && n < max; p = tli_link_get(p))
         n++;
     return n;
 }
@@ -207,15 +207,15 @@ __attribute__((unused)) static size_t chain_length(void *head, size_t max)
 /* A span free-list link is NULL or an object of that span. */
 static bool link_in_span(const struct span *s, const void *next)
 {
-    return !next || tl_is_object_start(s, (uintptr_t)next);
+    return !next || tli_is_object_start(s, (uintptr_t)next);
 }
 
 /* Cuts up to n objects out of spans into a chain. Class lock held. */
 static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
-    TL_REQUIRES(tl_central_locks[cls])
+    TL_REQUIRES(tli_central_locks[cls])
 {
     struct central_list *cl = &central[cls];
-    const struct size_class_info *c = &tl_classes[cls];
+    const struct size_class_info *c = &tli_classes[cls];
     void *chain = NULL;
     unsigned got = 0;
     while (got < n) {
@@ -227,29 +227,29 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
         }
         TL_ASSERT(s->state == SPAN_SMALL && s->size_class == cls && s->on_central);
         while (got < n) {
-            void *obj = tl_link_get(&s->free_list);
+            void *obj = tli_link_get(&s->free_list);
             if (obj) {
-                if (TL_UNLIKELY(tl_key_of(obj) != tl_span_key(obj)))
+                if (TL_UNLIKELY(tli_key_of(obj) != tli_span_key(obj)))
                     bad_block(obj, "malloc", FOUND_BY_MALLOC);
-                void *next = tl_link_get(obj);
+                void *next = tli_link_get(obj);
                 if (TL_UNLIKELY(!link_in_span(s, next)))
-                    tl_report_corruption(obj, "malloc",
-                                         "free-list link overwritten (use after free?)");
-                tl_link_set(&s->free_list, next);
+                    tli_report_corruption(obj, "malloc",
+                                          "free-list link overwritten (use after free?)");
+                tli_link_set(&s->free_list, next);
             } else if (s->carved < c->objects) {
                 obj = (void *)(s->start + (size_t)s->carved++ * c->size);
             } else {
                 break;
             }
-            tl_link_set(obj, chain);
-            ((uint64_t *)obj)[1] = tl_free_key(obj);
+            tli_link_set(obj, chain);
+            ((uint64_t *)obj)[1] = tli_free_key(obj);
             chain = obj;
             TL_ASSERT(s->allocated < s->carved);
             s->allocated++;
             got++;
         }
-        tl_span_set_carved(s, s->carved);
-        if (!tl_link_get(&s->free_list) && s->carved == c->objects)
+        tli_span_set_carved(s, s->carved);
+        if (!tli_link_get(&s->free_list) && s->carved == c->objects)
             partial_remove(cl, s);
     }
     cl->allocated += got;
@@ -258,27 +258,27 @@ static unsigned take_from_spans(unsigned cls, unsigned n, void **head)
 }
 
 /* Returns a chain of objects to their spans. Class lock held. */
-static void give_to_spans(unsigned cls, void *head, unsigned n) TL_REQUIRES(tl_central_locks[cls])
+static void give_to_spans(unsigned cls, void *head, unsigned n) TL_REQUIRES(tli_central_locks[cls])
 {
     struct central_list *cl = &central[cls];
     for (unsigned i = 0; i < n && head; i++) {
         void *obj = head;
-        struct span *s = tl_pagemap_span((uintptr_t)obj);
+        struct span *s = tli_pagemap_span((uintptr_t)obj);
         if (TL_UNLIKELY(!s || s->state != SPAN_SMALL || s->size_class != cls))
-            tl_report_corruption(obj, "free", "free-list link points outside its size class");
+            tli_report_corruption(obj, "free", "free-list link points outside its size class");
         head = chain_next(obj, "free", FOUND_BY_FREE);
-        TL_ASSERT(s->allocated > 0 && tl_is_object_start(s, (uintptr_t)obj));
-        tl_link_set(obj, tl_link_get(&s->free_list));
-        ((uint64_t *)obj)[1] = tl_span_key(obj);
-        tl_link_set(&s->free_list, obj);
+        TL_ASSERT(s->allocated > 0 && tli_is_object_start(s, (uintptr_t)obj));
+        tli_link_set(obj, tli_link_get(&s->free_list));
+        ((uint64_t *)obj)[1] = tli_span_key(obj);
+        tli_link_set(&s->free_list, obj);
         s->allocated--;
         cl->allocated--;
         if (s->allocated == 0) {
             check_span_list(s);
             if (s->on_central)
                 partial_remove(cl, s);
-            cl->span_objects -= tl_classes[cls].objects;
-            tl_page_heap_free(s);
+            cl->span_objects -= tli_classes[cls].objects;
+            tli_page_heap_free(s);
         } else if (!s->on_central) {
             partial_push(cl, s);
         }
@@ -287,7 +287,7 @@ static void give_to_spans(unsigned cls, void *head, unsigned n) TL_REQUIRES(tl_c
 
 /* ---- transfer stage ------------------------------------------------------ */
 /* Class lock held. */
-static void *pop_batch(unsigned cls) TL_REQUIRES(tl_central_locks[cls])
+static void *pop_batch(unsigned cls) TL_REQUIRES(tli_central_locks[cls])
 {
     struct central_list *cl = &central[cls];
     uint32_t n = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
@@ -301,26 +301,26 @@ static void *pop_batch(unsigned cls) TL_REQUIRES(tl_central_locks[cls])
 }
 
 /* Class lock held. The stack's array is made on the first push. */
-static bool push_batch(unsigned cls, void *head) TL_REQUIRES(tl_central_locks[cls])
+static bool push_batch(unsigned cls, void *head) TL_REQUIRES(tli_central_locks[cls])
 {
     struct central_list *cl = &central[cls];
     uint32_t n = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
     if (n >= transfer_cap(cls))
         return false;
-    if (!cl->transfer && !(cl->transfer = tl_meta_alloc(transfer_cap(cls) * sizeof(void *))))
+    if (!cl->transfer && !(cl->transfer = tli_meta_alloc(transfer_cap(cls) * sizeof(void *))))
         return false;
-    TL_ASSERT_SLOW(chain_length(head, tl_classes[cls].batch + 1) == tl_classes[cls].batch);
+    TL_ASSERT_SLOW(chain_length(head, tli_classes[cls].batch + 1) == tli_classes[cls].batch);
     cl->transfer[n] = head;
     atomic_store_explicit(&cl->transfer_batches, n + 1, memory_order_relaxed);
     return true;
 }
 
-unsigned tl_central_take(unsigned cls, unsigned n, void **head)
+unsigned tli_central_take(unsigned cls, unsigned n, void **head)
 {
-    unsigned batch_n = tl_classes[cls].batch, got = n;
-    TL_ASSERT(cls > 0 && cls < tl_num_classes && n > 0);
-    tl_debug_tick();
-    tl_lock_acquire(&tl_central_locks[cls]);
+    unsigned batch_n = tli_classes[cls].batch, got = n;
+    TL_ASSERT(cls > 0 && cls < tli_num_classes && n > 0);
+    tli_debug_tick();
+    tli_lock_acquire(&tli_central_locks[cls]);
     void *batch = pop_batch(cls);
     if (batch) {
         /* Whole batches are what others freed: use them first, or they
@@ -332,12 +332,12 @@ unsigned tl_central_take(unsigned cls, unsigned n, void **head)
             for (unsigned i = 1; i < n; i++)
                 last = chain_next(last, "malloc", FOUND_BY_MALLOC);
             give_to_spans(cls, chain_next(last, "malloc", FOUND_BY_MALLOC), batch_n - n);
-            tl_link_set(last, NULL);
+            tli_link_set(last, NULL);
         }
     } else {
         got = take_from_spans(cls, n, head);
     }
-    tl_lock_release(&tl_central_locks[cls]);
+    tli_lock_release(&tli_central_locks[cls]);
     return got;
 }
 
@@ -346,40 +346,40 @@ unsigned tl_central_take(unsigned cls, unsigned n, void **head)
  * to_spans, always into the spans: for objects a thread found idle, which
  * another thread is not waiting for, and whose spans may then go back to
  * the page heap for any size. */
-void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans)
+void tli_central_give(unsigned cls, void *head, unsigned n, bool to_spans)
 {
-    TL_ASSERT(cls > 0 && cls < tl_num_classes && head && n > 0);
-    tl_debug_tick();
-    tl_lock_acquire(&tl_central_locks[cls]);
-    if (to_spans || n != tl_classes[cls].batch || !push_batch(cls, head))
+    TL_ASSERT(cls > 0 && cls < tli_num_classes && head && n > 0);
+    tli_debug_tick();
+    tli_lock_acquire(&tli_central_locks[cls]);
+    if (to_spans || n != tli_classes[cls].batch || !push_batch(cls, head))
         give_to_spans(cls, head, n);
-    tl_lock_release(&tl_central_locks[cls]);
+    tli_lock_release(&tli_central_locks[cls]);
 }
 
 /* Gives back one freed object (I4: a free object carries its free key). */
-void tl_central_give_one(void *p, unsigned cls)
+void tli_central_give_one(void *p, unsigned cls)
 {
-    tl_link_set(p, NULL);
-    ((uint64_t *)p)[1] = tl_free_key(p);
-    tl_central_give(cls, p, 1, false);
+    tli_link_set(p, NULL);
+    ((uint64_t *)p)[1] = tli_free_key(p);
+    tli_central_give(cls, p, 1, false);
 }
 
 /* Empties a class's transfer stack into its spans. Class lock held. */
-static void drain(unsigned cls) TL_REQUIRES(tl_central_locks[cls])
+static void drain(unsigned cls) TL_REQUIRES(tli_central_locks[cls])
 {
     void *batch;
     while ((batch = pop_batch(cls)))
-        give_to_spans(cls, batch, tl_classes[cls].batch);
+        give_to_spans(cls, batch, tli_classes[cls].batch);
     central[cls].low_batches = 0;
 }
 
 /* Empties every transfer stack into the spans (malloc_trim). */
-void tl_central_drain_all(void)
+void tli_central_drain_all(void)
 {
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-        tl_lock_acquire(&tl_central_locks[cls]);
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
+        tli_lock_acquire(&tli_central_locks[cls]);
         drain(cls);
-        tl_lock_release(&tl_central_locks[cls]);
+        tli_lock_release(&tli_central_locks[cls]);
     }
 }
 
@@ -387,72 +387,72 @@ void tl_central_drain_all(void)
  * on a transfer stack through the whole interval - as many as its low-water
  * mark - go back into their spans, so that the spans they pin can go back
  * to the page heap. Batches in use come and go above the mark. After a
- * peak (tl_peak_epoch), all of them go: those in use hold objects of the
+ * peak (tli_peak_epoch), all of them go: those in use hold objects of the
  * freed peak too, which would otherwise pass from thread to thread. */
-static _Atomic uint64_t next_ms; /* when tl_central_decay runs next */
+static _Atomic uint64_t next_ms; /* when tli_central_decay runs next */
 
-void tl_central_decay_soon(void) { atomic_store_explicit(&next_ms, 0, memory_order_relaxed); }
+void tli_central_decay_soon(void) { atomic_store_explicit(&next_ms, 0, memory_order_relaxed); }
 
-void tl_central_decay(uint64_t now)
+void tli_central_decay(uint64_t now)
 {
     static _Atomic uint32_t seen_epoch;
     uint64_t due = atomic_load_explicit(&next_ms, memory_order_relaxed);
     if (now < due ||
         !atomic_compare_exchange_strong_explicit(
-            &next_ms, &due, now + __atomic_load_n(&tl_conf.decay_ms, __ATOMIC_RELAXED) / 4,
+            &next_ms, &due, now + __atomic_load_n(&tli_conf.decay_ms, __ATOMIC_RELAXED) / 4,
             memory_order_relaxed, memory_order_relaxed))
         return;
-    uint32_t epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
+    uint32_t epoch = atomic_load_explicit(&tli_peak_epoch, memory_order_relaxed);
     bool after_peak = atomic_exchange_explicit(&seen_epoch, epoch, memory_order_relaxed) != epoch;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         struct central_list *cl = &central[cls];
         if (!atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed))
             continue;
-        tl_lock_acquire(&tl_central_locks[cls]);
+        tli_lock_acquire(&tli_central_locks[cls]);
         if (after_peak)
             drain(cls);
         for (uint32_t n = cl->low_batches; n > 0; n--) {
             void *batch = pop_batch(cls);
             if (!batch)
                 break;
-            give_to_spans(cls, batch, tl_classes[cls].batch);
+            give_to_spans(cls, batch, tli_classes[cls].batch);
         }
         cl->low_batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
-        tl_lock_release(&tl_central_locks[cls]);
+        tli_lock_release(&tli_central_locks[cls]);
     }
 }
 
 /* Batches on all transfer stacks, read without the locks: the background
  * thread's hint that decay has something left to do. */
-size_t tl_central_batches(void)
+size_t tli_central_batches(void)
 {
     size_t n = 0;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++)
+    for (unsigned cls = 1; cls < tli_num_classes; cls++)
         n += atomic_load_explicit(&central[cls].transfer_batches, memory_order_relaxed);
     return n;
 }
 
 /* Bytes of free objects held centrally: transfer batches plus the free and
  * uncarved objects of spans. Approximate while other threads run. */
-size_t tl_central_free_bytes(unsigned cls)
+size_t tli_central_free_bytes(unsigned cls)
 {
     const struct central_list *cl = &central[cls];
     size_t batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
     size_t span_free = cl->span_objects - cl->allocated;
-    return (span_free + batches * tl_classes[cls].batch) * tl_classes[cls].size;
+    return (span_free + batches * tli_classes[cls].batch) * tli_classes[cls].size;
 }
 
-size_t tl_central_span_bytes(unsigned cls)
+size_t tli_central_span_bytes(unsigned cls)
 {
-    return central[cls].span_objects * tl_classes[cls].size;
+    return central[cls].span_objects * tli_classes[cls].size;
 }
 
 /* Bytes of objects out of the central list: in thread caches or in use. */
-size_t tl_central_out_bytes(unsigned cls)
+size_t tli_central_out_bytes(unsigned cls)
 {
     const struct central_list *cl = &central[cls];
     size_t batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
-    return (cl->allocated - batches * tl_classes[cls].batch) * tl_classes[cls].size;
+    return (cl->allocated - batches * tli_classes[cls].batch) * tli_classes[cls].size;
 }
 
 /* ---- the heap walk (heapcheck.c) ------------------------------------------ */
@@ -470,19 +470,19 @@ static const struct span *heap_parent(const struct span *s)
 
 /* Visits the heap in preorder without recursion (a heap built by rising
  * addresses is one long chain of first children). */
-static size_t check_heap(struct tl_heap_walk *w, unsigned cls, const struct span *root,
+static size_t check_heap(struct tli_heap_walk *w, unsigned cls, const struct span *root,
                          size_t limit)
 {
     size_t n = 0;
     const struct span *s = root;
     while (s && n < limit) {
         n++;
-        tl_walk_expect(w, s->state == SPAN_SMALL && s->size_class == cls && s->on_central,
-                       "a partial heap holds a span not of its class or not marked", s->start);
+        tli_walk_expect(w, s->state == SPAN_SMALL && s->size_class == cls && s->on_central,
+                        "a partial heap holds a span not of its class or not marked", s->start);
         const struct span *child = s->heap_child;
         if (child) {
-            tl_walk_expect(w, child->prev == s && child->start < s->start,
-                           "a partial heap out of order, or a parent link wrong", child->start);
+            tli_walk_expect(w, child->prev == s && child->start < s->start,
+                            "a partial heap out of order, or a parent link wrong", child->start);
             s = child;
             continue;
         }
@@ -491,38 +491,38 @@ static size_t check_heap(struct tl_heap_walk *w, unsigned cls, const struct span
         if (!s || s == root)
             break;
         const struct span *parent = heap_parent(s);
-        tl_walk_expect(w, s->next->prev == s && parent && s->next->start < parent->start,
-                       "a partial heap out of order, or a sibling link wrong", s->next->start);
+        tli_walk_expect(w, s->next->prev == s && parent && s->next->start < parent->start,
+                        "a partial heap out of order, or a sibling link wrong", s->next->start);
         s = s->next;
     }
     return n;
 }
 
-void tl_central_check(struct tl_heap_walk *w, unsigned cls)
+void tli_central_check(struct tli_heap_walk *w, unsigned cls)
 {
     const struct central_list *cl = &central[cls];
-    const struct size_class_info *c = &tl_classes[cls];
-    tl_walk_expect(w, !cl->partial || !cl->partial->prev, "a partial heap's root has a parent",
-                   cls);
-    tl_walk_expect(w, check_heap(w, cls, cl->partial, w->partial[cls] + 1) == w->partial[cls],
-                   "a partial heap does not hold exactly its class's spans with room", cls);
-    tl_walk_expect(w, cl->allocated == w->allocated[cls],
-                   "a central list's objects out are not its spans' sum", cls);
-    tl_walk_expect(w, cl->span_objects == w->spans[cls] * c->objects,
-                   "a central list's capacity is not its spans' sum", cls);
+    const struct size_class_info *c = &tli_classes[cls];
+    tli_walk_expect(w, !cl->partial || !cl->partial->prev, "a partial heap's root has a parent",
+                    cls);
+    tli_walk_expect(w, check_heap(w, cls, cl->partial, w->partial[cls] + 1) == w->partial[cls],
+                    "a partial heap does not hold exactly its class's spans with room", cls);
+    tli_walk_expect(w, cl->allocated == w->allocated[cls],
+                    "a central list's objects out are not its spans' sum", cls);
+    tli_walk_expect(w, cl->span_objects == w->spans[cls] * c->objects,
+                    "a central list's capacity is not its spans' sum", cls);
     uint32_t batches = atomic_load_explicit(&cl->transfer_batches, memory_order_relaxed);
-    tl_walk_expect(w, batches <= transfer_cap(cls) && cl->low_batches <= batches,
-                   "a transfer stack's counts out of range", cls);
+    tli_walk_expect(w, batches <= transfer_cap(cls) && cl->low_batches <= batches,
+                    "a transfer stack's counts out of range", cls);
     for (uint32_t i = 0; i < batches; i++) {
         void *obj = cl->transfer[i];
-        for (unsigned k = 0; k < c->batch; k++, obj = tl_link_get(obj)) {
+        for (unsigned k = 0; k < c->batch; k++, obj = tli_link_get(obj)) {
             if (!obj) {
-                tl_walk_problem(w, "a transfer batch is short", (uintptr_t)cl->transfer[i]);
+                tli_walk_problem(w, "a transfer batch is short", (uintptr_t)cl->transfer[i]);
                 break;
             }
-            tl_walk_free_object(w, obj, cls, false);
+            tli_walk_free_object(w, obj, cls, false);
         }
         if (obj)
-            tl_walk_problem(w, "a transfer batch is long", (uintptr_t)cl->transfer[i]);
+            tli_walk_problem(w, "a transfer batch is long", (uintptr_t)cl->transfer[i]);
     }
 }

@@ -33,13 +33,13 @@
  * CHECK_FRAMES frames, found without frame pointers: stack.c), which the
  * leak report groups by and every report prints frame by frame; without
  * it, one return address. Free sites are one return address.
- * Reports are written after tl_check_lock is dropped.
+ * Reports are written after tli_check_lock is dropped.
  *
  * The raw block of a pointer is found from the pagemap, never from bytes
  * the program could have overwritten; the trailer then says whether the
  * pointer is that block's user pointer.
  *
- * Lock: tl_check_lock guards the live list and the quarantine; its place
+ * Lock: tli_check_lock guards the live list and the quarantine; its place
  * in the lock order: docs/DESIGN.md, "Locks".
  */
 #include "stack.h"
@@ -48,7 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct tl_lock tl_check_lock = TL_LOCK_INIT;
+struct tli_lock tli_check_lock = TL_LOCK_INIT;
 
 #define FILL_ALLOC 0xbe
 #define FILL_CANARY 0xca
@@ -69,14 +69,14 @@ struct trailer {
 };
 _Static_assert(sizeof(struct trailer) % 16 == 0, "the trailer keeps the block's alignment");
 
-static struct trailer live TL_GUARDED_BY(tl_check_lock) = {0, 0, 0, 0, 0, NULL, &live, &live};
-static size_t live_count TL_GUARDED_BY(tl_check_lock);
-static struct trailer *quarantine_head TL_GUARDED_BY(tl_check_lock),
-    *quarantine_tail TL_GUARDED_BY(tl_check_lock);
-static size_t quarantine_bytes TL_GUARDED_BY(tl_check_lock);
+static struct trailer live TL_GUARDED_BY(tli_check_lock) = {0, 0, 0, 0, 0, NULL, &live, &live};
+static size_t live_count TL_GUARDED_BY(tli_check_lock);
+static struct trailer *quarantine_head TL_GUARDED_BY(tli_check_lock),
+    *quarantine_tail TL_GUARDED_BY(tli_check_lock);
+static size_t quarantine_bytes TL_GUARDED_BY(tli_check_lock);
 static uint64_t check_key;
 
-void tl_check_init(void) { check_key = tl_key_secret * 0x9e3779b97f4a7c15ULL; }
+void tli_check_init(void) { check_key = tli_key_secret * 0x9e3779b97f4a7c15ULL; }
 
 static uint64_t key_of(const void *p)
 {
@@ -97,15 +97,15 @@ struct block {
     struct trailer *t; /* at its end */
 };
 
-/* The block holding the address tl_validate placed in w (an object of a
+/* The block holding the address tli_validate placed in w (an object of a
  * small span or a large or huge block), or false. */
-static bool block_of(const struct tl_where *w, struct block *b)
+static bool block_of(const struct tli_where *w, struct block *b)
 {
     if (!w->block)
         return false;
     const struct span *s = w->span;
     b->raw = (char *)w->block;
-    b->usable = s->state == SPAN_SMALL ? tl_classes[s->size_class].size : tl_span_bytes(s);
+    b->usable = s->state == SPAN_SMALL ? tli_classes[s->size_class].size : tli_span_bytes(s);
     if (b->usable < FRONT + sizeof(struct trailer) + 1)
         return false;
     b->t = (struct trailer *)(b->raw + b->usable - sizeof(struct trailer));
@@ -115,16 +115,16 @@ static bool block_of(const struct tl_where *w, struct block *b)
 /* The block holding address a (in use, small, large or huge), or false. */
 static bool block_at(uintptr_t a, struct block *b)
 {
-    struct tl_where w;
-    tl_validate((const void *)a, &w);
+    struct tli_where w;
+    tli_validate((const void *)a, &w);
     return block_of(&w, b);
 }
 
 /* A huge block's mapping began at a and is gone with its free. */
 static bool huge_freed_at(uintptr_t a)
 {
-    struct tl_where w;
-    return tl_validate((const void *)a, &w) == TL_PTR_FREED_HUGE;
+    struct tli_where w;
+    return tli_validate((const void *)a, &w) == TL_PTR_FREED_HUGE;
 }
 
 /* Is t the trailer of a block (read from the pagemap, not from t)? */
@@ -181,58 +181,58 @@ struct problem {
     long byte; /* >= 0: the first changed byte, named in the detail */
 };
 
-static void put_problem(struct tl_buf *b, const struct problem *pr, const char *who)
+static void put_problem(struct tli_buf *b, const struct problem *pr, const char *who)
 {
-    tl_buf_str(b, "tlmalloc: ");
-    tl_buf_str(b, pr->what);
-    tl_buf_str(b, " of ");
-    tl_buf_hex(b, (uintptr_t)pr->p);
+    tli_buf_str(b, "tlmalloc: ");
+    tli_buf_str(b, pr->what);
+    tli_buf_str(b, " of ");
+    tli_buf_hex(b, (uintptr_t)pr->p);
     if (pr->size != SIZE_MAX) {
-        tl_buf_str(b, " (");
-        tl_buf_u64(b, pr->size);
-        tl_buf_str(b, " bytes)");
+        tli_buf_str(b, " (");
+        tli_buf_u64(b, pr->size);
+        tli_buf_str(b, " bytes)");
     }
     if (who) {
-        tl_buf_str(b, " in ");
-        tl_buf_str(b, who);
-        tl_buf_str(b, "()");
+        tli_buf_str(b, " in ");
+        tli_buf_str(b, who);
+        tli_buf_str(b, "()");
     } else {
-        tl_buf_str(b, " found at exit");
+        tli_buf_str(b, " found at exit");
     }
     if (pr->detail) {
-        tl_buf_str(b, ": ");
+        tli_buf_str(b, ": ");
         if (pr->byte >= 0) {
-            tl_buf_str(b, "byte ");
-            tl_buf_u64(b, (uint64_t)pr->byte);
-            tl_buf_str(b, " ");
+            tli_buf_str(b, "byte ");
+            tli_buf_u64(b, (uint64_t)pr->byte);
+            tli_buf_str(b, " ");
         }
-        tl_buf_str(b, pr->detail);
+        tli_buf_str(b, pr->detail);
     }
-    tl_buf_str(b, "\n");
+    tli_buf_str(b, "\n");
 }
 
-static void put_site(struct tl_buf *b, const char *prefix, uintptr_t site);
+static void put_site(struct tli_buf *b, const char *prefix, uintptr_t site);
 
 /* The frames of the call that found an error, from the unwinder, so that
  * code built without frame pointers is named right (the frame-pointer walk
  * skips such frames and names their callers); that walk only if the
  * unwinder gives nothing. No allocator lock held. */
-static void put_backtrace_here(struct tl_buf *b)
+static void put_backtrace_here(struct tli_buf *b)
 {
     uintptr_t pcs[10];
-    unsigned n = tl_stack_capture(pcs, 10);
+    unsigned n = tli_stack_capture(pcs, 10);
     if (n == 0) {
-        tl_put_backtrace(b);
+        tli_put_backtrace(b);
         return;
     }
     for (unsigned i = 0; i < n; i++) {
-        tl_buf_str(b, "    at ");
-        tl_put_frame(b, pcs[i]);
+        tli_buf_str(b, "    at ");
+        tli_put_frame(b, pcs[i]);
     }
 }
 
 /* What check mode knows of the block: where it was allocated and freed. */
-static void put_sites(struct tl_buf *b, const struct problem *pr)
+static void put_sites(struct tli_buf *b, const struct problem *pr)
 {
     if (pr->site)
         put_site(b, "    allocated at ", pr->site);
@@ -244,25 +244,25 @@ static void put_sites(struct tl_buf *b, const struct problem *pr)
  * backtrace: it would show only the exit handlers). Lock not held. */
 static void print_problem(const struct problem *pr, const char *who)
 {
-    struct tl_buf b = {.fd = 2};
-    if (tl_conf.error_action & 1) {
+    struct tli_buf b = {.fd = 2};
+    if (tli_conf.error_action & 1) {
         put_problem(&b, pr, who);
         if (who)
             put_backtrace_here(&b);
         put_sites(&b, pr);
-        tl_buf_flush(&b);
+        tli_buf_flush(&b);
     }
 }
 
 static void report_problem(const struct problem *pr, const char *who)
 {
     print_problem(pr, who);
-    if (tl_conf.error_action & 2)
+    if (tli_conf.error_action & 2)
         abort();
 }
 
 /* ---- the live list ---------------------------------------------------------- */
-static void live_add(struct trailer *t) TL_REQUIRES(tl_check_lock)
+static void live_add(struct trailer *t) TL_REQUIRES(tli_check_lock)
 {
     t->next = live.next;
     t->prev = &live;
@@ -271,7 +271,7 @@ static void live_add(struct trailer *t) TL_REQUIRES(tl_check_lock)
     live_count++;
 }
 
-static void live_remove(struct trailer *t) TL_REQUIRES(tl_check_lock)
+static void live_remove(struct trailer *t) TL_REQUIRES(tli_check_lock)
 {
     t->prev->next = t->next;
     t->next->prev = t->prev;
@@ -312,10 +312,10 @@ static bool in_self(uintptr_t pc)
     int known = atomic_load_explicit(&self_known, memory_order_acquire);
     if (!known) {
         /* Racing threads find the same range: storing it twice is harmless. */
-        known = dl_iterate_phdr(find_self, (void *)(uintptr_t)&tl_check_alloc) ? 1 : 2;
+        known = dl_iterate_phdr(find_self, (void *)(uintptr_t)&tli_check_alloc) ? 1 : 2;
         atomic_store_explicit(&self_known, known, memory_order_release);
     }
-    return known == 1 ? pc >= self_lo && pc < self_hi : tl_in_self(pc);
+    return known == 1 ? pc >= self_lo && pc < self_hi : tli_in_self(pc);
 }
 
 /* The allocation site: the caller's return address the public function
@@ -326,7 +326,7 @@ static uintptr_t call_site(uintptr_t caller)
     if (caller && !in_self(caller))
         return caller;
     uintptr_t pcs[6];
-    unsigned n = tl_backtrace(pcs, 6, 0);
+    unsigned n = tli_backtrace(pcs, 6, 0);
     for (unsigned i = 0; i < n; i++)
         if (!in_self(pcs[i]))
             return pcs[i];
@@ -352,15 +352,15 @@ static void format_block(void *p, const struct block *b, size_t from, size_t siz
     t->seal = LIVE_MARK ^ seal_of(p, size, site);
 }
 
-/* The family that allocated a block (enum tl_family) rides in the top two
+/* The family that allocated a block (enum tli_family) rides in the top two
  * bits of its site: return addresses are user-space, below 2^47. Reports
  * and the leak report see the site without them. */
 #define SITE_FAMILY_SHIFT 62
 #define SITE_MASK (((uintptr_t)1 << SITE_FAMILY_SHIFT) - 1)
 
-static enum tl_family family_of(uintptr_t site)
+static enum tli_family family_of(uintptr_t site)
 {
-    return (enum tl_family)(site >> SITE_FAMILY_SHIFT);
+    return (enum tli_family)(site >> SITE_FAMILY_SHIFT);
 }
 
 /* With the leak report on, a site is the allocation's whole call stack:
@@ -384,46 +384,46 @@ static enum tl_family family_of(uintptr_t site)
  * thread), the one frame call_site finds. No allocator lock held. */
 static uintptr_t alloc_site(uintptr_t caller)
 {
-    if (!tl_conf.leak_report)
+    if (!tli_conf.leak_report)
         return call_site(caller);
     uintptr_t pcs[CHECK_FRAMES];
-    unsigned n = tl_stack_capture(pcs, CHECK_FRAMES);
+    unsigned n = tli_stack_capture(pcs, CHECK_FRAMES);
     if (n == 0) {
         pcs[0] = call_site(caller);
         n = 1;
     }
-    const struct tl_stack *stack = tl_stack_intern(pcs, n);
+    const struct tli_stack *stack = tli_stack_intern(pcs, n);
     return stack ? SITE_STACK | stack->id : pcs[0];
 }
 
-/* With leaks=1, call stacks are recorded: tl_stack_start's set-up is done
+/* With leaks=1, call stacks are recorded: tli_stack_start's set-up is done
  * here, from the constructor, outside any allocator call. */
-void tl_check_start(void)
+void tli_check_start(void)
 {
-    if (tl_conf.check && tl_conf.leak_report)
-        tl_stack_start();
+    if (tli_conf.check && tli_conf.leak_report)
+        tli_stack_start();
 }
 
 /* A site (family bits or not) as report lines: prefix and its first frame,
  * then each further frame of its stack after "        by ". No allocator
  * lock held (symbols are looked up). */
-static void put_site(struct tl_buf *b, const char *prefix, uintptr_t site)
+static void put_site(struct tli_buf *b, const char *prefix, uintptr_t site)
 {
     site &= SITE_MASK;
-    tl_buf_str(b, prefix);
+    tli_buf_str(b, prefix);
     if (!(site & SITE_STACK)) {
-        tl_put_frame(b, site);
+        tli_put_frame(b, site);
         return;
     }
-    const struct tl_stack *stack = tl_stack_get((uint32_t)(site & ~SITE_STACK));
+    const struct tli_stack *stack = tli_stack_get((uint32_t)(site & ~SITE_STACK));
     if (!stack) {
-        tl_buf_str(b, "an unknown site\n");
+        tli_buf_str(b, "an unknown site\n");
         return;
     }
     for (uint32_t d = 0; d < stack->depth; d++) {
         if (d)
-            tl_buf_str(b, "        by ");
-        tl_put_frame(b, stack->pcs[d]);
+            tli_buf_str(b, "        by ");
+        tli_put_frame(b, stack->pcs[d]);
     }
 }
 
@@ -432,36 +432,37 @@ static void *new_block(void *raw, size_t front, size_t size, bool zero, uintptr_
     char *p = (char *)raw + front;
     struct block b;
     if (!block_at((uintptr_t)p, &b) || b.raw != raw)
-        tl_fatal("check mode: a new block is not where the pagemap says");
+        tli_fatal("check mode: a new block is not where the pagemap says");
     memset(raw, FILL_CANARY, front);
     format_block(p, &b, 0, size, zero, site);
-    tl_lock_acquire(&tl_check_lock);
+    tli_lock_acquire(&tli_check_lock);
     live_add(b.t);
-    tl_lock_release(&tl_check_lock);
+    tli_lock_release(&tli_check_lock);
     return p;
 }
 
 static void *check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller,
-                         enum tl_family family)
+                         enum tli_family family)
 {
     /* The front keeps p aligned: alignment bytes before it, at least 16. */
     size_t front = alignment > FRONT ? alignment : FRONT;
     size_t inner;
     if (__builtin_add_overflow(size, front + sizeof(struct trailer) + 1, &inner))
-        return tl_no_memory();
-    void *raw = alignment > TL_ALIGNMENT ? tl_alloc_aligned(alignment, inner) : tl_alloc(inner);
+        return tli_no_memory();
+    void *raw = alignment > TL_ALIGNMENT ? tli_alloc_aligned(alignment, inner) : tli_alloc(inner);
     if (!raw)
         return NULL;
     return new_block(raw, front, size, zero,
                      alloc_site(caller) | (uintptr_t)family << SITE_FAMILY_SHIFT);
 }
 
-void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller)
+void *tli_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller)
 {
     return check_alloc(size, alignment, zero, caller, TL_FAMILY_MALLOC);
 }
 
-void *tl_check_alloc_family(size_t size, size_t alignment, enum tl_family family, uintptr_t caller)
+void *tli_check_alloc_family(size_t size, size_t alignment, enum tli_family family,
+                             uintptr_t caller)
 {
     return check_alloc(size, alignment, false, caller, family);
 }
@@ -470,7 +471,7 @@ void *tl_check_alloc_family(size_t size, size_t alignment, enum tl_family family
 enum verdict {
     V_OK,      /* a live checked block, intact */
     V_PROBLEM, /* *pr says what is wrong */
-    V_FOREIGN  /* not in any span of ours: tl_lookup says what it is */
+    V_FOREIGN  /* not in any span of ours: tli_lookup says what it is */
 };
 
 static void set_problem(struct problem *pr, const char *what, const char *detail, void *p,
@@ -506,11 +507,11 @@ static bool live_damage(void *p, const struct block *b, struct problem *pr)
 }
 
 /* Checks p before free, realloc or malloc_usable_size. Lock held. */
-static enum verdict verify(void *p, struct block *b, struct problem *pr) TL_REQUIRES(tl_check_lock)
+static enum verdict verify(void *p, struct block *b, struct problem *pr) TL_REQUIRES(tli_check_lock)
 {
     uintptr_t a = (uintptr_t)p;
-    struct tl_where w;
-    enum tl_verdict v = tl_validate(p, &w);
+    struct tli_where w;
+    enum tli_verdict v = tli_validate(p, &w);
     if (v == TL_PTR_FOREIGN || v == TL_PTR_FREED_HUGE) {
         /* A huge block's mapping goes on free: a second free finds no span.
          * Its mapping began at p - 16, or at p - alignment (a page, or more:
@@ -557,7 +558,7 @@ static void report_verdict(enum verdict v, const struct problem *pr, void *p, co
     if (v == V_PROBLEM)
         report_problem(pr, who);
     else if (v == V_FOREIGN)
-        tl_lookup(p, who); /* reports it (not ours, or a huge block freed before) */
+        tli_lookup(p, who); /* reports it (not ours, or a huge block freed before) */
 }
 
 /* ---- quarantine -------------------------------------------------------------- */
@@ -588,7 +589,7 @@ static bool freed_damage(const struct block *b, struct problem *pr)
 
 /* Releases the oldest quarantined blocks beyond the bound; the first
  * damaged one goes to *pr. Lock held. */
-static void evict(size_t bound, struct problem *pr) TL_REQUIRES(tl_check_lock)
+static void evict(size_t bound, struct problem *pr) TL_REQUIRES(tli_check_lock)
 {
     while (quarantine_head && quarantine_bytes > bound) {
         struct trailer *t = quarantine_head;
@@ -602,18 +603,18 @@ static void evict(size_t bound, struct problem *pr) TL_REQUIRES(tl_check_lock)
         quarantine_head = t->next;
         if (!quarantine_head || !trailer_plausible(quarantine_head))
             quarantine_head = quarantine_tail = NULL;
-        /* Atomic stores: tl_check_quarantined reads without the lock. */
+        /* Atomic stores: tli_check_quarantined reads without the lock. */
         size_t left = quarantine_bytes > b.usable ? quarantine_bytes - b.usable : 0;
         __atomic_store_n(&quarantine_bytes, left, __ATOMIC_RELAXED);
         struct problem found;
         if (freed_damage(&b, &found) && !pr->what)
             *pr = found;
-        tl_free_checked(b.raw, "free");
+        tli_free_checked(b.raw, "free");
     }
 }
 
 static void quarantine_add(void *p, const struct block *b, uintptr_t free_site)
-    TL_REQUIRES(tl_check_lock)
+    TL_REQUIRES(tli_check_lock)
 {
     struct trailer *t = b->t;
     live_remove(t);
@@ -632,7 +633,7 @@ static void quarantine_add(void *p, const struct block *b, uintptr_t free_site)
 /* A block found damaged is not freed (its neighbours' bytes may be
  * wrong too); it leaves the live list if its links can be believed, so
  * that the exit check does not report it twice. */
-static void drop_damaged(void *p, const struct block *b) TL_REQUIRES(tl_check_lock)
+static void drop_damaged(void *p, const struct block *b) TL_REQUIRES(tli_check_lock)
 {
     uint64_t state;
     if (b->t && trailer_state(p, b->t, room_of(p, b), &state) && state == LIVE_MARK &&
@@ -644,7 +645,7 @@ static void drop_damaged(void *p, const struct block *b) TL_REQUIRES(tl_check_lo
  * sized delete with another size: what the report needs, gathered under
  * the lock and reported after it (so that both sites get symbol names). */
 struct mismatch {
-    enum tl_family allocated_by;
+    enum tli_family allocated_by;
     size_t size, passed; /* passed: a sized delete's size, else 0 */
     uintptr_t site;
 };
@@ -652,64 +653,64 @@ struct mismatch {
 static const char *const family_alloc_name[] = {"malloc", "operator new", "operator new []"};
 static const char *const family_free_name[] = {"free", "operator delete", "operator delete []"};
 
-static TL_COLD void report_mismatch(void *p, const char *who, enum tl_family freed_by,
+static TL_COLD void report_mismatch(void *p, const char *who, enum tli_family freed_by,
                                     const struct mismatch *m, uintptr_t free_site)
 {
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: ");
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: ");
     if (m->allocated_by != freed_by) {
-        tl_buf_str(&b, "alloc-dealloc mismatch (");
-        tl_buf_str(&b, family_alloc_name[m->allocated_by]);
-        tl_buf_str(&b, " vs ");
-        tl_buf_str(&b, who);
+        tli_buf_str(&b, "alloc-dealloc mismatch (");
+        tli_buf_str(&b, family_alloc_name[m->allocated_by]);
+        tli_buf_str(&b, " vs ");
+        tli_buf_str(&b, who);
     } else {
-        tl_buf_str(&b, "new-delete size mismatch (");
-        tl_buf_u64(&b, m->size);
-        tl_buf_str(&b, " bytes allocated, ");
-        tl_buf_u64(&b, m->passed);
-        tl_buf_str(&b, " passed to sized delete");
+        tli_buf_str(&b, "new-delete size mismatch (");
+        tli_buf_u64(&b, m->size);
+        tli_buf_str(&b, " bytes allocated, ");
+        tli_buf_u64(&b, m->passed);
+        tli_buf_str(&b, " passed to sized delete");
     }
-    tl_buf_str(&b, ") of ");
-    tl_buf_hex(&b, (uintptr_t)p);
-    tl_buf_str(&b, " in ");
-    tl_buf_str(&b, who);
-    tl_buf_str(&b, "()\n    allocated by ");
-    tl_buf_str(&b, family_alloc_name[m->allocated_by]);
+    tli_buf_str(&b, ") of ");
+    tli_buf_hex(&b, (uintptr_t)p);
+    tli_buf_str(&b, " in ");
+    tli_buf_str(&b, who);
+    tli_buf_str(&b, "()\n    allocated by ");
+    tli_buf_str(&b, family_alloc_name[m->allocated_by]);
     put_site(&b, " at ", m->site);
-    tl_buf_str(&b, "    freed by ");
-    tl_buf_str(&b, who);
+    tli_buf_str(&b, "    freed by ");
+    tli_buf_str(&b, who);
     put_site(&b, " at ", free_site);
-    if (tl_conf.error_action & 1) {
+    if (tli_conf.error_action & 1) {
         put_backtrace_here(&b);
-        tl_buf_flush(&b);
+        tli_buf_flush(&b);
     }
-    if (tl_conf.error_action & 2)
+    if (tli_conf.error_action & 2)
         abort();
 }
 
 /* Frees p as `family` (with `passed` bytes from a sized delete, or 0), or
  * returns false with *m filled in, freeing nothing, when that does not
  * match the block. */
-static bool free_at(void *p, const char *who, uintptr_t free_site, enum tl_family family,
+static bool free_at(void *p, const char *who, uintptr_t free_site, enum tli_family family,
                     size_t passed, struct mismatch *m)
 {
     struct block b = {0}; /* b.t stays NULL if p is in no block */
     struct problem pr = {0}, evicted = {0};
-    tl_lock_acquire(&tl_check_lock);
+    tli_lock_acquire(&tli_check_lock);
     enum verdict v = verify(p, &b, &pr);
     if (v == V_OK) {
-        enum tl_family by = family_of(b.t->site);
+        enum tli_family by = family_of(b.t->site);
         if (by != family || (passed && passed != b.t->size)) {
             *m = (struct mismatch){by, b.t->size, passed, b.t->site & SITE_MASK};
-            tl_lock_release(&tl_check_lock);
+            tli_lock_release(&tli_check_lock);
             return false;
         }
         quarantine_add(p, &b, free_site);
-        evict(tl_conf.quarantine_bytes, &evicted);
+        evict(tli_conf.quarantine_bytes, &evicted);
     } else if (v == V_PROBLEM) {
         drop_damaged(p, &b);
     }
-    tl_lock_release(&tl_check_lock);
+    tli_lock_release(&tli_check_lock);
     report_verdict(v, &pr, p, who);
     if (evicted.what)
         report_problem(&evicted, "free");
@@ -718,7 +719,7 @@ static bool free_at(void *p, const char *who, uintptr_t free_site, enum tl_famil
 
 /* A mismatch the error action lets the program go on from frees the block
  * as what it is: every family shares one heap here. */
-static void free_as(void *p, const char *who, uintptr_t free_site, enum tl_family family,
+static void free_as(void *p, const char *who, uintptr_t free_site, enum tli_family family,
                     size_t passed)
 {
     struct mismatch m;
@@ -728,41 +729,41 @@ static void free_as(void *p, const char *who, uintptr_t free_site, enum tl_famil
     free_at(p, who, free_site, m.allocated_by, 0, &m);
 }
 
-void tl_check_free_family(void *p, enum tl_family family, size_t size, uintptr_t caller)
+void tli_check_free_family(void *p, enum tli_family family, size_t size, uintptr_t caller)
 {
     if (p)
         free_as(p, family_free_name[family], call_site(caller), family, size);
 }
 
-void tl_check_free_at(void *p, const char *who, uintptr_t caller)
+void tli_check_free_at(void *p, const char *who, uintptr_t caller)
 {
     if (p)
         free_as(p, who, call_site(caller), TL_FAMILY_MALLOC, 0);
 }
 
-void tl_check_free(void *p, const char *who) { tl_check_free_at(p, who, 0); }
+void tli_check_free(void *p, const char *who) { tli_check_free_at(p, who, 0); }
 
 /* A new size that still leaves room for a canary byte keeps the block
  * where it is, as glibc keeps a block resized within its usable size
  * (programs rely on it: realloc to malloc_usable_size never moves). */
-void *tl_check_realloc(void *p, size_t size, uintptr_t caller)
+void *tli_check_realloc(void *p, size_t size, uintptr_t caller)
 {
     struct block b;
     struct problem pr = {0};
-    tl_lock_acquire(&tl_check_lock);
+    tli_lock_acquire(&tli_check_lock);
     enum verdict v = verify(p, &b, &pr);
     size_t old = v == V_OK ? b.t->size : 0;
     bool in_place = v == V_OK && size < room_of(p, &b);
     if (in_place)
         format_block(p, &b, old, size, false, b.t->site);
-    tl_lock_release(&tl_check_lock);
+    tli_lock_release(&tli_check_lock);
     if (v != V_OK) {
         report_verdict(v, &pr, p, "realloc");
         return NULL;
     }
     if (in_place)
         return p;
-    void *q = tl_check_alloc(size, 0, false, caller);
+    void *q = tli_check_alloc(size, 0, false, caller);
     if (!q)
         return NULL;
     memcpy(q, p, old < size ? old : size);
@@ -772,16 +773,16 @@ void *tl_check_realloc(void *p, size_t size, uintptr_t caller)
 
 /* Freed bytes held back from reuse: free to the program, though not yet to
  * tlmalloc (mallinfo counts them as free). */
-size_t tl_check_quarantined(void) { return __atomic_load_n(&quarantine_bytes, __ATOMIC_RELAXED); }
+size_t tli_check_quarantined(void) { return __atomic_load_n(&quarantine_bytes, __ATOMIC_RELAXED); }
 
-size_t tl_check_usable_size(void *p)
+size_t tli_check_usable_size(void *p)
 {
     struct block b;
     struct problem pr = {0};
-    tl_lock_acquire(&tl_check_lock);
+    tli_lock_acquire(&tli_check_lock);
     enum verdict v = verify(p, &b, &pr);
     size_t size = v == V_OK ? b.t->size : 0;
-    tl_lock_release(&tl_check_lock);
+    tli_lock_release(&tli_check_lock);
     if (v == V_PROBLEM && !strcmp(pr.what, "double free"))
         pr.what = "already freed block"; /* not a free: the pointer is free */
     report_verdict(v, &pr, p, "malloc_usable_size");
@@ -806,18 +807,18 @@ static void *user_of(const struct block *b)
 
 /* One live block at exit: its entry for the leak scan, and its damage
  * (a block never freed is verified here or never). */
-static void visit_live(struct trailer *t, struct tl_scan_block *e, struct problem *pr)
+static void visit_live(struct trailer *t, struct tli_scan_block *e, struct problem *pr)
 {
     struct block b = {0};
     block_at((uintptr_t)t, &b); /* trailer_plausible said it is there */
     void *p = user_of(&b);
     uint64_t state;
     size_t fsize;
-    *e = (struct tl_scan_block){(uintptr_t)p, 0, 0, TL_SCAN_DAMAGED};
+    *e = (struct tli_scan_block){(uintptr_t)p, 0, 0, TL_SCAN_DAMAGED};
     pr->what = NULL;
     if (trailer_state(p, t, room_of(p, &b), &state) && state == LIVE_MARK) {
         if (!live_damage(p, &b, pr))
-            *e = (struct tl_scan_block){(uintptr_t)p, t->size, t->site & SITE_MASK, TL_SCAN_LIVE};
+            *e = (struct tli_scan_block){(uintptr_t)p, t->size, t->site & SITE_MASK, TL_SCAN_LIVE};
     } else if (front_size(p, &b, &fsize) && front_canary_intact(p, &b)) {
         set_problem(pr, "buffer overrun", "written past its end, over the block's trailer", p,
                     fsize, 0);
@@ -829,8 +830,8 @@ static void visit_live(struct trailer *t, struct tl_scan_block *e, struct proble
 
 /* Walks the live list forwards, and if a damaged trailer breaks it,
  * backwards from its other end up to the break. Lock held. */
-static size_t collect_live(struct tl_scan_block *blocks, struct problem *probs, size_t cap,
-                           size_t *nprobs) TL_REQUIRES(tl_check_lock)
+static size_t collect_live(struct tli_scan_block *blocks, struct problem *probs, size_t cap,
+                           size_t *nprobs) TL_REQUIRES(tli_check_lock)
 {
     size_t n = 0;
     struct trailer *t = live.next, *last = &live;
@@ -857,7 +858,7 @@ struct site_total {
 /* Groups the lost blocks by allocation site (with leaks=1, the whole call
  * stack: one depot entry per distinct stack), largest first (the array of
  * blocks is reused: it is not needed after). Returns the number of sites. */
-static size_t group_lost(struct tl_scan_block *blocks, size_t n, struct site_total *sites,
+static size_t group_lost(struct tli_scan_block *blocks, size_t n, struct site_total *sites,
                          size_t max_sites)
 {
     size_t nsites = 0;
@@ -883,7 +884,7 @@ static size_t group_lost(struct tl_scan_block *blocks, size_t n, struct site_tot
     return nsites;
 }
 
-static void put_leaks(struct tl_scan_block *blocks, size_t n, struct site_total *sites,
+static void put_leaks(struct tli_scan_block *blocks, size_t n, struct site_total *sites,
                       size_t max_sites)
 {
     size_t lost = 0, lost_bytes = 0, kept = 0, kept_bytes = 0;
@@ -899,61 +900,61 @@ static void put_leaks(struct tl_scan_block *blocks, size_t n, struct site_total 
     if (!lost)
         return; /* blocks still reachable are not leaks */
     size_t nsites = group_lost(blocks, n, sites, max_sites);
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: leak report: ");
-    tl_buf_u64(&b, lost_bytes);
-    tl_buf_str(&b, " bytes in ");
-    tl_buf_u64(&b, lost);
-    tl_buf_str(&b, " blocks definitely lost (nothing points to them); ");
-    tl_buf_u64(&b, kept_bytes);
-    tl_buf_str(&b, " bytes in ");
-    tl_buf_u64(&b, kept);
-    tl_buf_str(&b, " blocks still reachable\n");
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: leak report: ");
+    tli_buf_u64(&b, lost_bytes);
+    tli_buf_str(&b, " bytes in ");
+    tli_buf_u64(&b, lost);
+    tli_buf_str(&b, " blocks definitely lost (nothing points to them); ");
+    tli_buf_u64(&b, kept_bytes);
+    tli_buf_str(&b, " bytes in ");
+    tli_buf_u64(&b, kept);
+    tli_buf_str(&b, " blocks still reachable\n");
     for (size_t i = 0; i < nsites && i < 20; i++) {
-        tl_buf_str(&b, "    ");
-        tl_buf_u64(&b, sites[i].bytes);
-        tl_buf_str(&b, " bytes in ");
-        tl_buf_u64(&b, sites[i].blocks);
+        tli_buf_str(&b, "    ");
+        tli_buf_u64(&b, sites[i].bytes);
+        tli_buf_str(&b, " bytes in ");
+        tli_buf_u64(&b, sites[i].blocks);
         put_site(&b, " blocks lost, allocated at ", sites[i].site);
     }
-    tl_buf_flush(&b);
+    tli_buf_flush(&b);
 }
 
 /* At exit: the quarantine and every live block are verified (reported
  * before any leak line); with leaks=1 the live blocks nothing points to
  * any more are reported as lost. */
-void tl_check_leak_report(void)
+void tli_check_leak_report(void)
 {
-    if (!tl_conf.check)
+    if (!tli_conf.check)
         return;
     enum { MAX_SITES = 4096 };
     uintptr_t stack_from = (uintptr_t)__builtin_frame_address(0);
     struct problem evicted = {0};
-    tl_lock_acquire(&tl_check_lock);
+    tli_lock_acquire(&tli_check_lock);
     evict(0, &evicted);
     size_t cap = live_count + 1;
-    size_t bytes = cap * (sizeof(struct tl_scan_block) + sizeof(struct problem)) +
+    size_t bytes = cap * (sizeof(struct tli_scan_block) + sizeof(struct problem)) +
                    MAX_SITES * sizeof(struct site_total);
-    char *area = tl_os_map(bytes);
+    char *area = tli_os_map(bytes);
     size_t n = 0, nprobs = 0;
-    struct tl_scan_block *blocks = (struct tl_scan_block *)area;
+    struct tli_scan_block *blocks = (struct tli_scan_block *)area;
     struct problem *probs = (struct problem *)(blocks + cap);
     struct site_total *sites = (struct site_total *)(probs + cap);
     if (area) {
         n = collect_live(blocks, probs, cap, &nprobs);
-        if (tl_conf.leak_report)
-            tl_leak_scan(blocks, n, stack_from, area, bytes);
+        if (tli_conf.leak_report)
+            tli_leak_scan(blocks, n, stack_from, area, bytes);
     }
-    tl_lock_release(&tl_check_lock);
+    tli_lock_release(&tli_check_lock);
     /* Errors first, all of them, then one abort. */
     if (evicted.what)
         print_problem(&evicted, NULL);
     for (size_t i = 0; i < nprobs; i++)
         print_problem(&probs[i], NULL);
-    if (tl_conf.leak_report && area)
+    if (tli_conf.leak_report && area)
         put_leaks(blocks, n, sites, MAX_SITES);
     if (area)
-        tl_os_unmap(area, bytes);
-    if ((evicted.what || nprobs) && (tl_conf.error_action & 2))
+        tli_os_unmap(area, bytes);
+    if ((evicted.what || nprobs) && (tli_conf.error_action & 2))
         abort();
 }

@@ -13,7 +13,7 @@
 
 extern char **environ;
 
-struct tl_config tl_conf = {
+struct tli_config tli_conf = {
     .huge_threshold = (size_t)256 << 20,
     .tc_budget = (size_t)32 << 20,
     .tc_max = (size_t)4 << 20,
@@ -43,7 +43,7 @@ static bool parse_u64(const char *s, size_t len, uint64_t *out)
 }
 
 /* "4096", "64k", "32M", "1g" (binary units, either case). */
-bool tl_parse_size(const char *s, size_t len, size_t *out)
+bool tli_parse_size(const char *s, size_t len, size_t *out)
 {
     unsigned shift = 0;
     if (len > 0) {
@@ -93,8 +93,8 @@ static bool set_check(const char *v, size_t len)
     uint64_t level;
     if (!parse_u64(v, len, &level) || level > 3)
         return false;
-    tl_conf.error_action = (int)level;
-    tl_conf.check = level != 0;
+    tli_conf.error_action = (int)level;
+    tli_conf.check = level != 0;
     return true;
 }
 
@@ -110,53 +110,53 @@ static bool apply(const char *k, size_t klen, const char *v, size_t vlen, bool *
     int b;
     *known = true;
     if (key_is(k, klen, "huge_threshold")) {
-        if (!tl_parse_size(v, vlen, &n) || n <= TL_SMALL_MAX)
+        if (!tli_parse_size(v, vlen, &n) || n <= TL_SMALL_MAX)
             return false;
-        tl_conf.huge_threshold = n;
+        tli_conf.huge_threshold = n;
     } else if (key_is(k, klen, "thread_cache_budget")) {
-        if (!tl_parse_size(v, vlen, &n))
+        if (!tli_parse_size(v, vlen, &n))
             return false;
-        tl_conf.tc_budget = n;
+        tli_conf.tc_budget = n;
     } else if (key_is(k, klen, "thread_cache_max")) {
-        if (!tl_parse_size(v, vlen, &n))
+        if (!tli_parse_size(v, vlen, &n))
             return false;
-        tl_conf.tc_max = n;
+        tli_conf.tc_max = n;
     } else if (key_is(k, klen, "decay_ms")) {
         uint64_t ms;
         if (!parse_u64(v, vlen, &ms))
             return false;
-        tl_conf.decay_ms = ms;
+        tli_conf.decay_ms = ms;
     } else if (key_is(k, klen, "debug_check_every")) {
         uint64_t every; /* read in every build, used in debug builds */
         if (!parse_u64(v, vlen, &every))
             return false;
-        tl_conf.debug_check_every = every;
+        tli_conf.debug_check_every = every;
     } else if (key_is(k, klen, "quarantine")) {
-        if (!tl_parse_size(v, vlen, &n))
+        if (!tli_parse_size(v, vlen, &n))
             return false;
-        tl_conf.quarantine_bytes = n;
+        tli_conf.quarantine_bytes = n;
     } else if (key_is(k, klen, "check")) {
         return set_check(v, vlen);
     } else if (key_is(k, klen, "leaks")) {
         if (!parse_bool(v, vlen, &b))
             return false;
-        tl_conf.leak_report = b;
+        tli_conf.leak_report = b;
     } else if (key_is(k, klen, "stats")) {
         if (vlen == 4 && !memcmp(v, "json", 4))
-            tl_conf.stats_at_exit = 2;
+            tli_conf.stats_at_exit = 2;
         else if (parse_bool(v, vlen, &b))
-            tl_conf.stats_at_exit = b;
+            tli_conf.stats_at_exit = b;
         else
             return false;
     } else if (key_is(k, klen, "verbose")) {
         if (!parse_bool(v, vlen, &b))
             return false;
-        tl_conf.verbose = b;
+        tli_conf.verbose = b;
     } else if (key_is(k, klen, "background_thread")) {
         if (vlen == 4 && !memcmp(v, "auto", 4))
-            tl_conf.background = TL_BACKGROUND_AUTO;
+            tli_conf.background = TL_BACKGROUND_AUTO;
         else if (parse_bool(v, vlen, &b))
-            tl_conf.background = b;
+            tli_conf.background = b;
         else
             return false;
     } else {
@@ -168,14 +168,14 @@ static bool apply(const char *k, size_t klen, const char *v, size_t vlen, bool *
 
 static void warn_item(const char *what, const char *item, size_t len)
 {
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: TLMALLOC_CONF: ");
-    tl_buf_str(&b, what);
-    tl_buf_str(&b, " '");
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: TLMALLOC_CONF: ");
+    tli_buf_str(&b, what);
+    tli_buf_str(&b, " '");
     for (size_t i = 0; i < len && b.len < sizeof b.data - 64; i++)
         b.data[b.len++] = item[i];
-    tl_buf_str(&b, "' ignored, default kept\n");
-    tl_buf_flush(&b);
+    tli_buf_str(&b, "' ignored, default kept\n");
+    tli_buf_flush(&b);
 }
 
 static void parse_conf(const char *s)
@@ -208,7 +208,7 @@ static void apply_env(const char *entry)
     } else if (!strncmp(entry, "MALLOC_CHECK_=", 14)) {
         const char *v = entry + 14;
         if (!set_check(v, strlen(v)))
-            tl_warn("MALLOC_CHECK_ must be 0, 1, 2 or 3; ignored", v);
+            tli_warn("MALLOC_CHECK_ must be 0, 1, 2 or 3; ignored", v);
     }
 }
 
@@ -226,53 +226,53 @@ static void scan_environ(char **env)
 static void scan_proc(void)
 {
     size_t cap = (size_t)256 << 10;
-    char *buf = tl_os_map(cap);
+    char *buf = tli_os_map(cap);
     if (!buf)
         return;
-    long n = tl_os_read_file("/proc/self/environ", buf, cap);
+    long n = tli_os_read_file("/proc/self/environ", buf, cap);
     for (int pass = 0; pass < 2 && n > 0; pass++)
         for (long i = 0; i < n; i += (long)strlen(buf + i) + 1)
             if (!strncmp(buf + i, pass ? "TLMALLOC_CONF=" : "MALLOC_CHECK_=", 14))
                 apply_env(buf + i);
-    tl_os_unmap(buf, cap);
+    tli_os_unmap(buf, cap);
 }
 
-void tl_config_init(void)
+void tli_config_init(void)
 {
     if (environ)
         scan_environ(environ);
     else
         scan_proc();
     /* The leak report needs check mode's list of live blocks. */
-    if (tl_conf.leak_report && !tl_conf.check)
-        tl_conf.check = 1;
-    if (tl_conf.tc_max > tl_conf.tc_budget)
-        tl_conf.tc_max = tl_conf.tc_budget;
+    if (tli_conf.leak_report && !tli_conf.check)
+        tli_conf.check = 1;
+    if (tli_conf.tc_max > tli_conf.tc_budget)
+        tli_conf.tc_max = tli_conf.tc_budget;
 }
 
-static void report_size(struct tl_buf *b, const char *name, uint64_t v)
+static void report_size(struct tli_buf *b, const char *name, uint64_t v)
 {
-    tl_buf_str(b, name);
-    tl_buf_u64(b, v);
+    tli_buf_str(b, name);
+    tli_buf_u64(b, v);
 }
 
 /* verbose=1: the options in force, once, at start. */
-void tl_config_report(void)
+void tli_config_report(void)
 {
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: options:");
-    report_size(&b, " huge_threshold=", tl_conf.huge_threshold);
-    report_size(&b, " thread_cache_budget=", tl_conf.tc_budget);
-    report_size(&b, " thread_cache_max=", tl_conf.tc_max);
-    report_size(&b, " decay_ms=", tl_conf.decay_ms);
-    if (tl_conf.background == TL_BACKGROUND_AUTO)
-        tl_buf_str(&b, " background_thread=auto");
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: options:");
+    report_size(&b, " huge_threshold=", tli_conf.huge_threshold);
+    report_size(&b, " thread_cache_budget=", tli_conf.tc_budget);
+    report_size(&b, " thread_cache_max=", tli_conf.tc_max);
+    report_size(&b, " decay_ms=", tli_conf.decay_ms);
+    if (tli_conf.background == TL_BACKGROUND_AUTO)
+        tli_buf_str(&b, " background_thread=auto");
     else
-        report_size(&b, " background_thread=", (uint64_t)tl_conf.background);
-    report_size(&b, " check=", (uint64_t)(tl_conf.check ? tl_conf.error_action : 0));
-    report_size(&b, " error_action=", (uint64_t)tl_conf.error_action);
-    report_size(&b, " quarantine=", tl_conf.quarantine_bytes);
-    report_size(&b, " stats=", (uint64_t)tl_conf.stats_at_exit);
-    tl_buf_str(&b, "\n");
-    tl_buf_flush(&b);
+        report_size(&b, " background_thread=", (uint64_t)tli_conf.background);
+    report_size(&b, " check=", (uint64_t)(tli_conf.check ? tli_conf.error_action : 0));
+    report_size(&b, " error_action=", (uint64_t)tli_conf.error_action);
+    report_size(&b, " quarantine=", tli_conf.quarantine_bytes);
+    report_size(&b, " stats=", (uint64_t)tli_conf.stats_at_exit);
+    tli_buf_str(&b, "\n");
+    tli_buf_flush(&b);
 }

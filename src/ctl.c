@@ -42,7 +42,7 @@ struct ctl_entry {
 /* ---- decay_ms (uint64_t) ------------------------------------------------- */
 static int decay_get(void *out)
 {
-    uint64_t v = __atomic_load_n(&tl_conf.decay_ms, __ATOMIC_RELAXED);
+    uint64_t v = __atomic_load_n(&tli_conf.decay_ms, __ATOMIC_RELAXED);
     memcpy(out, &v, sizeof v);
     return 0;
 }
@@ -53,17 +53,17 @@ static int decay_set(const void *in)
 {
     uint64_t v;
     memcpy(&v, in, sizeof v);
-    __atomic_store_n(&tl_conf.decay_ms, v, __ATOMIC_RELAXED);
-    tl_page_heap_decay_soon();
-    tl_central_decay_soon();
-    tl_background_poke();
+    __atomic_store_n(&tli_conf.decay_ms, v, __ATOMIC_RELAXED);
+    tli_page_heap_decay_soon();
+    tli_central_decay_soon();
+    tli_background_poke();
     return 0;
 }
 
 /* ---- thread_cache_max, thread_cache_budget (size_t) ---------------------- */
 static int tc_max_get(void *out)
 {
-    size_t v = __atomic_load_n(&tl_conf.tc_max, __ATOMIC_RELAXED);
+    size_t v = __atomic_load_n(&tli_conf.tc_max, __ATOMIC_RELAXED);
     memcpy(out, &v, sizeof v);
     return 0;
 }
@@ -72,13 +72,13 @@ static int tc_max_set(const void *in)
 {
     size_t v;
     memcpy(&v, in, sizeof v);
-    tl_tc_set_max(v);
+    tli_tc_set_max(v);
     return 0;
 }
 
 static int tc_budget_get(void *out)
 {
-    size_t v = __atomic_load_n(&tl_conf.tc_budget, __ATOMIC_RELAXED);
+    size_t v = __atomic_load_n(&tli_conf.tc_budget, __ATOMIC_RELAXED);
     memcpy(out, &v, sizeof v);
     return 0;
 }
@@ -87,14 +87,14 @@ static int tc_budget_set(const void *in)
 {
     size_t v;
     memcpy(&v, in, sizeof v);
-    tl_tc_set_budget(v);
+    tli_tc_set_budget(v);
     return 0;
 }
 
 /* ---- background_thread (int: 0 never, 1 always, 2 auto) ------------------ */
 static int bg_get(void *out)
 {
-    int v = __atomic_load_n(&tl_conf.background, __ATOMIC_RELAXED);
+    int v = __atomic_load_n(&tli_conf.background, __ATOMIC_RELAXED);
     memcpy(out, &v, sizeof v);
     return 0;
 }
@@ -103,12 +103,12 @@ static int bg_set(const void *in)
 {
     int v;
     memcpy(&v, in, sizeof v);
-    return tl_background_set(v);
+    return tli_background_set(v);
 }
 
 static int bg_running_get(void *out)
 {
-    int v = tl_background_running();
+    int v = tli_background_running();
     memcpy(out, &v, sizeof v);
     return 0;
 }
@@ -117,7 +117,7 @@ static int bg_running_get(void *out)
 static int thread_flush(const void *in)
 {
     (void)in;
-    tl_tc_flush_self();
+    tli_tc_flush_self();
     return 0;
 }
 
@@ -126,10 +126,10 @@ static int thread_flush(const void *in)
 static int release_all(const void *in)
 {
     (void)in;
-    tl_tc_flush_self();
-    tl_tc_release_kept(0, true);
-    tl_central_drain_all();
-    tl_page_heap_release(SIZE_MAX, true);
+    tli_tc_flush_self();
+    tli_tc_release_kept(0, true);
+    tli_central_drain_all();
+    tli_page_heap_release(SIZE_MAX, true);
     return 0;
 }
 
@@ -179,7 +179,7 @@ TL_EXPORT int tl_ctl(const char *name, void *oldp, size_t *oldlenp, const void *
 {
     if (!name)
         return EINVAL;
-    tl_ensure_init();
+    tli_ensure_init();
     const struct ctl_entry *e = find(name);
     if (!e)
         return ENOENT;

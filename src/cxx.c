@@ -26,10 +26,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef void (*tl_new_handler)(void);
+typedef void (*tli_new_handler)(void);
 /* From libstdc++, when the process has it: weak, so that a plain C program
  * linked with or preloading tlmalloc does not start needing it. */
-extern tl_new_handler _ZSt15get_new_handlerv(void) __attribute__((weak));
+extern tli_new_handler _ZSt15get_new_handlerv(void) __attribute__((weak));
 extern _Noreturn void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
 
 #if TL_OVERRIDE
@@ -39,35 +39,35 @@ static TL_COLD _Noreturn void throw_bad_alloc(void)
 {
     if (_ZSt17__throw_bad_allocv)
         _ZSt17__throw_bad_allocv();
-    tl_fatal("operator new: out of memory, and no C++ runtime in the process to throw "
-             "std::bad_alloc");
+    tli_fatal("operator new: out of memory, and no C++ runtime in the process to throw "
+              "std::bad_alloc");
 }
 
-static tl_new_handler current_new_handler(void)
+static tli_new_handler current_new_handler(void)
 {
     return _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
 }
 
 /* One attempt, NULL on failure; check mode records the family. */
-static void *try_alloc(size_t size, size_t alignment, enum tl_family family, uintptr_t caller)
+static void *try_alloc(size_t size, size_t alignment, enum tli_family family, uintptr_t caller)
 {
-    tl_ensure_init();
-    if (TL_UNLIKELY(tl_conf.check))
-        return tl_check_alloc_family(size, alignment, family, caller);
-    return alignment > TL_ALIGNMENT ? tl_alloc_aligned(alignment, size) : tl_alloc(size);
+    tli_ensure_init();
+    if (TL_UNLIKELY(tli_conf.check))
+        return tli_check_alloc_family(size, alignment, family, caller);
+    return alignment > TL_ALIGNMENT ? tli_alloc_aligned(alignment, size) : tli_alloc(size);
 }
 
 /* The standard's loop: while allocation fails, call the new_handler, which
  * frees memory, installs another handler, or throws; with none, throw.
  * The handler runs with no allocator lock held. */
-static TL_NOINLINE void *new_slow(size_t size, size_t alignment, enum tl_family family,
+static TL_NOINLINE void *new_slow(size_t size, size_t alignment, enum tli_family family,
                                   uintptr_t caller)
 {
     for (;;) {
         void *p = try_alloc(size, alignment, family, caller);
         if (TL_LIKELY(p != NULL))
             return p;
-        tl_new_handler handler = current_new_handler();
+        tli_new_handler handler = current_new_handler();
         if (!handler)
             throw_bad_alloc();
         handler();
@@ -78,7 +78,7 @@ static TL_NOINLINE void *new_slow(size_t size, size_t alignment, enum tl_family 
  * new_handler: one that throws std::bad_alloc (as the standard allows)
  * would let the exception out of a noexcept function, since C cannot catch
  * it (see DESIGN.md). */
-static void *nothrow_slow(size_t size, size_t alignment, enum tl_family family, uintptr_t caller)
+static void *nothrow_slow(size_t size, size_t alignment, enum tli_family family, uintptr_t caller)
 {
     return try_alloc(size, alignment, family, caller);
 }
@@ -101,24 +101,24 @@ static void *nothrow_array_miss(size_t size, uintptr_t caller)
 }
 
 /* ---- new ------------------------------------------------------------------------ */
-TL_EXPORT void *_Znwm(size_t size) { return tl_fast_malloc(size, new_miss); }
-TL_EXPORT void *_Znam(size_t size) { return tl_fast_malloc(size, new_array_miss); }
+TL_EXPORT void *_Znwm(size_t size) { return tli_fast_malloc(size, new_miss); }
+TL_EXPORT void *_Znam(size_t size) { return tli_fast_malloc(size, new_array_miss); }
 
 /* std::nothrow_t is an empty class: passed by reference, never read. */
 TL_EXPORT void *_ZnwmRKSt9nothrow_t(size_t size, const void *nothrow)
 {
     (void)nothrow;
-    return tl_fast_malloc(size, nothrow_miss);
+    return tli_fast_malloc(size, nothrow_miss);
 }
 TL_EXPORT void *_ZnamRKSt9nothrow_t(size_t size, const void *nothrow)
 {
     (void)nothrow;
-    return tl_fast_malloc(size, nothrow_array_miss);
+    return tli_fast_malloc(size, nothrow_array_miss);
 }
 
 /* std::align_val_t is a size_t; the standard requires a power of two (an
  * alignment that is not one fails, as aligned_alloc's would). */
-static void *aligned_new(size_t size, size_t alignment, enum tl_family family, bool nothrow,
+static void *aligned_new(size_t size, size_t alignment, enum tli_family family, bool nothrow,
                          uintptr_t caller)
 {
     if (TL_UNLIKELY(!alignment || (alignment & (alignment - 1))))
@@ -152,19 +152,19 @@ TL_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t alignment
 /* Outside check mode every form is free: the size and alignment are not
  * needed (the pagemap knows the block), and trusting a size instead of the
  * pagemap would let a wrong one put a block on another class's list. */
-static TL_NOINLINE void delete_checked(void *p, enum tl_family family, size_t size)
+static TL_NOINLINE void delete_checked(void *p, enum tli_family family, size_t size)
 {
-    tl_check_free_family(p, family, size, 0); /* the site: the first frame not ours */
+    tli_check_free_family(p, family, size, 0); /* the site: the first frame not ours */
 }
 
-static inline __attribute__((always_inline)) void cxx_delete(void *p, enum tl_family family,
+static inline __attribute__((always_inline)) void cxx_delete(void *p, enum tli_family family,
                                                              size_t size)
 {
-    if (TL_UNLIKELY(tl_conf.check)) {
+    if (TL_UNLIKELY(tli_conf.check)) {
         delete_checked(p, family, size);
         return;
     }
-    tl_free_direct(p);
+    tli_free_direct(p);
 }
 
 #define TL_DELETE_FORMS(plain, sized, aligned, sized_aligned, nothrow, aligned_nothrow, family)    \

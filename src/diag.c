@@ -14,17 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-void tl_buf_flush(struct tl_buf *b)
+void tli_buf_flush(struct tli_buf *b)
 {
-    tl_os_write(b->fd, b->data, b->len);
+    tli_os_write(b->fd, b->data, b->len);
     b->len = 0;
 }
 
-static void put(struct tl_buf *b, const char *s, size_t n)
+static void put(struct tli_buf *b, const char *s, size_t n)
 {
     while (n > 0) {
         if (b->len == sizeof b->data)
-            tl_buf_flush(b);
+            tli_buf_flush(b);
         size_t k = sizeof b->data - b->len;
         if (k > n)
             k = n;
@@ -35,9 +35,9 @@ static void put(struct tl_buf *b, const char *s, size_t n)
     }
 }
 
-void tl_buf_str(struct tl_buf *b, const char *s) { put(b, s, strlen(s)); }
+void tli_buf_str(struct tli_buf *b, const char *s) { put(b, s, strlen(s)); }
 
-void tl_buf_u64(struct tl_buf *b, uint64_t v)
+void tli_buf_u64(struct tli_buf *b, uint64_t v)
 {
     char tmp[24];
     int i = sizeof tmp;
@@ -48,7 +48,7 @@ void tl_buf_u64(struct tl_buf *b, uint64_t v)
     put(b, tmp + i, sizeof tmp - (size_t)i);
 }
 
-void tl_buf_hex(struct tl_buf *b, uint64_t v)
+void tli_buf_hex(struct tli_buf *b, uint64_t v)
 {
     char tmp[18];
     int i = sizeof tmp;
@@ -62,7 +62,7 @@ void tl_buf_hex(struct tl_buf *b, uint64_t v)
 }
 
 /* "512 B", "12.5 KiB", "3.0 MiB", "1.2 GiB" */
-void tl_buf_size(struct tl_buf *b, uint64_t bytes)
+void tli_buf_size(struct tli_buf *b, uint64_t bytes)
 {
     static const char *units[] = {" B", " KiB", " MiB", " GiB", " TiB"};
     unsigned u = 0;
@@ -72,25 +72,25 @@ void tl_buf_size(struct tl_buf *b, uint64_t bytes)
         bytes /= 1024;
         u++;
     }
-    tl_buf_u64(b, u ? scaled10 / 10 : bytes);
+    tli_buf_u64(b, u ? scaled10 / 10 : bytes);
     if (u) {
         char frac[2] = {(char)('0' + scaled10 % 10), 0};
-        tl_buf_str(b, ".");
-        tl_buf_str(b, frac);
+        tli_buf_str(b, ".");
+        tli_buf_str(b, frac);
     }
-    tl_buf_str(b, units[u]);
+    tli_buf_str(b, units[u]);
 }
 
 /* ---- backtrace ------------------------------------------------------------ */
 /* Return addresses by walking frame pointers, copying each frame only if
  * it can be read (code built without frame pointers ends the walk). */
-unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
+unsigned tli_backtrace(uintptr_t *pcs, unsigned max, unsigned skip)
 {
     uintptr_t *fp = __builtin_frame_address(0);
     unsigned n = 0;
     for (unsigned depth = 0; fp && n < max && depth < 64; depth++) {
         uintptr_t frame[2]; /* the caller's frame pointer, the return address */
-        if (((uintptr_t)fp & 7) || !tl_os_read_words(fp, frame, sizeof frame))
+        if (((uintptr_t)fp & 7) || !tli_os_read_words(fp, frame, sizeof frame))
             break;
         uintptr_t pc = frame[1];
         uintptr_t *next = (uintptr_t *)frame[0];
@@ -110,7 +110,7 @@ extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
 
 /* Is pc in the object that holds tlmalloc's code? Answered from that
  * object's program headers: dladdr would take the loader's lock. */
-bool tl_in_self(uintptr_t pc)
+bool tli_in_self(uintptr_t pc)
 {
     const ElfW(Ehdr) *eh = &__ehdr_start;
     const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
@@ -130,30 +130,30 @@ bool tl_in_self(uintptr_t pc)
 }
 
 /* " name (sym+0x..)" or " name+0x.." from the loader's tables. */
-static bool put_symbol(struct tl_buf *b, uintptr_t pc)
+static bool put_symbol(struct tli_buf *b, uintptr_t pc)
 {
-    struct tl_os_symbol info;
-    if (!tl_os_symbol_of(pc, &info))
+    struct tli_os_symbol info;
+    if (!tli_os_symbol_of(pc, &info))
         return false;
     const char *name = strrchr(info.file, '/');
-    tl_buf_str(b, " ");
-    tl_buf_str(b, name ? name + 1 : info.file);
+    tli_buf_str(b, " ");
+    tli_buf_str(b, name ? name + 1 : info.file);
     if (info.name) {
-        tl_buf_str(b, " (");
-        tl_buf_str(b, info.name);
-        tl_buf_str(b, "+");
-        tl_buf_hex(b, pc - info.name_addr);
-        tl_buf_str(b, ")");
+        tli_buf_str(b, " (");
+        tli_buf_str(b, info.name);
+        tli_buf_str(b, "+");
+        tli_buf_hex(b, pc - info.name_addr);
+        tli_buf_str(b, ")");
     } else {
-        tl_buf_str(b, "+");
-        tl_buf_hex(b, pc - info.file_base);
+        tli_buf_str(b, "+");
+        tli_buf_hex(b, pc - info.file_base);
     }
     return true;
 }
 
 /* Reads lower-case hex digits at *s (as /proc/self/maps writes them),
  * leaving *s at the first other character. */
-uintptr_t tl_parse_hex(const char **s)
+uintptr_t tli_parse_hex(const char **s)
 {
     uintptr_t v = 0;
     for (;; (*s)++) {
@@ -178,37 +178,37 @@ static const char *next_field(const char *s)
 
 /* One line of /proc/self/maps, "start-end perms offset dev inode path":
  * if it holds pc, puts " name+0x<offset in the file>" and says so. */
-static bool put_if_mapped(struct tl_buf *b, const char *line, uintptr_t pc)
+static bool put_if_mapped(struct tli_buf *b, const char *line, uintptr_t pc)
 {
     const char *s = line;
-    uintptr_t start = tl_parse_hex(&s);
+    uintptr_t start = tli_parse_hex(&s);
     if (*s++ != '-')
         return false;
-    uintptr_t end = tl_parse_hex(&s);
+    uintptr_t end = tli_parse_hex(&s);
     if (pc < start || pc >= end)
         return false;
     s = next_field(next_field(s)); /* past perms */
-    uintptr_t offset = tl_parse_hex(&s);
+    uintptr_t offset = tli_parse_hex(&s);
     const char *path = next_field(next_field(next_field(s))); /* past dev, inode */
     if (*path == '/') {
-        tl_buf_str(b, " ");
-        tl_buf_str(b, strrchr(path, '/') + 1);
-        tl_buf_str(b, "+");
-        tl_buf_hex(b, pc - start + offset);
+        tli_buf_str(b, " ");
+        tli_buf_str(b, strrchr(path, '/') + 1);
+        tli_buf_str(b, "+");
+        tli_buf_hex(b, pc - start + offset);
     }
     return true;
 }
 
 /* " name+0x.." from /proc/self/maps, read with open and read: neither
  * allocates nor waits for the loader. */
-static void put_mapping(struct tl_buf *b, uintptr_t pc)
+static void put_mapping(struct tli_buf *b, uintptr_t pc)
 {
-    int fd = tl_os_open_read("/proc/self/maps");
+    int fd = tli_os_open_read("/proc/self/maps");
     char buf[1024];
     size_t len = 0;
     bool found = false;
     while (fd >= 0 && !found) {
-        long n = tl_os_read(fd, buf + len, sizeof buf - 1 - len);
+        long n = tli_os_read(fd, buf + len, sizeof buf - 1 - len);
         if (n <= 0)
             break;
         len += (size_t)n;
@@ -225,33 +225,33 @@ static void put_mapping(struct tl_buf *b, uintptr_t pc)
             len = 0;
     }
     if (fd >= 0)
-        tl_os_close(fd);
+        tli_os_close(fd);
 }
 
 /* Symbols are looked up only when this thread holds no allocator lock:
  * the loader allocates under its own lock, so a thread in dlopen may be
  * waiting for ours while we would wait for the loader's. */
-void tl_put_frame(struct tl_buf *b, uintptr_t pc)
+void tli_put_frame(struct tli_buf *b, uintptr_t pc)
 {
-    tl_buf_hex(b, pc);
-    if (tl_lock_any_held_by_me() || !put_symbol(b, pc))
+    tli_buf_hex(b, pc);
+    if (tli_lock_any_held_by_me() || !put_symbol(b, pc))
         put_mapping(b, pc);
-    tl_buf_str(b, "\n");
+    tli_buf_str(b, "\n");
 }
 
 /* The caller's frames, without tlmalloc's own leading ones (unless all are
  * ours, as when tlmalloc is linked statically into the program). */
-void tl_put_backtrace(struct tl_buf *b)
+void tli_put_backtrace(struct tli_buf *b)
 {
     uintptr_t pcs[16];
-    unsigned n = tl_backtrace(pcs, 16, 0), first = 0;
-    while (first < n && tl_in_self(pcs[first]))
+    unsigned n = tli_backtrace(pcs, 16, 0), first = 0;
+    while (first < n && tli_in_self(pcs[first]))
         first++;
     if (first == n)
         first = 0;
     for (unsigned i = first; i < n && i < first + 10; i++) {
-        tl_buf_str(b, "    at ");
-        tl_put_frame(b, pcs[i]);
+        tli_buf_str(b, "    at ");
+        tli_put_frame(b, pcs[i]);
     }
 }
 
@@ -279,7 +279,7 @@ static void begin_report(void)
 {
     static const char nested[] = "tlmalloc: another error while reporting one; aborting\n";
     if (reporting) {
-        tl_os_write(2, nested, sizeof nested - 1);
+        tli_os_write(2, nested, sizeof nested - 1);
         abort_at_once();
     }
     reporting = true;
@@ -287,12 +287,12 @@ static void begin_report(void)
 
 static void end_report(void) { reporting = false; }
 
-static void act(struct tl_buf *b)
+static void act(struct tli_buf *b)
 {
-    int action = tl_conf.error_action;
+    int action = tli_conf.error_action;
     if (action & 1) {
-        tl_put_backtrace(b);
-        tl_buf_flush(b);
+        tli_put_backtrace(b);
+        tli_buf_flush(b);
     }
     if (action & 2)
         abort();
@@ -302,75 +302,75 @@ static void report_bad_pointer(void *p, const char *kind, const char *who, const
                                unsigned cls)
 {
     begin_report();
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: ");
-    tl_buf_str(&b, kind);
-    tl_buf_str(&b, " of ");
-    tl_buf_hex(&b, (uintptr_t)p);
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: ");
+    tli_buf_str(&b, kind);
+    tli_buf_str(&b, " of ");
+    tli_buf_hex(&b, (uintptr_t)p);
     if (cls) {
-        tl_buf_str(&b, " (size class ");
-        tl_buf_u64(&b, tl_classes[cls].size);
-        tl_buf_str(&b, " B)");
+        tli_buf_str(&b, " (size class ");
+        tli_buf_u64(&b, tli_classes[cls].size);
+        tli_buf_str(&b, " B)");
     }
-    tl_buf_str(&b, " in ");
-    tl_buf_str(&b, who);
-    tl_buf_str(&b, "()");
+    tli_buf_str(&b, " in ");
+    tli_buf_str(&b, who);
+    tli_buf_str(&b, "()");
     if (detail) {
-        tl_buf_str(&b, ": ");
-        tl_buf_str(&b, detail);
+        tli_buf_str(&b, ": ");
+        tli_buf_str(&b, detail);
     }
-    tl_buf_str(&b, "\n");
+    tli_buf_str(&b, "\n");
     act(&b);
     end_report();
 }
 
-void tl_report_invalid_free(void *p, const char *who, const char *what)
+void tli_report_invalid_free(void *p, const char *who, const char *what)
 {
     report_bad_pointer(p, "invalid pointer", who, what, 0);
 }
 
-void tl_report_double_free(void *p, unsigned cls, const char *who)
+void tli_report_double_free(void *p, unsigned cls, const char *who)
 {
     report_bad_pointer(p, "double free", who, NULL, cls);
 }
 
 /* Corruption cannot be ignored: the free lists are no longer trustworthy. */
-void tl_report_corruption(void *p, const char *who, const char *what)
+void tli_report_corruption(void *p, const char *who, const char *what)
 {
     begin_report();
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: heap corruption of ");
-    tl_buf_hex(&b, (uintptr_t)p);
-    tl_buf_str(&b, " in ");
-    tl_buf_str(&b, who);
-    tl_buf_str(&b, "(): ");
-    tl_buf_str(&b, what);
-    tl_buf_str(&b, "\n");
-    tl_put_backtrace(&b);
-    tl_buf_flush(&b);
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: heap corruption of ");
+    tli_buf_hex(&b, (uintptr_t)p);
+    tli_buf_str(&b, " in ");
+    tli_buf_str(&b, who);
+    tli_buf_str(&b, "(): ");
+    tli_buf_str(&b, what);
+    tli_buf_str(&b, "\n");
+    tli_put_backtrace(&b);
+    tli_buf_flush(&b);
     abort();
 }
 
-void tl_fatal(const char *msg)
+void tli_fatal(const char *msg)
 {
     begin_report();
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: fatal: ");
-    tl_buf_str(&b, msg);
-    tl_buf_str(&b, "\n");
-    tl_buf_flush(&b);
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: fatal: ");
+    tli_buf_str(&b, msg);
+    tli_buf_str(&b, "\n");
+    tli_buf_flush(&b);
     abort();
 }
 
-void tl_warn(const char *msg, const char *detail)
+void tli_warn(const char *msg, const char *detail)
 {
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: ");
-    tl_buf_str(&b, msg);
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: ");
+    tli_buf_str(&b, msg);
     if (detail) {
-        tl_buf_str(&b, ": ");
-        tl_buf_str(&b, detail);
+        tli_buf_str(&b, ": ");
+        tli_buf_str(&b, detail);
     }
-    tl_buf_str(&b, "\n");
-    tl_buf_flush(&b);
+    tli_buf_str(&b, "\n");
+    tli_buf_flush(&b);
 }

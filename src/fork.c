@@ -68,7 +68,7 @@
  *             the parent leaves it to the outer fork's parent;
  *  ABANDONED  its holder waits for a MINE lock (see take_or_abandon). */
 enum fork_hold { HOLD_TAKEN, HOLD_MINE, HOLD_OUTER, HOLD_ABANDONED };
-static struct tl_lock *locks[MAX_LOCKS];
+static struct tli_lock *locks[MAX_LOCKS];
 static unsigned nlocks;
 /* What one fork did in prepare, for its parent and child handlers. */
 struct fork_level {
@@ -95,24 +95,24 @@ static __thread volatile uint8_t my_depth __attribute__((tls_model("initial-exec
 static void collect(void)
 {
     nlocks = 0;
-    locks[nlocks++] = &tl_registry_lock;
-    locks[nlocks++] = &tl_check_lock;
-    locks[nlocks++] = &tl_stack_lock;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++)
-        locks[nlocks++] = &tl_central_locks[cls];
-    locks[nlocks++] = &tl_page_heap_lock;
-    locks[nlocks++] = &tl_pagemap_lock;
-    locks[nlocks++] = &tl_meta_lock;
+    locks[nlocks++] = &tli_registry_lock;
+    locks[nlocks++] = &tli_check_lock;
+    locks[nlocks++] = &tli_stack_lock;
+    for (unsigned cls = 1; cls < tli_num_classes; cls++)
+        locks[nlocks++] = &tli_central_locks[cls];
+    locks[nlocks++] = &tli_page_heap_lock;
+    locks[nlocks++] = &tli_pagemap_lock;
+    locks[nlocks++] = &tli_meta_lock;
 }
-bool tl_lock_any_held_by_me(void)
+bool tli_lock_any_held_by_me(void)
 {
     for (unsigned i = 0; i < nlocks; i++)
-        if (tl_lock_held_by_me(locks[i]))
+        if (tli_lock_held_by_me(locks[i]))
             return true;
     return false;
 }
 
-static bool held_by_interrupted_frame(const struct fork_level *f, const struct tl_lock *l)
+static bool held_by_interrupted_frame(const struct fork_level *f, const struct tli_lock *l)
 {
     for (unsigned i = 0; i < nlocks; i++)
         if (locks[i] == l)
@@ -123,13 +123,13 @@ static bool held_by_interrupted_frame(const struct fork_level *f, const struct t
 /* Whether l's holder waits, directly or through other holders, for a lock
  * the interrupted frame holds. A chain longer than the number of locks
  * is a cycle among other threads, which is not ours to break. */
-static bool holder_blocked_on_me(const struct fork_level *f, struct tl_lock *l)
+static bool holder_blocked_on_me(const struct fork_level *f, struct tli_lock *l)
 {
     for (unsigned hops = 0; hops < MAX_LOCKS; hops++) {
-        uint32_t owner = tl_lock_owner(l);
+        uint32_t owner = tli_lock_owner(l);
         if (!owner)
             return false;
-        struct tl_lock *awaited = tl_lock_waited_by(owner);
+        struct tli_lock *awaited = tli_lock_waited_by(owner);
         if (!awaited)
             return false;
         if (held_by_interrupted_frame(f, awaited))
@@ -145,15 +145,15 @@ static bool holder_blocked_on_me(const struct fork_level *f, struct tl_lock *l)
  * cannot follow (TL_NO_LOCK_ANALYSIS); the order they are taken in is the
  * table's, which collect() builds in the order of docs/DESIGN.md. */
 static enum fork_hold take_or_abandon(const struct fork_level *f,
-                                      struct tl_lock *l) TL_NO_LOCK_ANALYSIS
+                                      struct tli_lock *l) TL_NO_LOCK_ANALYSIS
 {
     for (unsigned spins = 0;; spins++) {
-        if (tl_lock_try(l))
+        if (tli_lock_try(l))
             return HOLD_TAKEN;
         if (holder_blocked_on_me(f, l))
             return HOLD_ABANDONED;
         if (spins < 100)
-            tl_cpu_relax();
+            tli_cpu_relax();
         else
             sched_yield();
     }
@@ -174,10 +174,10 @@ static unsigned claim_slot(uint32_t me)
                 atomic_compare_exchange_strong(&slot_owner[i], &expected, me))
                 return i;
         }
-        if (tl_lock_any_held_by_me())
-            tl_fatal("fork: more forks at once than the fork handlers keep");
+        if (tli_lock_any_held_by_me())
+            tli_fatal("fork: more forks at once than the fork handlers keep");
         if (spins < 100)
-            tl_cpu_relax();
+            tli_cpu_relax();
         else
             sched_yield();
     }
@@ -188,8 +188,8 @@ static struct fork_level *level_push(void)
 {
     unsigned depth = my_depth;
     if (depth >= MAX_FORK_DEPTH)
-        tl_fatal("fork: more forks nested in signal handlers than the fork handlers keep");
-    unsigned slot = claim_slot(tl_self_id());
+        tli_fatal("fork: more forks nested in signal handlers than the fork handlers keep");
+    unsigned slot = claim_slot(tli_self_id());
     pool[slot].classified = false;
     my_slots[depth] = (uint8_t)slot;
     atomic_signal_fence(memory_order_seq_cst);
@@ -203,7 +203,7 @@ static struct fork_level *level_push(void)
 static struct fork_level *level_top(void)
 {
     TL_ASSERT(my_depth > 0 && atomic_load_explicit(&slot_owner[my_slots[my_depth - 1]],
-                                                   memory_order_relaxed) == tl_self_id());
+                                                   memory_order_relaxed) == tli_self_id());
     return &pool[my_slots[my_depth - 1]];
 }
 
@@ -221,7 +221,7 @@ static void level_pop(void)
  * threads, which do not exist here, are free. */
 static void free_others_slots(void)
 {
-    uint32_t me = tl_self_id();
+    uint32_t me = tli_self_id();
     for (unsigned i = 0; i < FORK_SLOTS; i++)
         if (atomic_load_explicit(&slot_owner[i], memory_order_relaxed) != me)
             atomic_store_explicit(&slot_owner[i], 0, memory_order_relaxed);
@@ -245,7 +245,7 @@ static bool taken_by_outer_fork(const struct fork_level *f, unsigned i)
 /* How prepare finds lock i before it takes anything. */
 static enum fork_hold hold_before(const struct fork_level *f, unsigned i)
 {
-    if (!tl_lock_held_by_me(locks[i]))
+    if (!tli_lock_held_by_me(locks[i]))
         return HOLD_TAKEN;
     return taken_by_outer_fork(f, i) ? HOLD_OUTER : HOLD_MINE;
 }
@@ -279,7 +279,7 @@ static void prepare(void) TL_NO_LOCK_ANALYSIS
         if (f->skipped_any)
             f->hold[i] = take_or_abandon(f, locks[i]);
         else
-            tl_lock_acquire(locks[i]);
+            tli_lock_acquire(locks[i]);
     }
 }
 
@@ -288,7 +288,7 @@ static void parent(void) TL_NO_LOCK_ANALYSIS
     struct fork_level *f = level_top();
     for (unsigned i = nlocks; i-- > 0;)
         if (f->hold[i] == HOLD_TAKEN)
-            tl_lock_release(locks[i]);
+            tli_lock_release(locks[i]);
     if (f->took_io_list)
         _IO_list_unlock();
     level_pop();
@@ -301,14 +301,14 @@ static void child(void) TL_NO_LOCK_ANALYSIS
         _IO_list_resetlock();
     for (unsigned i = nlocks; i-- > 0;)
         if (f->hold[i] != HOLD_MINE)
-            tl_lock_reset(locks[i]);
+            tli_lock_reset(locks[i]);
     if (!f->skipped_any)
-        tl_tc_child_after_fork();
+        tli_tc_child_after_fork();
     free_others_slots();
     level_pop();
 }
 
-void tl_fork_install(void)
+void tli_fork_install(void)
 {
     collect();
     pthread_atfork(prepare, parent, child);
@@ -318,11 +318,11 @@ void tl_fork_install(void)
  * level pushed, and no slot of the pool may still name it: a level not
  * popped would keep its slot for good, and FORK_SLOTS of them would make
  * every later fork wait. */
-void tl_fork_check(struct tl_heap_walk *w)
+void tli_fork_check(struct tli_heap_walk *w)
 {
-    tl_walk_expect(w, my_depth == 0, "a fork level left on the calling thread", my_depth);
-    uint32_t me = tl_self_id();
+    tli_walk_expect(w, my_depth == 0, "a fork level left on the calling thread", my_depth);
+    uint32_t me = tli_self_id();
     for (unsigned i = 0; i < FORK_SLOTS; i++)
-        tl_walk_expect(w, atomic_load_explicit(&slot_owner[i], memory_order_relaxed) != me,
-                       "a fork slot still claimed by the calling thread", i);
+        tli_walk_expect(w, atomic_load_explicit(&slot_owner[i], memory_order_relaxed) != me,
+                        "a fork slot still claimed by the calling thread", i);
 }

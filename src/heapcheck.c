@@ -28,21 +28,21 @@
 #define LEAF_SPAN_SHIFT (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)
 #define SEEN_LEAF_BYTES (((size_t)1 << LEAF_SPAN_SHIFT) / TL_ALIGNMENT / 8)
 
-void tl_assert_fail(const char *file, int line, const char *expr)
+void tli_assert_fail(const char *file, int line, const char *expr)
 {
-    struct tl_buf b = {.fd = 2};
-    tl_buf_str(&b, "tlmalloc: assertion failed: ");
-    tl_buf_str(&b, file);
-    tl_buf_str(&b, ":");
-    tl_buf_u64(&b, (uint64_t)line);
-    tl_buf_str(&b, ": ");
-    tl_buf_str(&b, expr);
-    tl_buf_str(&b, "\n");
-    tl_buf_flush(&b);
+    struct tli_buf b = {.fd = 2};
+    tli_buf_str(&b, "tlmalloc: assertion failed: ");
+    tli_buf_str(&b, file);
+    tli_buf_str(&b, ":");
+    tli_buf_u64(&b, (uint64_t)line);
+    tli_buf_str(&b, ": ");
+    tli_buf_str(&b, expr);
+    tli_buf_str(&b, "\n");
+    tli_buf_flush(&b);
     abort();
 }
 
-void tl_walk_problem(struct tl_heap_walk *w, const char *what, uintptr_t where)
+void tli_walk_problem(struct tli_heap_walk *w, const char *what, uintptr_t where)
 {
     if (w->problems < TL_WALK_RECORDED) {
         w->first[w->problems].what = what;
@@ -52,12 +52,12 @@ void tl_walk_problem(struct tl_heap_walk *w, const char *what, uintptr_t where)
 }
 
 /* True if obj was met before; marks it. */
-static bool seen_before(struct tl_heap_walk *w, uintptr_t obj)
+static bool seen_before(struct tli_heap_walk *w, uintptr_t obj)
 {
     if (!w->seen)
         return false; /* no memory for the bitmaps: duplicates go unseen */
     size_t r = (obj >> LEAF_SPAN_SHIFT) & (SEEN_ROOT - 1);
-    if (!w->seen[r] && !(w->seen[r] = tl_os_map(SEEN_LEAF_BYTES)))
+    if (!w->seen[r] && !(w->seen[r] = tli_os_map(SEEN_LEAF_BYTES)))
         return false;
     size_t bit = (obj & (((uintptr_t)1 << LEAF_SPAN_SHIFT) - 1)) / TL_ALIGNMENT;
     uint64_t mask = (uint64_t)1 << (bit % 64);
@@ -66,109 +66,110 @@ static bool seen_before(struct tl_heap_walk *w, uintptr_t obj)
     return was;
 }
 
-void tl_walk_free_object(struct tl_heap_walk *w, void *obj, unsigned cls, bool in_span)
+void tli_walk_free_object(struct tli_heap_walk *w, void *obj, unsigned cls, bool in_span)
 {
     uintptr_t a = (uintptr_t)obj;
-    const struct span *s = tl_pagemap_span(a);
+    const struct span *s = tli_pagemap_span(a);
     if (!s || s->state != SPAN_SMALL || s->size_class != cls) {
-        tl_walk_problem(w, "a free object outside a span of its class", a);
+        tli_walk_problem(w, "a free object outside a span of its class", a);
         return;
     }
-    size_t size = tl_classes[cls].size;
+    size_t size = tli_classes[cls].size;
     if ((a - s->start) % size || (a - s->start) / size >= s->carved) {
-        tl_walk_problem(w, "a free object that is not a carved object start (I1)", a);
+        tli_walk_problem(w, "a free object that is not a carved object start (I1)", a);
         return;
     }
-    tl_walk_expect(w, tl_key_of(obj) == (in_span ? tl_span_key(obj) : tl_free_key(obj)),
-                   in_span ? "an object on a span's list without the span key (I4)"
-                           : "a cached or transferred object without the free key (I4)",
-                   a);
-    tl_walk_expect(w, !seen_before(w, a), "a free object on two lists", a);
+    tli_walk_expect(w, tli_key_of(obj) == (in_span ? tli_span_key(obj) : tli_free_key(obj)),
+                    in_span ? "an object on a span's list without the span key (I4)"
+                            : "a cached or transferred object without the free key (I4)",
+                    a);
+    tli_walk_expect(w, !seen_before(w, a), "a free object on two lists", a);
 }
 
 /* Walks a small span's free list: free objects of its own, as many as
  * carved minus allocated. */
-static void check_small(struct tl_heap_walk *w, const struct span *s)
+static void check_small(struct tli_heap_walk *w, const struct span *s)
 {
     unsigned cls = s->size_class;
-    const struct size_class_info *c = &tl_classes[cls];
-    if (cls == 0 || cls >= tl_num_classes) {
-        tl_walk_problem(w, "a small span without a valid class", s->start);
+    const struct size_class_info *c = &tli_classes[cls];
+    if (cls == 0 || cls >= tli_num_classes) {
+        tli_walk_problem(w, "a small span without a valid class", s->start);
         return;
     }
-    tl_walk_expect(w, s->npages == c->span_pages, "a small span of the wrong length", s->start);
-    tl_walk_expect(w, s->allocated <= s->carved && s->carved <= c->objects,
-                   "a small span's counts out of range", s->start);
-    tl_walk_expect(w, s->allocated > 0, "an empty small span not given back", s->start);
-    tl_walk_expect(w, s->div_limit == (s->carved ? s->carved - 1u : 0u) && s->div_inv == c->div_inv,
-                   "a small span's object-start constants stale", s->start);
+    tli_walk_expect(w, s->npages == c->span_pages, "a small span of the wrong length", s->start);
+    tli_walk_expect(w, s->allocated <= s->carved && s->carved <= c->objects,
+                    "a small span's counts out of range", s->start);
+    tli_walk_expect(w, s->allocated > 0, "an empty small span not given back", s->start);
+    tli_walk_expect(w,
+                    s->div_limit == (s->carved ? s->carved - 1u : 0u) && s->div_inv == c->div_inv,
+                    "a small span's object-start constants stale", s->start);
     size_t on_list = 0;
-    for (void *obj = tl_link_get(&s->free_list); obj; obj = tl_link_get(obj)) {
-        if (tl_pagemap_span((uintptr_t)obj) != s || ++on_list > s->carved) {
-            tl_walk_problem(w, "a span's free list leaves the span or loops", s->start);
+    for (void *obj = tli_link_get(&s->free_list); obj; obj = tli_link_get(obj)) {
+        if (tli_pagemap_span((uintptr_t)obj) != s || ++on_list > s->carved) {
+            tli_walk_problem(w, "a span's free list leaves the span or loops", s->start);
             break;
         }
-        tl_walk_free_object(w, obj, cls, true);
+        tli_walk_free_object(w, obj, cls, true);
     }
-    tl_walk_expect(w, on_list + s->allocated == s->carved,
-                   "a span's objects out and on its free list do not add up", s->start);
-    tl_walk_expect(w, s->on_central == (s->allocated < c->objects),
-                   "a span with room is not in its partial heap, or a full one is", s->start);
+    tli_walk_expect(w, on_list + s->allocated == s->carved,
+                    "a span's objects out and on its free list do not add up", s->start);
+    tli_walk_expect(w, s->on_central == (s->allocated < c->objects),
+                    "a span with room is not in its partial heap, or a full one is", s->start);
     w->spans[cls]++;
     w->allocated[cls] += s->allocated;
     w->partial[cls] += s->on_central;
-    w->small_bytes += tl_span_bytes(s);
+    w->small_bytes += tli_span_bytes(s);
 }
 
 /* A span met at its first page. prev: the span that ends right before it. */
-static void check_span(struct tl_heap_walk *w, const struct span *s, const struct span *prev)
+static void check_span(struct tli_heap_walk *w, const struct span *s, const struct span *prev)
 {
-    tl_walk_expect(w, s->npages > 0, "a span of no pages", s->start);
+    tli_walk_expect(w, s->npages > 0, "a span of no pages", s->start);
     if (s->state != SPAN_HUGE)
-        tl_walk_expect(w, s == tl_pagemap_slot(s->start),
-                       "a page heap span's struct is not its first page's slot (I5)", s->start);
+        tli_walk_expect(w, s == tli_pagemap_slot(s->start),
+                        "a page heap span's struct is not its first page's slot (I5)", s->start);
     switch (s->state) {
     case SPAN_FREE:
-        tl_walk_expect(w, s->in_bin, "a free span in no bin", s->start);
-        tl_walk_expect(w, !s->unbacked || s->clean, "an unbacked span not known to be zero",
-                       s->start);
-        tl_walk_expect(w, !prev || prev->state != SPAN_FREE || prev->unbacked != s->unbacked,
-                       "free neighbours of the same kind not joined", s->start);
+        tli_walk_expect(w, s->in_bin, "a free span in no bin", s->start);
+        tli_walk_expect(w, !s->unbacked || s->clean, "an unbacked span not known to be zero",
+                        s->start);
+        tli_walk_expect(w, !prev || prev->state != SPAN_FREE || prev->unbacked != s->unbacked,
+                        "free neighbours of the same kind not joined", s->start);
         w->free_spans[s->unbacked ? 1 : 0]++;
-        w->free_bytes[s->unbacked ? 1 : 0] += tl_span_bytes(s);
+        w->free_bytes[s->unbacked ? 1 : 0] += tli_span_bytes(s);
         break;
     case SPAN_SMALL:
         check_small(w, s);
         break;
     case SPAN_LARGE:
-        w->large_bytes += tl_span_bytes(s);
+        w->large_bytes += tli_span_bytes(s);
         w->large_spans++;
         break;
     case SPAN_HUGE:
         break;
     default:
-        tl_walk_problem(w, "a span in no known state", s->start);
+        tli_walk_problem(w, "a span in no known state", s->start);
     }
 }
 
 /* The entries of page a, inside span s (I2, I3). A small span's pages
  * carry copies of its start and object-start constants in their hot
  * entries, which free reads instead of the span: they must match. */
-static void check_page(struct tl_heap_walk *w, const struct span *s, uintptr_t a,
+static void check_page(struct tli_heap_walk *w, const struct span *s, uintptr_t a,
                        const struct span *e, const struct pagemap_hot *h)
 {
     unsigned cls = h->size_class;
-    bool edge = a == s->start || a == s->start + tl_span_bytes(s) - TL_PAGE_SIZE;
+    bool edge = a == s->start || a == s->start + tli_span_bytes(s) - TL_PAGE_SIZE;
     bool mapped = s->state == SPAN_SMALL || s->state == SPAN_LARGE ||
                   (s->state == SPAN_FREE && edge) || (s->state == SPAN_HUGE && a == s->start);
-    tl_walk_expect(w, e == (mapped ? s : NULL), "a page's span entry is wrong (I2)", a);
-    tl_walk_expect(w, cls == (s->state == SPAN_SMALL ? s->size_class : 0u),
-                   "a page's class entry is wrong (I3)", a);
+    tli_walk_expect(w, e == (mapped ? s : NULL), "a page's span entry is wrong (I2)", a);
+    tli_walk_expect(w, cls == (s->state == SPAN_SMALL ? s->size_class : 0u),
+                    "a page's class entry is wrong (I3)", a);
     if (s->state == SPAN_SMALL)
-        tl_walk_expect(w,
-                       h->start == s->start && h->div_inv == s->div_inv &&
-                           h->div_limit == s->div_limit && h->div_shift == s->div_shift,
-                       "a page's copy of its span's object-start constants is stale", a);
+        tli_walk_expect(w,
+                        h->start == s->start && h->div_inv == s->div_inv &&
+                            h->div_limit == s->div_limit && h->div_shift == s->div_shift,
+                        "a page's copy of its span's object-start constants is stale", a);
 }
 
 /* Span entries per kernel page of a leaf's span array. */
@@ -180,27 +181,27 @@ static void check_page(struct tl_heap_walk *w, const struct span *s, uintptr_t a
  * tests measure. Such a page holds only zero entries (never written, or
  * given back with the interior of a unbacked span). For the same reason a
  * free span's interior entries, zero by I2, are not read. */
-static void walk_leaf(struct tl_heap_walk *w, size_t r, const struct pagemap_leaf *leaf,
+static void walk_leaf(struct tli_heap_walk *w, size_t r, const struct pagemap_leaf *leaf,
                       uintptr_t *from, const struct span **cur, uintptr_t *cur_end)
 {
     uintptr_t base = (uintptr_t)r << LEAF_SPAN_SHIFT,
               end = base + ((uintptr_t)1 << LEAF_SPAN_SHIFT);
     uintptr_t a = *from > base ? *from : base;
     while (a < end) {
-        size_t i = tl_pagemap_index(a);
-        if (a >= *cur_end && i % ENTRIES_PER_PAGE == 0 && !tl_os_resident(&leaf->span[i])) {
+        size_t i = tli_pagemap_index(a);
+        if (a >= *cur_end && i % ENTRIES_PER_PAGE == 0 && !tli_os_resident(&leaf->span[i])) {
             a += ENTRIES_PER_PAGE << TL_PAGE_SHIFT;
             continue;
         }
         const struct span *e = __atomic_load_n(&leaf->span[i], __ATOMIC_RELAXED);
         const struct pagemap_hot *h = &leaf->hot[i];
         unsigned cls = h->size_class;
-        if (e == &tl_no_span)
+        if (e == &tli_no_span)
             e = NULL;
         if (a >= *cur_end && e && e->start == a) {
             check_span(w, e, *cur && *cur_end == a ? *cur : NULL);
             *cur = e;
-            *cur_end = a + tl_span_bytes(e);
+            *cur_end = a + tli_span_bytes(e);
         }
         uintptr_t next = a + TL_PAGE_SIZE;
         if (a < *cur_end) {
@@ -211,115 +212,115 @@ static void walk_leaf(struct tl_heap_walk *w, size_t r, const struct pagemap_lea
             else if ((*cur)->state == SPAN_FREE && next < last)
                 next = last;
         } else if (e || cls) {
-            tl_walk_problem(w, "a page outside every span maps to one (I2, I3)", a);
+            tli_walk_problem(w, "a page outside every span maps to one (I2, I3)", a);
         }
         a = next;
     }
     *from = a;
 }
 
-static void walk_pagemap(struct tl_heap_walk *w)
+static void walk_pagemap(struct tli_heap_walk *w)
 {
     const struct span *cur = NULL;
     uintptr_t cur_end = 0, from = 0;
-    size_t last = atomic_load(&tl_pagemap_last_leaf);
-    for (size_t r = atomic_load(&tl_pagemap_first_leaf); r <= last; r++) {
-        const struct pagemap_leaf *leaf = __atomic_load_n(&tl_pagemap_root[r], __ATOMIC_ACQUIRE);
+    size_t last = atomic_load(&tli_pagemap_last_leaf);
+    for (size_t r = atomic_load(&tli_pagemap_first_leaf); r <= last; r++) {
+        const struct pagemap_leaf *leaf = __atomic_load_n(&tli_pagemap_root[r], __ATOMIC_ACQUIRE);
         if (leaf)
             walk_leaf(w, r, leaf, &from, &cur, &cur_end);
     }
 }
 
 /* The calling thread's cache: its lists hold free objects of their class. */
-static void walk_own_cache(struct tl_heap_walk *w)
+static void walk_own_cache(struct tli_heap_walk *w)
 {
-    if (tl_tc.state != TC_ACTIVE)
+    if (tli_tc.state != TC_ACTIVE)
         return;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         size_t n = 0;
-        for (void *obj = tl_tc.bins[cls].head; obj; obj = tl_link_get(obj)) {
-            if (++n > w->spans[cls] * tl_classes[cls].objects) {
-                tl_walk_problem(w, "a thread cache list loops", (uintptr_t)obj);
+        for (void *obj = tli_tc.bins[cls].head; obj; obj = tli_link_get(obj)) {
+            if (++n > w->spans[cls] * tli_classes[cls].objects) {
+                tli_walk_problem(w, "a thread cache list loops", (uintptr_t)obj);
                 break;
             }
-            tl_walk_free_object(w, obj, cls, false);
+            tli_walk_free_object(w, obj, cls, false);
         }
         /* room counts down as the list fills: max_len - objects held */
-        const struct tc_state *st = tl_tc.st;
-        tl_walk_expect(w, !st || (int64_t)n == (int64_t)st->max_len[cls] - tl_tc.bins[cls].room,
-                       "a thread cache list's room does not match its length",
-                       (uintptr_t)tl_tc.bins[cls].head);
+        const struct tc_state *st = tli_tc.st;
+        tli_walk_expect(w, !st || (int64_t)n == (int64_t)st->max_len[cls] - tli_tc.bins[cls].room,
+                        "a thread cache list's room does not match its length",
+                        (uintptr_t)tli_tc.bins[cls].head);
     }
 }
 
-static void print_problems(const struct tl_heap_walk *w)
+static void print_problems(const struct tli_heap_walk *w)
 {
-    struct tl_buf b = {.fd = 2};
+    struct tli_buf b = {.fd = 2};
     for (size_t i = 0; i < w->problems && i < TL_WALK_RECORDED; i++) {
-        tl_buf_str(&b, "tlmalloc: heap check: ");
-        tl_buf_str(&b, w->first[i].what);
-        tl_buf_str(&b, " at ");
-        tl_buf_hex(&b, w->first[i].where);
-        tl_buf_str(&b, "\n");
+        tli_buf_str(&b, "tlmalloc: heap check: ");
+        tli_buf_str(&b, w->first[i].what);
+        tli_buf_str(&b, " at ");
+        tli_buf_hex(&b, w->first[i].where);
+        tli_buf_str(&b, "\n");
     }
     if (w->problems > TL_WALK_RECORDED) {
-        tl_buf_str(&b, "tlmalloc: heap check: ");
-        tl_buf_u64(&b, w->problems - TL_WALK_RECORDED);
-        tl_buf_str(&b, " more problems\n");
+        tli_buf_str(&b, "tlmalloc: heap check: ");
+        tli_buf_u64(&b, w->problems - TL_WALK_RECORDED);
+        tli_buf_str(&b, " more problems\n");
     }
-    tl_buf_flush(&b);
+    tli_buf_flush(&b);
 }
 
 /* Takes every central list lock and the page heap lock, in the order of
  * docs/DESIGN.md; the analysis cannot follow locks taken in a loop. */
 static void lock_all(void) TL_NO_LOCK_ANALYSIS
 {
-    for (unsigned cls = 1; cls < tl_num_classes; cls++)
-        tl_lock_acquire(&tl_central_locks[cls]);
-    tl_lock_acquire(&tl_page_heap_lock);
+    for (unsigned cls = 1; cls < tli_num_classes; cls++)
+        tli_lock_acquire(&tli_central_locks[cls]);
+    tli_lock_acquire(&tli_page_heap_lock);
 }
 
 static void unlock_all(void) TL_NO_LOCK_ANALYSIS
 {
-    tl_lock_release(&tl_page_heap_lock);
-    for (unsigned cls = tl_num_classes; cls-- > 1;)
-        tl_lock_release(&tl_central_locks[cls]);
+    tli_lock_release(&tli_page_heap_lock);
+    for (unsigned cls = tli_num_classes; cls-- > 1;)
+        tli_lock_release(&tli_central_locks[cls]);
 }
 
 /* All locks held (lock_all). */
-static void walk_locked(struct tl_heap_walk *w, bool own_cache) TL_NO_LOCK_ANALYSIS
+static void walk_locked(struct tli_heap_walk *w, bool own_cache) TL_NO_LOCK_ANALYSIS
 {
     walk_pagemap(w);
-    tl_page_heap_check(w);
-    for (unsigned cls = 1; cls < tl_num_classes; cls++)
-        tl_central_check(w, cls);
+    tli_page_heap_check(w);
+    for (unsigned cls = 1; cls < tli_num_classes; cls++)
+        tli_central_check(w, cls);
     if (own_cache) {
         walk_own_cache(w);
-        tl_fork_check(w);
+        tli_fork_check(w);
     }
 }
 
 static size_t check(bool own_cache)
 {
-    if (atomic_load_explicit(&tl_init_state, memory_order_acquire) != 2)
+    if (atomic_load_explicit(&tli_init_state, memory_order_acquire) != 2)
         return 0;
-    struct tl_heap_walk *w = tl_os_map(sizeof *w);
+    struct tli_heap_walk *w = tli_os_map(sizeof *w);
     if (!w)
         return 0;
-    w->seen = tl_os_map(SEEN_ROOT * sizeof *w->seen);
+    w->seen = tli_os_map(SEEN_ROOT * sizeof *w->seen);
     lock_all();
     walk_locked(w, own_cache);
     unlock_all();
     if (w->seen) {
         for (size_t r = 0; r < SEEN_ROOT; r++)
             if (w->seen[r])
-                tl_os_unmap(w->seen[r], SEEN_LEAF_BYTES);
-        tl_os_unmap(w->seen, SEEN_ROOT * sizeof *w->seen);
+                tli_os_unmap(w->seen[r], SEEN_LEAF_BYTES);
+        tli_os_unmap(w->seen, SEEN_ROOT * sizeof *w->seen);
     }
     size_t problems = w->problems;
     if (problems)
         print_problems(w);
-    tl_os_unmap(w, sizeof *w);
+    tli_os_unmap(w, sizeof *w);
     return problems;
 }
 
@@ -329,15 +330,15 @@ TL_EXPORT size_t tl_heap_check(void) { return check(true); }
 /* The walk at every debug_check_every-th slow path. The calling thread's
  * cache may be half way through a refill or flush here, so only the shared
  * structures are walked. */
-void tl_debug_tick(void)
+void tli_debug_tick(void)
 {
     static _Atomic uint64_t ticks;
-    uint64_t every = tl_conf.debug_check_every;
+    uint64_t every = tli_conf.debug_check_every;
     if (!every || (atomic_fetch_add_explicit(&ticks, 1, memory_order_relaxed) + 1) % every)
         return;
-    if (tl_lock_any_held_by_me())
+    if (tli_lock_any_held_by_me())
         return;
     if (check(false))
-        tl_fatal("the heap check found the problems above");
+        tli_fatal("the heap check found the problems above");
 }
 #endif

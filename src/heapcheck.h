@@ -8,7 +8,7 @@
 
 #define TL_WALK_RECORDED 8
 
-struct tl_heap_walk {
+struct tli_heap_walk {
     size_t problems;
     struct {
         const char *what;
@@ -27,21 +27,21 @@ struct tl_heap_walk {
     uint64_t **seen;
 };
 
-void tl_walk_problem(struct tl_heap_walk *w, const char *what, uintptr_t where);
-static inline void tl_walk_expect(struct tl_heap_walk *w, bool ok, const char *what,
-                                  uintptr_t where)
+void tli_walk_problem(struct tli_heap_walk *w, const char *what, uintptr_t where);
+static inline void tli_walk_expect(struct tli_heap_walk *w, bool ok, const char *what,
+                                   uintptr_t where)
 {
     if (!ok)
-        tl_walk_problem(w, what, where);
+        tli_walk_problem(w, what, where);
 }
 /* obj is on a free list of class cls (its span's when in_span, else a
  * transfer batch or a thread cache): it must be a carved object of a small
  * span of that class, carry the key of the kind of list it is on (I4:
- * tl_span_key on a span's list, tl_free_key on the others), and be on no
+ * tli_span_key on a span's list, tli_free_key on the others), and be on no
  * other list. */
-void tl_walk_free_object(struct tl_heap_walk *w, void *obj, unsigned cls, bool in_span);
+void tli_walk_free_object(struct tli_heap_walk *w, void *obj, unsigned cls, bool in_span);
 /* The calling thread's fork levels (fork.c): none outside fork's
  * handlers, and no slot of the pool claimed in its name. */
-void tl_fork_check(struct tl_heap_walk *w);
+void tli_fork_check(struct tli_heap_walk *w);
 
 #endif

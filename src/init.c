@@ -17,10 +17,10 @@
  */
 #include "internal.h"
 
-_Atomic int tl_init_state;
-uint64_t tl_secret;
-uint64_t tl_link_mul;
-uint64_t tl_key_secret;
+_Atomic int tli_init_state;
+uint64_t tli_secret;
+uint64_t tli_link_mul;
+uint64_t tli_key_secret;
 static _Atomic uint64_t init_owner; /* 0, or pid << 32 | lock id of the holder */
 
 static uint64_t mix(uint64_t x)
@@ -35,22 +35,22 @@ static uint64_t mix(uint64_t x)
 static void make_secrets(void)
 {
     uint64_t r[3] = {0, 0, 0};
-    if (!tl_os_random(r, sizeof r)) {
+    if (!tli_os_random(r, sizeof r)) {
         /* The kernel's 16 random bytes for this process. */
-        const uint64_t *at_random = tl_os_exec_random();
+        const uint64_t *at_random = tli_os_exec_random();
         if (at_random) {
             r[0] = at_random[0];
             r[1] = at_random[1];
         }
-        r[0] ^= mix((uint64_t)(uintptr_t)&r ^ tl_os_now_ms());
-        r[1] ^= mix(r[0] + (uint64_t)(uintptr_t)&tl_secret);
-        r[2] = mix(r[1] ^ r[0] ^ (uint64_t)(uintptr_t)&tl_link_mul);
+        r[0] ^= mix((uint64_t)(uintptr_t)&r ^ tli_os_now_ms());
+        r[1] ^= mix(r[0] + (uint64_t)(uintptr_t)&tli_secret);
+        r[2] = mix(r[1] ^ r[0] ^ (uint64_t)(uintptr_t)&tli_link_mul);
     }
     /* A secret with a low bit set never encodes NULL as 0, so a zeroed word
      * is never a valid link; keep the top bits random too. */
-    tl_secret = r[0] | 1;
-    tl_key_secret = r[1] | 1;
-    tl_link_mul = r[2] | 1;
+    tli_secret = r[0] | 1;
+    tli_key_secret = r[1] | 1;
+    tli_link_mul = r[2] | 1;
 }
 
 /* The allocator is built for 4 KiB kernel pages (configure refuses
@@ -58,23 +58,23 @@ static void make_secrets(void)
  * message, before it maps anything. */
 static void check_page_size(void)
 {
-    size_t page = tl_os_kernel_page_size();
-    if (page && page != tl_os_page_size())
-        tl_fatal("this kernel's pages are not 4096 bytes; tlmalloc is built for 4096");
+    size_t page = tli_os_kernel_page_size();
+    if (page && page != tli_os_page_size())
+        tli_fatal("this kernel's pages are not 4096 bytes; tlmalloc is built for 4096");
 }
 
 static void stage_one(void)
 {
     check_page_size();
-    tl_size_classes_init();
+    tli_size_classes_init();
     make_secrets();
-    tl_config_init();
-    tl_tc_init_key();
-    atomic_store_explicit(&tl_tc_unclaimed, tl_conf.tc_budget, memory_order_relaxed);
-    tl_check_init();
+    tli_config_init();
+    tli_tc_init_key();
+    atomic_store_explicit(&tli_tc_unclaimed, tli_conf.tc_budget, memory_order_relaxed);
+    tli_check_init();
 }
 
-static uint64_t init_me(void) { return (uint64_t)(uint32_t)tl_os_getpid() << 32 | tl_self_id(); }
+static uint64_t init_me(void) { return (uint64_t)(uint32_t)tli_os_getpid() << 32 | tli_self_id(); }
 
 /* Takes the init lock, or takes it over from a stage one that a fork cut
  * off in another process. */
@@ -86,48 +86,48 @@ static void take_init_lock(uint64_t me)
         if (seen && seen >> 32 != me >> 32)
             continue; /* held in another process: seen is the expected value now */
         seen = 0;
-        tl_cpu_relax();
+        tli_cpu_relax();
     }
 }
 
-void tl_init_slow(void)
+void tli_init_slow(void)
 {
     uint64_t me = init_me();
     if (atomic_load_explicit(&init_owner, memory_order_relaxed) == me)
-        tl_fatal("allocation during initialisation");
+        tli_fatal("allocation during initialisation");
     take_init_lock(me);
-    bool first = atomic_load_explicit(&tl_init_state, memory_order_acquire) != 2;
+    bool first = atomic_load_explicit(&tli_init_state, memory_order_acquire) != 2;
     if (first) {
-        atomic_store_explicit(&tl_init_state, 1, memory_order_relaxed);
+        atomic_store_explicit(&tli_init_state, 1, memory_order_relaxed);
         stage_one();
-        atomic_store_explicit(&tl_init_state, 2, memory_order_release);
+        atomic_store_explicit(&tli_init_state, 2, memory_order_release);
     }
     atomic_store_explicit(&init_owner, 0, memory_order_release);
     if (first) {
-        tl_fork_install();
-        if (tl_conf.verbose)
-            tl_config_report();
+        tli_fork_install();
+        if (tli_conf.verbose)
+            tli_config_report();
     }
 }
 
-__attribute__((constructor)) static void tl_constructor(void)
+__attribute__((constructor)) static void tli_constructor(void)
 {
-    tl_ensure_init();
-    tl_check_start();
-    tl_background_start();
+    tli_ensure_init();
+    tli_check_start();
+    tli_background_start();
 }
 
-__attribute__((destructor)) static void tl_destructor(void)
+__attribute__((destructor)) static void tli_destructor(void)
 {
-    if (atomic_load_explicit(&tl_init_state, memory_order_acquire) == 2) {
+    if (atomic_load_explicit(&tli_init_state, memory_order_acquire) == 2) {
 #ifdef TL_DEBUG
         /* Every process of a debug build checks its heap as it exits: each
          * Criterion test runs in a process of its own, so this is the walk
          * after every test, in test_linked and test_preload alike. */
-        if (tl_conf.debug_check_every && tl_heap_check())
-            tl_fatal("the heap check at exit found the problems above");
+        if (tli_conf.debug_check_every && tl_heap_check())
+            tli_fatal("the heap check at exit found the problems above");
 #endif
-        tl_check_leak_report();
-        tl_stats_at_exit();
+        tli_check_leak_report();
+        tli_stats_at_exit();
     }
 }

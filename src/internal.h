@@ -18,9 +18,9 @@
  *     span; a huge span maps its first page only (every page in check
  *     mode, which finds a block from any address in it); a free span maps
  *     only its first and last page (for coalescing); other pages map to no
- *     span: NULL, or tl_no_span where a span's pointer was before (see
+ *     span: NULL, or tli_no_span where a span's pointer was before (see
  *     I3). A pointer whose page maps to no span is
- *     not ours; tl_pagemap_span() reads both as NULL.
+ *     not ours; tli_pagemap_span() reads both as NULL.
  *  I3 The pagemap's class of a page (its hot entry's size_class) is the
  *     span's size class when the span is small and in use, else 0. Class 0
  *     is never a real class, and its thread cache list never has a head or
@@ -33,14 +33,14 @@
  *     with the span's last free (a double free or a free of a block in use
  *     elsewhere) may read a newer span's constants; as with the span
  *     pointer that free read before this layout, it is not always caught.
- *     A cleared span pointer is tl_no_span, which fails every object-start
- *     test; tl_pagemap_span() reads it as NULL.
+ *     A cleared span pointer is tli_no_span, which fails every object-start
+ *     test; tli_pagemap_span() reads it as NULL.
  *  I4 A free object's first word is the encoded link to the next free
- *     object (tl_link_set: keyed by the word's own address); its second
- *     word is a key that says where the object is: tl_free_key(p) in a
- *     thread cache list or a transfer batch, tl_span_key(p) in its span's
+ *     object (tli_link_set: keyed by the word's own address); its second
+ *     word is a key that says where the object is: tli_free_key(p) in a
+ *     thread cache list or a transfer batch, tli_span_key(p) in its span's
  *     free list. Both words are zero once the block is handed out
- *     (tl_clear_free_words). Every object is at least 16 bytes, so both
+ *     (tli_clear_free_words). Every object is at least 16 bytes, so both
  *     words exist. The key is checked where the object is taken off a
  *     list - the pop of malloc's fast path, every walk of a list - not
  *     where it is pushed: free only stores it, so that the free fast path
@@ -112,14 +112,14 @@
 #define TL_MAX_REQUEST ((size_t)PTRDIFF_MAX - ((size_t)1 << 26))
 
 /* The answer to a request that cannot be met: NULL with errno ENOMEM. */
-static inline void *tl_no_memory(void)
+static inline void *tli_no_memory(void)
 {
     errno = ENOMEM;
     return NULL;
 }
 
-static inline size_t tl_round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
-static inline size_t tl_pages_for(size_t bytes)
+static inline size_t tli_round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+static inline size_t tli_pages_for(size_t bytes)
 {
     return (bytes + TL_PAGE_SIZE - 1) >> TL_PAGE_SHIFT;
 }
@@ -127,12 +127,12 @@ static inline size_t tl_pages_for(size_t bytes)
 /* ---- locks -------------------------------------------------------------- *
  * What each guards: the comment at its definition. The order in which they
  * nest: docs/DESIGN.md, "Locks". */
-extern struct tl_lock tl_page_heap_lock;
-extern struct tl_lock tl_pagemap_lock;
-extern struct tl_lock tl_meta_lock;
-extern struct tl_lock tl_central_locks[TL_MAX_CLASSES];
-extern struct tl_lock tl_registry_lock;
-extern struct tl_lock tl_check_lock;
+extern struct tli_lock tli_page_heap_lock;
+extern struct tli_lock tli_pagemap_lock;
+extern struct tli_lock tli_meta_lock;
+extern struct tli_lock tli_central_locks[TL_MAX_CLASSES];
+extern struct tli_lock tli_registry_lock;
+extern struct tli_lock tli_check_lock;
 
 /* ---- debug checks (heapcheck.c) ----------------------------------------- *
  * TL_ASSERT(e): an invariant of this file that the code at hand relies on;
@@ -141,16 +141,16 @@ extern struct tl_lock tl_check_lock;
  * paths. A failure is reported with write(2), naming file, line and
  * expression, and aborts. */
 #ifdef TL_DEBUG
-TL_COLD _Noreturn void tl_assert_fail(const char *file, int line, const char *expr);
-#define TL_ASSERT(e) (TL_LIKELY(e) ? (void)0 : tl_assert_fail(__FILE__, __LINE__, #e))
+TL_COLD _Noreturn void tli_assert_fail(const char *file, int line, const char *expr);
+#define TL_ASSERT(e) (TL_LIKELY(e) ? (void)0 : tli_assert_fail(__FILE__, __LINE__, #e))
 #define TL_ASSERT_SLOW(e) TL_ASSERT(e)
 /* Every debug_check_every-th slow path runs the whole-heap walk; no lock
  * held. */
-void tl_debug_tick(void);
+void tli_debug_tick(void);
 #else
 #define TL_ASSERT(e) ((void)sizeof(e))
 #define TL_ASSERT_SLOW(e) ((void)sizeof(e))
-static inline void tl_debug_tick(void) {}
+static inline void tli_debug_tick(void) {}
 #endif
 /* The whole-heap walk: every invariant checked, each problem reported on
  * stderr; returns how many it found. Takes every lock but the registry's
@@ -163,30 +163,30 @@ struct size_class_info { /* 32 bytes: one shift to index */
     uint16_t span_pages; /* pages in one span of this class */
     uint16_t batch;      /* objects moved at once between thread and central */
     uint32_t objects;    /* objects per span */
-    uint32_t div_shift;  /* exact-division test for size: see tl_divides */
+    uint32_t div_shift;  /* exact-division test for size: see tli_divides */
     uint64_t div_inv;
     uint64_t div_limit;
 };
-extern struct size_class_info tl_classes[TL_MAX_CLASSES];
-extern unsigned tl_num_classes; /* classes are 1..tl_num_classes-1 */
+extern struct size_class_info tli_classes[TL_MAX_CLASSES];
+extern unsigned tli_num_classes; /* classes are 1..tli_num_classes-1 */
 /* Class of a size: index (size+15)>>4 for sizes <= 1024, and
  * (size+127)>>7 in the second table up to TL_SMALL_MAX. 0 until init. */
-extern uint8_t tl_class_small[1024 / 16 + 1];
-extern uint8_t tl_class_medium[(64 << 10) / 128 + 1];
+extern uint8_t tli_class_small[1024 / 16 + 1];
+extern uint8_t tli_class_medium[(64 << 10) / 128 + 1];
 
-static inline unsigned tl_size_to_class(size_t size)
+static inline unsigned tli_size_to_class(size_t size)
 {
     if (TL_LIKELY(size <= 1024))
-        return tl_class_small[(size + 15) >> 4];
+        return tli_class_small[(size + 15) >> 4];
     if (size <= TL_SMALL_MAX)
-        return tl_class_medium[(size + 127) >> 7];
+        return tli_class_medium[(size + 127) >> 7];
     return 0;
 }
-void tl_size_classes_init(void);
+void tli_size_classes_init(void);
 
 /* offset is a multiple of the size whose constants these are: the
  * divisibility test of Granlund and Montgomery (one multiply, one rotate). */
-static inline bool tl_divides(uint64_t inv, uint64_t limit, unsigned shift, uint64_t offset)
+static inline bool tli_divides(uint64_t inv, uint64_t limit, unsigned shift, uint64_t offset)
 {
     uint64_t x = offset * inv;
     x = (x >> shift) | (x << ((64 - shift) & 63));
@@ -203,7 +203,7 @@ struct span {
     uintptr_t start;    /* first byte; page aligned */
     uint64_t div_inv;   /* small: the class's exact-division constants, here */
     uint64_t div_limit; /* beside start so that free reads one cache line;
-                           the highest object index carved (tl_span_set_carved) */
+                           the highest object index carved (tli_span_set_carved) */
     uint8_t state;      /* enum span_state */
     uint8_t size_class; /* small spans only */
     uint8_t clean;      /* free or large: every byte is known to be zero */
@@ -233,7 +233,7 @@ _Static_assert(offsetof(struct span, div_shift) < 32 && offsetof(struct span, di
                "free reads only the first 32 bytes of a span");
 
 /* Bytes a span covers: for a large or huge block, what the user may use. */
-static inline size_t tl_span_bytes(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
+static inline size_t tli_span_bytes(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
 
 /* p is the start of an object of small span s that has been carved, so
  * never a pointer into the span's tail or to an object not yet handed out.
@@ -241,16 +241,16 @@ static inline size_t tl_span_bytes(const struct span *s) { return s->npages << T
  * quotient (the object's index), so bounding the index costs nothing: the
  * span's limit is the highest index carved, not the class's. Read without
  * the class lock: it only grows while the span is in use. */
-static inline bool tl_is_object_start(const struct span *s, uintptr_t p)
+static inline bool tli_is_object_start(const struct span *s, uintptr_t p)
 {
-    return tl_divides(s->div_inv, __atomic_load_n(&s->div_limit, __ATOMIC_RELAXED), s->div_shift,
-                      p - s->start);
+    return tli_divides(s->div_inv, __atomic_load_n(&s->div_limit, __ATOMIC_RELAXED), s->div_shift,
+                       p - s->start);
 }
 
 /* Class lock held: objects [0, carved) of s may be freed (carved 0 still
  * admits object 0, carved next under the same lock hold). Sets the span's
  * limit and its pages' copies (pagemap.c). */
-void tl_span_set_carved(struct span *s, uint32_t carved);
+void tli_span_set_carved(struct span *s, uint32_t carved);
 
 /* ---- pagemap (pagemap.c) ----------------------------------------------- *
  * A two-level radix tree over the 48-bit address space: 17 bits of root,
@@ -260,7 +260,7 @@ void tl_span_set_carved(struct span *s, uint32_t carved);
 #define TL_PM_LEAF_SIZE ((size_t)1 << TL_PM_LEAF_BITS)
 /* What the free fast path needs of a page, in one 32-byte entry (one cache
  * line): the class (I3) and, for a page of a small span, a copy of the
- * span's object-start constants (tl_is_object_start). Free reads this one
+ * span's object-start constants (tli_is_object_start). Free reads this one
  * line, not a class byte, a span pointer and the span struct, three lines
  * in three places; on a heap larger than the cache each of them missed. */
 struct pagemap_hot {
@@ -281,54 +281,54 @@ _Static_assert(offsetof(struct pagemap_leaf, slot) % 32 == 0 && sizeof(struct sp
                "every slot starts at offset 0 or 32 of a cache line, so a span's first 32 "
                "bytes never straddle two lines");
 
-extern struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
+extern struct pagemap_leaf *tli_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
 /* Written under the pagemap lock: the range of root entries with leaves. */
-extern _Atomic size_t tl_pagemap_first_leaf, tl_pagemap_last_leaf;
+extern _Atomic size_t tli_pagemap_first_leaf, tli_pagemap_last_leaf;
 
-static inline struct pagemap_leaf *tl_pagemap_leaf(uintptr_t a)
+static inline struct pagemap_leaf *tli_pagemap_leaf(uintptr_t a)
 {
     if (TL_UNLIKELY(a >> 48))
         return NULL;
-    return tl_pagemap_root[a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)];
+    return tli_pagemap_root[a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)];
 }
-static inline size_t tl_pagemap_index(uintptr_t a)
+static inline size_t tli_pagemap_index(uintptr_t a)
 {
     return (a >> TL_PAGE_SHIFT) & (TL_PM_LEAF_SIZE - 1);
 }
 /* Where a span's pages were mapped and no span is now, the entry is
- * tl_no_span, not NULL (see I3); both read as "no span" here. */
-extern struct span tl_no_span;
-static inline struct span *tl_pagemap_span(uintptr_t a)
+ * tli_no_span, not NULL (see I3); both read as "no span" here. */
+extern struct span tli_no_span;
+static inline struct span *tli_pagemap_span(uintptr_t a)
 {
-    struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
+    struct pagemap_leaf *leaf = tli_pagemap_leaf(a);
     struct span *s =
-        leaf ? __atomic_load_n(&leaf->span[tl_pagemap_index(a)], __ATOMIC_ACQUIRE) : NULL;
-    return s == &tl_no_span ? NULL : s;
+        leaf ? __atomic_load_n(&leaf->span[tli_pagemap_index(a)], __ATOMIC_ACQUIRE) : NULL;
+    return s == &tli_no_span ? NULL : s;
 }
-bool tl_pagemap_ensure(uintptr_t start, size_t bytes); /* maps leaves */
+bool tli_pagemap_ensure(uintptr_t start, size_t bytes); /* maps leaves */
 /* Page heap lock held: it guards the entries of every span. */
-void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls)
-    TL_REQUIRES(tl_page_heap_lock);
+void tli_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls)
+    TL_REQUIRES(tli_page_heap_lock);
 /* The slot for the struct of a page heap span starting at page a (I5); the
  * leaf must exist. */
-static inline struct span *tl_pagemap_slot(uintptr_t a)
+static inline struct span *tli_pagemap_slot(uintptr_t a)
 {
-    return &tl_pagemap_leaf(a)->slot[tl_pagemap_index(a)];
+    return &tli_pagemap_leaf(a)->slot[tli_pagemap_index(a)];
 }
 /* Gives back the pagemap memory around the entries and slots of the pages
  * [start, end) that holds nothing but entries and slots of pages in
  * [lo, hi): the interior of an unbacked free span (not its first or last
  * page), of which [start, end) has just become part. */
-void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
-    TL_REQUIRES(tl_page_heap_lock);
+void tli_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
+    TL_REQUIRES(tli_page_heap_lock);
 
 /* ---- pointer validation (validate.c) ----------------------------------- *
  * Every path that takes a pointer from the user classifies it here, and
- * nowhere else: free (the fast path its cheap part, tl_hot_is_object_start,
+ * nowhere else: free (the fast path its cheap part, tli_hot_is_object_start,
  * inline; the slow path all of it), realloc, malloc_usable_size,
  * free_sized and free_aligned_sized, and check mode's look-up of the block
  * holding its user pointer. */
-enum tl_verdict {
+enum tli_verdict {
     TL_PTR_BLOCK,       /* the start of a block in use: the one good answer */
     TL_PTR_FOREIGN,     /* on no page of a span of ours */
     TL_PTR_FREED_HUGE,  /* the start of a huge block freed lately (its mapping is gone) */
@@ -343,130 +343,130 @@ enum tl_verdict {
  * TL_PTR_FOREIGN and TL_PTR_FREED_HUGE) and, when it is in an object of a
  * small span or in a large or huge block, that object's or block's start
  * (else 0: foreign, a span's tail, free memory or a free span's start). */
-struct tl_where {
+struct tli_where {
     struct span *span;
     uintptr_t block;
 };
 /* Reads the pagemap, the span and, for the start of a small object, its
  * free key (I4); takes no lock. A racing free may change the answer, as
  * I3 says; it never faults (I5). */
-enum tl_verdict tl_validate(const void *p, struct tl_where *w);
+enum tli_verdict tli_validate(const void *p, struct tli_where *w);
 /* The report of a verdict other than TL_PTR_BLOCK, in the words of
  * diag.c's reports: who is the public function ("free", "realloc", ...). */
-TL_COLD void tl_report_pointer(void *p, enum tl_verdict v, const struct tl_where *w,
-                               const char *who);
-/* The cheap part of tl_validate, the only part the free fast path makes:
+TL_COLD void tli_report_pointer(void *p, enum tli_verdict v, const struct tli_where *w,
+                                const char *who);
+/* The cheap part of tli_validate, the only part the free fast path makes:
  * p is the start of an object carved from the small span of its page, by
- * the page's hot entry (I3). The same test as tl_is_object_start, on the
+ * the page's hot entry (I3). The same test as tli_is_object_start, on the
  * copy of the span's constants free reads anyway. Any other answer sends
- * free to the slow path, whose tl_validate says what p is. */
-static inline bool tl_hot_is_object_start(const struct pagemap_hot *h, uintptr_t p)
+ * free to the slow path, whose tli_validate says what p is. */
+static inline bool tli_hot_is_object_start(const struct pagemap_hot *h, uintptr_t p)
 {
     uint64_t limit = __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED);
     unsigned shift = h->div_shift;
-    return tl_divides(h->div_inv, limit, shift, p - h->start);
+    return tli_divides(h->div_inv, limit, shift, p - h->start);
 }
 
 /* ---- safe-linking and the free key (I4) -------------------------------- *
  * The one codec of free-list links. A link is stored XORed with a key that
- * depends on the word's own address (its slot): slot * tl_link_mul ^
- * tl_secret, two secrets and a multiply. One leaked link word and the
+ * depends on the word's own address (its slot): slot * tli_link_mul ^
+ * tli_secret, two secrets and a multiply. One leaked link word and the
  * pointer it encodes give one equation in the two secrets, so they do not
  * give the key of any other slot; a key that is the same for every slot
  * (or linear in the slot, as glibc's pos >> 12) would. A slot is 16-byte
- * aligned and tl_secret odd, so NULL never encodes as 0. */
-extern uint64_t tl_secret;     /* per process, random, odd */
-extern uint64_t tl_link_mul;   /* per process, random, odd */
-extern uint64_t tl_key_secret; /* the free key's */
-static inline uint64_t tl_link_key(const void *slot)
+ * aligned and tli_secret odd, so NULL never encodes as 0. */
+extern uint64_t tli_secret;     /* per process, random, odd */
+extern uint64_t tli_link_mul;   /* per process, random, odd */
+extern uint64_t tli_key_secret; /* the free key's */
+static inline uint64_t tli_link_key(const void *slot)
 {
-    return ((uint64_t)(uintptr_t)slot * tl_link_mul) ^ tl_secret;
+    return ((uint64_t)(uintptr_t)slot * tli_link_mul) ^ tli_secret;
 }
 /* Writes next, encoded, into the link word at slot. */
-static inline void tl_link_set(void *slot, const void *next)
+static inline void tli_link_set(void *slot, const void *next)
 {
-    *(uint64_t *)slot = (uint64_t)(uintptr_t)next ^ tl_link_key(slot);
+    *(uint64_t *)slot = (uint64_t)(uintptr_t)next ^ tli_link_key(slot);
 }
 /* The link word at slot, decoded (not yet validated). */
-static inline void *tl_link_get(const void *slot)
+static inline void *tli_link_get(const void *slot)
 {
-    return (void *)(uintptr_t)(*(const uint64_t *)slot ^ tl_link_key(slot));
+    return (void *)(uintptr_t)(*(const uint64_t *)slot ^ tli_link_key(slot));
 }
 /* The key of a free object (I4), from the slot's link key, which the fast
  * paths compute anyway: one more XOR. */
-static inline uint64_t tl_free_key(const void *p) { return tl_link_key(p) ^ tl_key_secret; }
-static inline uint64_t tl_span_key(const void *p) { return tl_free_key(p) ^ 1; }
-static inline uint64_t tl_key_of(const void *p) { return ((const uint64_t *)p)[1]; }
+static inline uint64_t tli_free_key(const void *p) { return tli_link_key(p) ^ tli_key_secret; }
+static inline uint64_t tli_span_key(const void *p) { return tli_free_key(p) ^ 1; }
+static inline uint64_t tli_key_of(const void *p) { return ((const uint64_t *)p)[1]; }
 
 /* Handing a block out: neither word of the free object (I4) reaches the
  * user, so an uninitialised read learns no link and no key. One 16-byte
  * store. */
-typedef uint64_t tl_two_words __attribute__((vector_size(16), may_alias));
-static inline void tl_clear_free_words(void *p) { *(tl_two_words *)p = (tl_two_words){0, 0}; }
+typedef uint64_t tli_two_words __attribute__((vector_size(16), may_alias));
+static inline void tli_clear_free_words(void *p) { *(tli_two_words *)p = (tli_two_words){0, 0}; }
 /* A decoded link that is not a 16-byte aligned user-space address was
  * written by someone else: the heap is corrupted. */
 #define TL_LINK_BAD_MASK 0xFFFF80000000000FULL
 
 /* ---- metadata arena (page_heap.c) -------------------------------------- */
 /* Structs for huge spans (page heap spans use pagemap slots, I5). */
-struct span *tl_span_new(void) TL_REQUIRES(tl_page_heap_lock);
-void tl_span_delete(struct span *s) TL_REQUIRES(tl_page_heap_lock);
-void *tl_meta_alloc(size_t bytes) TL_EXCLUDES(tl_meta_lock); /* zeroed, never freed */
+struct span *tli_span_new(void) TL_REQUIRES(tli_page_heap_lock);
+void tli_span_delete(struct span *s) TL_REQUIRES(tli_page_heap_lock);
+void *tli_meta_alloc(size_t bytes) TL_EXCLUDES(tli_meta_lock); /* zeroed, never freed */
 
 /* ---- page heap (page_heap.c) ------------------------------------------- */
-struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
-                                unsigned cls) TL_EXCLUDES(tl_page_heap_lock);
-void tl_page_heap_free(struct span *s) TL_EXCLUDES(tl_page_heap_lock);
-bool tl_page_heap_try_grow(struct span *s, size_t new_npages)
-    TL_EXCLUDES(tl_page_heap_lock); /* in place */
-void tl_page_heap_shrink(struct span *s, size_t new_npages) TL_EXCLUDES(tl_page_heap_lock);
-size_t tl_page_heap_release(size_t max_bytes, bool all)
-    TL_EXCLUDES(tl_page_heap_lock); /* give dirty pages back */
-void tl_page_heap_maybe_decay(void) TL_REQUIRES(tl_page_heap_lock);
-void tl_page_heap_tick(void) TL_EXCLUDES(tl_page_heap_lock); /* decay if due */
+struct span *tli_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
+                                 unsigned cls) TL_EXCLUDES(tli_page_heap_lock);
+void tli_page_heap_free(struct span *s) TL_EXCLUDES(tli_page_heap_lock);
+bool tli_page_heap_try_grow(struct span *s, size_t new_npages)
+    TL_EXCLUDES(tli_page_heap_lock); /* in place */
+void tli_page_heap_shrink(struct span *s, size_t new_npages) TL_EXCLUDES(tli_page_heap_lock);
+size_t tli_page_heap_release(size_t max_bytes, bool all)
+    TL_EXCLUDES(tli_page_heap_lock); /* give dirty pages back */
+void tli_page_heap_maybe_decay(void) TL_REQUIRES(tli_page_heap_lock);
+void tli_page_heap_tick(void) TL_EXCLUDES(tli_page_heap_lock); /* decay if due */
 /* heapcheck.c's look at the bins and the LRU; page heap lock held. */
-struct tl_heap_walk;
-void tl_page_heap_check(struct tl_heap_walk *w) TL_REQUIRES(tl_page_heap_lock);
+struct tli_heap_walk;
+void tli_page_heap_check(struct tli_heap_walk *w) TL_REQUIRES(tli_page_heap_lock);
 /* Bumped when more than all thread caches may hold together
  * (thread_cache_budget) is freed into the page heap between two decay
  * looks, or given back in one: the program has just left a peak. */
-extern _Atomic uint32_t tl_peak_epoch;
+extern _Atomic uint32_t tli_peak_epoch;
 /* Counters kept by the page heap. */
-struct tl_page_heap_counts {
+struct tli_page_heap_counts {
     uint64_t large_allocs, large_frees; /* large blocks handed out and freed */
     uint64_t grows, grow_bytes;         /* chunks mapped from the OS */
     uint64_t releases, release_bytes;   /* free spans whose pages went back */
     size_t small_spans_peak;            /* highest small_spans seen */
     size_t large_side_peak;             /* highest mapped - small_spans seen */
 };
-void tl_page_heap_counts(struct tl_page_heap_counts *c) TL_REQUIRES(tl_page_heap_lock);
+void tli_page_heap_counts(struct tli_page_heap_counts *c) TL_REQUIRES(tli_page_heap_lock);
 /* Free spans, grouped by the page heap's bins: fills up to max groups,
  * smallest spans first, and returns how many. */
-struct tl_free_span_group {
+struct tli_free_span_group {
     size_t count, bytes, min_bytes, max_bytes;
 };
-unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max)
-    TL_REQUIRES(tl_page_heap_lock);
+unsigned tli_page_heap_free_groups(struct tli_free_span_group *g, unsigned max)
+    TL_REQUIRES(tli_page_heap_lock);
 /* decay_ms changed: the next look at the clock decays at once. */
-void tl_page_heap_decay_soon(void);
+void tli_page_heap_decay_soon(void);
 
 /* ---- central lists (central_list.c) ------------------------------------ */
 /* Takes up to n objects of class cls; returns how many, chained in *head
  * (encoded links, last link NULL). */
-unsigned tl_central_take(unsigned cls, unsigned n, void **head);
+unsigned tli_central_take(unsigned cls, unsigned n, void **head);
 /* Gives back n objects chained from head (encoded links). */
-void tl_central_give(unsigned cls, void *head, unsigned n, bool to_spans);
-void tl_central_give_one(void *p, unsigned cls);
-void tl_central_drain_all(void);
-void tl_central_decay(uint64_t now);
-size_t tl_central_batches(void); /* batches on all transfer stacks */
-size_t tl_central_free_bytes(unsigned cls);
-size_t tl_central_span_bytes(unsigned cls);
-size_t tl_central_out_bytes(unsigned cls);
-void tl_central_decay_soon(void); /* decay_ms changed */
+void tli_central_give(unsigned cls, void *head, unsigned n, bool to_spans);
+void tli_central_give_one(void *p, unsigned cls);
+void tli_central_drain_all(void);
+void tli_central_decay(uint64_t now);
+size_t tli_central_batches(void); /* batches on all transfer stacks */
+size_t tli_central_free_bytes(unsigned cls);
+size_t tli_central_span_bytes(unsigned cls);
+size_t tli_central_out_bytes(unsigned cls);
+void tli_central_decay_soon(void); /* decay_ms changed */
 /* heapcheck.c's look at class cls's partial heap, transfer stack and
  * counts (the spans themselves were seen in the pagemap walk). */
-void tl_central_check(struct tl_heap_walk *w, unsigned cls) TL_REQUIRES(tl_central_locks[cls]);
+void tli_central_check(struct tli_heap_walk *w, unsigned cls) TL_REQUIRES(tli_central_locks[cls]);
 
 /* ---- thread cache (thread_cache.c) ------------------------------------- */
 struct tc_bin {
@@ -502,17 +502,17 @@ struct tc_state {
     uint64_t used[2];                /* classes refilled or flushed since then */
     uint64_t gc_used[2];             /* classes refilled or flushed since gc_cursor passed */
     uint32_t gc_cursor;              /* the class the next tick looks at */
-    uint32_t peak_epoch;             /* tl_peak_epoch last seen */
+    uint32_t peak_epoch;             /* tli_peak_epoch last seen */
     uint64_t drain[2];               /* classes whose frees skip the cache (a peak) */
-    uint32_t quiet_epoch;            /* tl_peak_epoch at the last timed scavenge */
+    uint32_t quiet_epoch;            /* tli_peak_epoch at the last timed scavenge */
     size_t drained_bytes;            /* freed past the cache since peak_epoch moved */
     void *gc_head[TL_MAX_CLASSES];   /* each list's head when gc_cursor passed */
     int32_t gc_room[TL_MAX_CLASSES]; /* and its room */
     /* Operation counters, written by the owner on slow paths only, read
-     * racily by stats under the registry lock (see tl_tc_counts). */
+     * racily by stats under the registry lock (see tli_tc_counts). */
     uint64_t n_refills;    /* refills that took objects from a central list */
     uint64_t n_flushes;    /* full batches flushed to a central list */
-    uint64_t n_slow_frees; /* small frees that reached tl_tc_free */
+    uint64_t n_slow_frees; /* small frees that reached tli_tc_free */
     uint64_t n_fast_frees; /* frees done by the fast path, counted at each tick */
     int32_t tick_base;     /* the value tc->tick was last set to */
     /* After its thread exited: its lists, kept for the next thread to
@@ -521,67 +521,67 @@ struct tc_state {
     uint64_t retired_ms;
 };
 enum tc_mode { TC_UNINIT = 0, TC_ACTIVE, TC_DEAD };
-extern __thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
+extern __thread struct thread_cache tli_tc __attribute__((tls_model("initial-exec")));
 /* The fast paths address the cache through %fs with the variable's offset
  * from the thread pointer (one load from the GOT), instead of first
  * adding the thread pointer, loaded from %fs:0, to that offset: one
- * instruction less on each path. gcc and clang fold &tl_tc minus the
+ * instruction less on each path. gcc and clang fold &tli_tc minus the
  * thread pointer to the bare offset. __seg_fs is a GNU C extension that
  * gcc only accepts outside strict ISO mode, hence -std=gnu11 (DESIGN.md,
- * "Thread caches"). Elsewhere TL_TC_SEG is empty and tl_tc_fs() is &tl_tc. */
+ * "Thread caches"). Elsewhere TL_TC_SEG is empty and tli_tc_fs() is &tli_tc. */
 #if defined(__x86_64__) && defined(__SEG_FS) && !defined(__STRICT_ANSI__)
 #define TL_TC_SEG __seg_fs
-static inline struct thread_cache TL_TC_SEG *tl_tc_fs(void)
+static inline struct thread_cache TL_TC_SEG *tli_tc_fs(void)
 {
-    return (struct thread_cache TL_TC_SEG *)((uintptr_t)&tl_tc -
+    return (struct thread_cache TL_TC_SEG *)((uintptr_t)&tli_tc -
                                              (uintptr_t)__builtin_thread_pointer());
 }
 #else
 #define TL_TC_SEG
-static inline struct thread_cache *tl_tc_fs(void) { return &tl_tc; }
+static inline struct thread_cache *tli_tc_fs(void) { return &tli_tc; }
 #endif
-void *tl_tc_alloc(unsigned cls);
-void tl_tc_free(void *p, unsigned cls);
-void tl_tc_flush_self(void);
-void tl_tc_tick(void);
-void tl_tc_child_after_fork(void);
-void tl_tc_init_key(void);
-size_t tl_tc_total_bytes(size_t *per_class, unsigned *threads) TL_EXCLUDES(tl_registry_lock);
+void *tli_tc_alloc(unsigned cls);
+void tli_tc_free(void *p, unsigned cls);
+void tli_tc_flush_self(void);
+void tli_tc_tick(void);
+void tli_tc_child_after_fork(void);
+void tli_tc_init_key(void);
+size_t tli_tc_total_bytes(size_t *per_class, unsigned *threads) TL_EXCLUDES(tli_registry_lock);
 /* Operation counts of all threads, those that exited included. */
-struct tl_tc_counts {
+struct tli_tc_counts {
     uint64_t refills, flushes, small_frees;
 };
-void tl_tc_counts(struct tl_tc_counts *c);
+void tli_tc_counts(struct tli_tc_counts *c);
 /* Run-time control (tl_ctl): the new budget and per-thread cap of the
  * thread caches, applied through the pool. */
-void tl_tc_set_budget(size_t bytes);
-void tl_tc_set_max(size_t bytes);
-void tl_tc_release_kept(uint64_t now, bool all) TL_EXCLUDES(tl_registry_lock);
-bool tl_tc_any_kept(void);
-extern _Atomic size_t tl_tc_unclaimed;
+void tli_tc_set_budget(size_t bytes);
+void tli_tc_set_max(size_t bytes);
+void tli_tc_release_kept(uint64_t now, bool all) TL_EXCLUDES(tli_registry_lock);
+bool tli_tc_any_kept(void);
+extern _Atomic size_t tli_tc_unclaimed;
 
 /* ---- allocation paths (alloc.c, huge.c) -------------------------------- */
-/* The fast paths' miss handlers (api.c); caller as for tl_check_alloc. */
-void *tl_alloc_slow(size_t size, uintptr_t caller);
-void tl_free_slow(void *p);
-/* tl_free_slow after the fast path took room in p's class's list. */
-void tl_free_slow_room(void *p, size_t cls);
-void *tl_alloc_small_nocache(unsigned cls);
-void tl_free_small_nocache(void *p, unsigned cls);
-void *tl_alloc_large(size_t size, size_t alignment);
-void *tl_alloc(size_t size); /* any size; NULL + ENOMEM */
-void *tl_alloc_aligned(size_t alignment, size_t size);
-void *tl_alloc_zeroed(size_t size);
-void *tl_realloc_impl(void *p, size_t size);
-void tl_free_checked(void *p, const char *who); /* validates, then frees */
-size_t tl_usable_size(void *p, const char *who);
-/* The span of p when tl_validate finds it the start of a block in use;
+/* The fast paths' miss handlers (api.c); caller as for tli_check_alloc. */
+void *tli_alloc_slow(size_t size, uintptr_t caller);
+void tli_free_slow(void *p);
+/* tli_free_slow after the fast path took room in p's class's list. */
+void tli_free_slow_room(void *p, size_t cls);
+void *tli_alloc_small_nocache(unsigned cls);
+void tli_free_small_nocache(void *p, unsigned cls);
+void *tli_alloc_large(size_t size, size_t alignment);
+void *tli_alloc(size_t size); /* any size; NULL + ENOMEM */
+void *tli_alloc_aligned(size_t alignment, size_t size);
+void *tli_alloc_zeroed(size_t size);
+void *tli_realloc_impl(void *p, size_t size);
+void tli_free_checked(void *p, const char *who); /* validates, then frees */
+size_t tli_usable_size(void *p, const char *who);
+/* The span of p when tli_validate finds it the start of a block in use;
  * else NULL, after the report (validate.c). */
-struct span *tl_lookup(void *p, const char *who);
-void *tl_huge_alloc(size_t size, size_t alignment);
-void tl_huge_free(struct span *s);
-bool tl_huge_recently_freed(uintptr_t start); /* a huge block began there */
-void *tl_huge_realloc(struct span *s, size_t size);
+struct span *tli_lookup(void *p, const char *who);
+void *tli_huge_alloc(size_t size, size_t alignment);
+void tli_huge_free(struct span *s);
+bool tli_huge_recently_freed(uintptr_t start); /* a huge block began there */
+void *tli_huge_realloc(struct span *s, size_t size);
 
 /* ---- the fast paths (api.c; cxx.c's operators use them too) ------------ *
  * malloc: size -> class by table, pop the thread cache list of the class.
@@ -595,41 +595,41 @@ void *tl_huge_realloc(struct span *s, size_t size);
 
 /* Cold ends of a pop that found the list damaged: both report and abort
  * (api.c). Out of line so that the fast path keeps no registers for them. */
-void *tl_pop_bad_key(void *p);
-void *tl_pop_bad_link(void *p);
+void *tli_pop_bad_key(void *p);
+void *tli_pop_bad_link(void *p);
 
 /* Pops the head of a non-empty thread cache list (I4): its key must say
  * it is in a thread cache list, and its link must be plausible, before it
  * becomes the new head. The key and the link share the line the pop
  * loads anyway. The block is handed out with both words cleared. */
-static TL_ALWAYS_INLINE void *tl_tc_pop(struct tc_bin TL_TC_SEG *bin, void *p)
+static TL_ALWAYS_INLINE void *tli_tc_pop(struct tc_bin TL_TC_SEG *bin, void *p)
 {
-    uint64_t link_key = tl_link_key(p);
-    if (TL_UNLIKELY(tl_key_of(p) != (link_key ^ tl_key_secret)))
-        return tl_pop_bad_key(p);
+    uint64_t link_key = tli_link_key(p);
+    if (TL_UNLIKELY(tli_key_of(p) != (link_key ^ tli_key_secret)))
+        return tli_pop_bad_key(p);
     void *next = (void *)(uintptr_t)(*(uint64_t *)p ^ link_key);
     if (TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
-        return tl_pop_bad_link(p);
+        return tli_pop_bad_link(p);
     bin->head = next;
     bin->room++;
-    tl_clear_free_words(p);
+    tli_clear_free_words(p);
     return p;
 }
 
 /* Pushes p onto a list whose room the caller has already taken: stores
  * only, no load of p's line. */
-static TL_ALWAYS_INLINE void tl_tc_push_counted(struct tc_bin TL_TC_SEG *bin, void *p)
+static TL_ALWAYS_INLINE void tli_tc_push_counted(struct tc_bin TL_TC_SEG *bin, void *p)
 {
-    uint64_t link_key = tl_link_key(p);
+    uint64_t link_key = tli_link_key(p);
     ((uint64_t *)p)[0] = (uint64_t)(uintptr_t)bin->head ^ link_key;
-    ((uint64_t *)p)[1] = link_key ^ tl_key_secret;
+    ((uint64_t *)p)[1] = link_key ^ tli_key_secret;
     bin->head = p;
 }
 
 /* Pushes p onto a list with room. */
-static TL_ALWAYS_INLINE void tl_tc_push(struct tc_bin TL_TC_SEG *bin, void *p)
+static TL_ALWAYS_INLINE void tli_tc_push(struct tc_bin TL_TC_SEG *bin, void *p)
 {
-    tl_tc_push_counted(bin, p);
+    tli_tc_push_counted(bin, p);
     bin->room--;
 }
 
@@ -638,48 +638,48 @@ static TL_ALWAYS_INLINE void tl_tc_push(struct tc_bin TL_TC_SEG *bin, void *p)
  * report names), read only there. */
 #define TL_CALLER ((uintptr_t)__builtin_return_address(0))
 
-/* What a miss does differs between malloc (tl_alloc_slow) and each operator
+/* What a miss does differs between malloc (tli_alloc_slow) and each operator
  * new (cxx.c); always inlined, the handler becomes a direct tail jump. */
-typedef void *tl_alloc_miss(size_t size, uintptr_t caller);
+typedef void *tli_alloc_miss(size_t size, uintptr_t caller);
 
-static TL_ALWAYS_INLINE void *tl_fast_malloc(size_t size, tl_alloc_miss *miss)
+static TL_ALWAYS_INLINE void *tli_fast_malloc(size_t size, tli_alloc_miss *miss)
 {
     unsigned cls;
     if (TL_LIKELY(size <= 1024))
-        cls = tl_class_small[(size + 15) >> 4];
+        cls = tli_class_small[(size + 15) >> 4];
     else if (size <= TL_SMALL_MAX)
-        cls = tl_class_medium[(size + 127) >> 7];
+        cls = tli_class_medium[(size + 127) >> 7];
     else
         return miss(size, TL_CALLER);
-    struct tc_bin TL_TC_SEG *bin = &tl_tc_fs()->bins[cls];
+    struct tc_bin TL_TC_SEG *bin = &tli_tc_fs()->bins[cls];
     void *p = bin->head;
     if (TL_UNLIKELY(!p))
         return miss(size, TL_CALLER);
-    p = tl_tc_pop(bin, p);
-    tl_vg_alloc(p, tl_classes[cls].size);
+    p = tli_tc_pop(bin, p);
+    tli_vg_alloc(p, tli_classes[cls].size);
     return p;
 }
 
-static TL_ALWAYS_INLINE void tl_fast_free(void *p)
+static TL_ALWAYS_INLINE void tli_fast_free(void *p)
 {
     uintptr_t a = (uintptr_t)p;
     /* An address above 48 bits lands, masked, in some leaf: its offset
      * from that leaf's span is then 2^48 or more, never an object's, so
      * the object-start test sends it to the slow path, which reports it. */
     size_t root = (a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)) & (((size_t)1 << TL_PM_ROOT_BITS) - 1);
-    struct pagemap_leaf *leaf = tl_pagemap_root[root];
+    struct pagemap_leaf *leaf = tli_pagemap_root[root];
     if (TL_UNLIKELY(!leaf))
         goto slow;
-    size_t i = tl_pagemap_index(a);
+    size_t i = tli_pagemap_index(a);
     /* I3: acquire, so that the fields below are this class's or newer.
      * Class 0 (no small span in use here: a large block, a page given
      * back, a racing free) needs no test of its own: bin 0 never has room
      * (I3), so it leaves below by slow_room, which gives the room back. */
     const struct pagemap_hot *h = &leaf->hot[i];
     size_t cls = __atomic_load_n(&h->size_class, __ATOMIC_ACQUIRE);
-    if (TL_UNLIKELY(!tl_hot_is_object_start(h, a)))
+    if (TL_UNLIKELY(!tli_hot_is_object_start(h, a)))
         goto slow;
-    struct tc_bin TL_TC_SEG *bin = &tl_tc_fs()->bins[cls];
+    struct tc_bin TL_TC_SEG *bin = &tli_tc_fs()->bins[cls];
     /* free(p); free(p): found here, at no cost in lines (I4). */
     if (TL_UNLIKELY(p == bin->head))
         goto slow;
@@ -687,34 +687,34 @@ static TL_ALWAYS_INLINE void tl_fast_free(void *p)
      * read-modify-write instead of a load, a test and a store. */
     if (TL_UNLIKELY(--bin->room < 0))
         goto slow_room;
-    if (TL_UNLIKELY(--tl_tc_fs()->tick < 0))
+    if (TL_UNLIKELY(--tli_tc_fs()->tick < 0))
         goto slow_room;
-    tl_vg_free_small(p);
-    tl_tc_push_counted(bin, p);
+    tli_vg_free_small(p);
+    tli_tc_push_counted(bin, p);
     return;
 slow_room:
-    tl_free_slow_room(p, cls);
+    tli_free_slow_room(p, cls);
     return;
 slow:
-    tl_free_slow(p);
+    tli_free_slow(p);
 }
 
 /* ---- check mode (check.c) --------------------------------------------- */
 /* caller: the return address of the public function (the allocation site
  * the leak report names), or 0 to find it by walking the stack. */
-void *tl_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller);
-void tl_check_free(void *p, const char *who);
+void *tli_check_alloc(size_t size, size_t alignment, bool zero, uintptr_t caller);
+void tli_check_free(void *p, const char *who);
 /* caller: the return address of the public function (the free site that
  * reports of a write after free or a double free name), or 0. */
-void tl_check_free_at(void *p, const char *who, uintptr_t caller);
-void *tl_check_realloc(void *p, size_t size, uintptr_t caller);
-size_t tl_check_quarantined(void); /* freed bytes held in the quarantine */
-size_t tl_check_usable_size(void *p);
-void tl_check_init(void);
-void tl_check_start(void); /* from the constructor: leaks=1's call stacks (stack.c) */
-void tl_check_leak_report(void); /* verifies live blocks at exit; leaks=1: reports lost ones */
+void tli_check_free_at(void *p, const char *who, uintptr_t caller);
+void *tli_check_realloc(void *p, size_t size, uintptr_t caller);
+size_t tli_check_quarantined(void); /* freed bytes held in the quarantine */
+size_t tli_check_usable_size(void *p);
+void tli_check_init(void);
+void tli_check_start(void);       /* from the constructor: leaks=1's call stacks (stack.c) */
+void tli_check_leak_report(void); /* verifies live blocks at exit; leaks=1: reports lost ones */
 /* The conservative reachability scan at exit (leak_scan.c). */
-struct tl_scan_block {
+struct tli_scan_block {
     uintptr_t user; /* the pointer handed out */
     size_t size;
     uintptr_t site;
@@ -723,11 +723,11 @@ struct tl_scan_block {
 enum { TL_SCAN_LIVE = 0, TL_SCAN_REACHED, TL_SCAN_DAMAGED };
 /* Sorts blocks by address and marks those reachable from the roots; skip
  * is the caller's memory (it holds the blocks' addresses). Check lock held. */
-void tl_leak_scan(struct tl_scan_block *blocks, size_t n, uintptr_t stack_from, const void *skip,
-                  size_t skip_len);
+void tli_leak_scan(struct tli_scan_block *blocks, size_t n, uintptr_t stack_from, const void *skip,
+                   size_t skip_len);
 
 /* ---- configuration (config.c) ------------------------------------------ */
-struct tl_config {
+struct tli_config {
     size_t huge_threshold;   /* bytes; above: own mmap */
     size_t tc_budget;        /* all thread caches together */
     size_t tc_max;           /* one thread's cache */
@@ -743,37 +743,37 @@ struct tl_config {
     uint64_t debug_check_every; /* debug builds: slow paths between heap walks, 0 never */
 };
 enum { TL_BACKGROUND_NEVER = 0, TL_BACKGROUND_ALWAYS = 1, TL_BACKGROUND_AUTO = 2 };
-extern struct tl_config tl_conf;
-void tl_config_init(void);
-void tl_config_report(void);
-void tl_background_start(void); /* from the constructor */
+extern struct tli_config tli_conf;
+void tli_config_init(void);
+void tli_config_report(void);
+void tli_background_start(void); /* from the constructor */
 /* 0 while the background thread may still have to start: then the malloc
- * side calls tl_background_maybe_start, with no allocator lock held. */
-extern _Atomic int tl_background_state;
-void tl_background_maybe_start(void);
+ * side calls tli_background_maybe_start, with no allocator lock held. */
+extern _Atomic int tli_background_state;
+void tli_background_maybe_start(void);
 /* tl_ctl: the setting (TL_BACKGROUND_*), applied at once: 0 stops the
  * thread and waits for it to end, 1 starts it. 0 or an errno value. */
-int tl_background_set(int mode);
-bool tl_background_running(void);
-void tl_background_poke(void); /* decay_ms changed: wake it to re-read */
-static inline void tl_background_check(void)
+int tli_background_set(int mode);
+bool tli_background_running(void);
+void tli_background_poke(void); /* decay_ms changed: wake it to re-read */
+static inline void tli_background_check(void)
 {
-    if (TL_UNLIKELY(!atomic_load_explicit(&tl_background_state, memory_order_relaxed)))
-        tl_background_maybe_start();
+    if (TL_UNLIKELY(!atomic_load_explicit(&tli_background_state, memory_order_relaxed)))
+        tli_background_maybe_start();
 }
-bool tl_parse_size(const char *s, size_t len, size_t *out);
+bool tli_parse_size(const char *s, size_t len, size_t *out);
 
 /* ---- init (init.c) ------------------------------------------------------ */
-extern _Atomic int tl_init_state; /* 0 none, 1 running, 2 done */
-void tl_init_slow(void);
-static inline void tl_ensure_init(void)
+extern _Atomic int tli_init_state; /* 0 none, 1 running, 2 done */
+void tli_init_slow(void);
+static inline void tli_ensure_init(void)
 {
-    if (TL_UNLIKELY(atomic_load_explicit(&tl_init_state, memory_order_acquire) != 2))
-        tl_init_slow();
+    if (TL_UNLIKELY(atomic_load_explicit(&tli_init_state, memory_order_acquire) != 2))
+        tli_init_slow();
 }
 
 /* ---- statistics (stats.c) ----------------------------------------------- */
-struct tl_counters {
+struct tli_counters {
     _Atomic size_t mapped;       /* bytes obtained from the OS for the page heap */
     _Atomic size_t unbacked;     /* of those, free and not resident: given back or never used */
     _Atomic size_t page_free;    /* free in the page heap and resident (dirty) */
@@ -789,75 +789,76 @@ struct tl_counters {
     _Atomic size_t huge_allocs, huge_frees;
     _Atomic size_t exited_refills, exited_flushes, exited_frees;
 };
-extern struct tl_counters tl_stats;
-static inline void tl_stat_add(_Atomic size_t *c, size_t v)
+extern struct tli_counters tli_stats;
+static inline void tli_stat_add(_Atomic size_t *c, size_t v)
 {
     atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 /* Raises *c to v if v is higher: for the high-water marks. */
-static inline void tl_stat_raise(_Atomic size_t *c, size_t v)
+static inline void tli_stat_raise(_Atomic size_t *c, size_t v)
 {
     size_t cur = atomic_load_explicit(c, memory_order_relaxed);
     while (cur < v && !atomic_compare_exchange_weak_explicit(c, &cur, v, memory_order_relaxed,
                                                              memory_order_relaxed))
         ;
 }
-static inline void tl_stat_sub(_Atomic size_t *c, size_t v)
+static inline void tli_stat_sub(_Atomic size_t *c, size_t v)
 {
     atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
 }
 /* Bytes of spans the page heap has handed out (small spans and large
  * blocks): the peak epoch and the background thread's threshold. */
-static inline size_t tl_page_heap_handed_out(void)
+static inline size_t tli_page_heap_handed_out(void)
 {
-    return atomic_load_explicit(&tl_stats.small_spans, memory_order_relaxed) +
-           atomic_load_explicit(&tl_stats.large_in_use, memory_order_relaxed);
+    return atomic_load_explicit(&tli_stats.small_spans, memory_order_relaxed) +
+           atomic_load_explicit(&tli_stats.large_in_use, memory_order_relaxed);
 }
-void tl_stats_at_exit(void);
-void tl_malloc_stats(int fd); /* glibc's lines, then tlmalloc's report */
-void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,
-                       size_t *fordblks, size_t *keepcost);
+void tli_stats_at_exit(void);
+void tli_malloc_stats(int fd); /* glibc's lines, then tlmalloc's report */
+void tli_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,
+                        size_t *fordblks, size_t *keepcost);
 
 /* ---- C++ allocation functions (cxx.c) ---------------------------------- *
  * Which family allocated a block, or which one frees it; check mode keeps
  * it per block and reports a mismatched pair. */
-enum tl_family { TL_FAMILY_MALLOC = 0, TL_FAMILY_NEW, TL_FAMILY_NEW_ARRAY };
-void *tl_check_alloc_family(size_t size, size_t alignment, enum tl_family family, uintptr_t caller);
+enum tli_family { TL_FAMILY_MALLOC = 0, TL_FAMILY_NEW, TL_FAMILY_NEW_ARRAY };
+void *tli_check_alloc_family(size_t size, size_t alignment, enum tli_family family,
+                             uintptr_t caller);
 /* size: what a sized delete passed, 0 for the other forms. */
-void tl_check_free_family(void *p, enum tl_family family, size_t size, uintptr_t caller);
-void tl_free_direct(void *p); /* tl_free, bound inside the library */
+void tli_check_free_family(void *p, enum tli_family family, size_t size, uintptr_t caller);
+void tli_free_direct(void *p); /* tl_free, bound inside the library */
 
 /* ---- diagnostics (diag.c) ---------------------------------------------- */
-struct tl_buf {
+struct tli_buf {
     int fd;
     size_t len;
     char data[1024];
 };
-void tl_buf_str(struct tl_buf *b, const char *s);
-void tl_buf_u64(struct tl_buf *b, uint64_t v);
-void tl_buf_hex(struct tl_buf *b, uint64_t v);
-uintptr_t tl_parse_hex(const char **s); /* hex digits at *s; *s moves past them */
-void tl_buf_flush(struct tl_buf *b);
-void tl_buf_size(struct tl_buf *b, uint64_t bytes); /* "12.5 MiB" */
+void tli_buf_str(struct tli_buf *b, const char *s);
+void tli_buf_u64(struct tli_buf *b, uint64_t v);
+void tli_buf_hex(struct tli_buf *b, uint64_t v);
+uintptr_t tli_parse_hex(const char **s); /* hex digits at *s; *s moves past them */
+void tli_buf_flush(struct tli_buf *b);
+void tli_buf_size(struct tli_buf *b, uint64_t bytes); /* "12.5 MiB" */
 /* Reports of errors the error action may let the program go on from
  * return; corruption and fatal errors never do. */
-TL_COLD void tl_report_invalid_free(void *p, const char *who, const char *what);
-TL_COLD _Noreturn void tl_report_corruption(void *p, const char *who, const char *what);
-TL_COLD void tl_report_double_free(void *p, unsigned cls, const char *who);
-TL_COLD _Noreturn void tl_fatal(const char *msg);
-void tl_warn(const char *msg, const char *detail);
-unsigned tl_backtrace(uintptr_t *pcs, unsigned max, unsigned skip);
-void tl_put_backtrace(struct tl_buf *b);
-bool tl_in_self(uintptr_t pc); /* pc lies in the object holding tlmalloc's code */
+TL_COLD void tli_report_invalid_free(void *p, const char *who, const char *what);
+TL_COLD _Noreturn void tli_report_corruption(void *p, const char *who, const char *what);
+TL_COLD void tli_report_double_free(void *p, unsigned cls, const char *who);
+TL_COLD _Noreturn void tli_fatal(const char *msg);
+void tli_warn(const char *msg, const char *detail);
+unsigned tli_backtrace(uintptr_t *pcs, unsigned max, unsigned skip);
+void tli_put_backtrace(struct tli_buf *b);
+bool tli_in_self(uintptr_t pc); /* pc lies in the object holding tlmalloc's code */
 /* "0x.. lib (sym+0x..)", or "0x.. lib+0x.." (offset in the file) when the
  * symbol cannot be looked up safely. */
-void tl_put_frame(struct tl_buf *b, uintptr_t pc);
+void tli_put_frame(struct tli_buf *b, uintptr_t pc);
 
 /* ---- fork (fork.c) ------------------------------------------------------- */
-void tl_fork_install(void);
+void tli_fork_install(void);
 /* The calling thread holds an allocator lock (a signal handler that
  * interrupted the allocator, or a report made under a lock). */
-bool tl_lock_any_held_by_me(void);
+bool tli_lock_any_held_by_me(void);
 
 #pragma GCC visibility pop
 #endif

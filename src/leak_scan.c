@@ -16,33 +16,33 @@
  * block look reachable; never the other way round: a block is reported
  * only when no word anywhere points into it.
  *
- * Runs with tl_check_lock held (the blocks cannot be freed meanwhile); the
- * memory it needs comes from tl_os_map.
+ * Runs with tli_check_lock held (the blocks cannot be freed meanwhile); the
+ * memory it needs comes from tli_os_map.
  */
 #include "internal.h"
 
 #include <string.h>
 
 /* Heapsort by user address (no qsort: glibc's may allocate). */
-static void sift(struct tl_scan_block *a, size_t root, size_t n)
+static void sift(struct tli_scan_block *a, size_t root, size_t n)
 {
     for (size_t child; (child = 2 * root + 1) < n; root = child) {
         if (child + 1 < n && a[child + 1].user > a[child].user)
             child++;
         if (a[root].user >= a[child].user)
             return;
-        struct tl_scan_block tmp = a[root];
+        struct tli_scan_block tmp = a[root];
         a[root] = a[child];
         a[child] = tmp;
     }
 }
 
-static void sort_blocks(struct tl_scan_block *a, size_t n)
+static void sort_blocks(struct tli_scan_block *a, size_t n)
 {
     for (size_t i = n / 2; i-- > 0;)
         sift(a, i, n);
     for (size_t end = n; end-- > 1;) {
-        struct tl_scan_block tmp = a[0];
+        struct tli_scan_block tmp = a[0];
         a[0] = a[end];
         a[end] = tmp;
         sift(a, 0, end);
@@ -50,7 +50,7 @@ static void sort_blocks(struct tl_scan_block *a, size_t n)
 }
 
 struct scan {
-    struct tl_scan_block *blocks;
+    struct tli_scan_block *blocks;
     size_t n;
     uint32_t *work; /* indices of reached blocks not yet looked at */
     size_t nwork;
@@ -70,7 +70,7 @@ static size_t find(const struct scan *sc, uintptr_t w)
     }
     if (!lo)
         return SIZE_MAX;
-    const struct tl_scan_block *b = &sc->blocks[lo - 1];
+    const struct tli_scan_block *b = &sc->blocks[lo - 1];
     size_t len = b->size ? b->size : 1;
     return w - b->user < len && b->state == TL_SCAN_LIVE ? lo - 1 : SIZE_MAX;
 }
@@ -89,7 +89,7 @@ static void scan_words(struct scan *sc, uintptr_t from, uintptr_t to)
 static void scan_reached(struct scan *sc)
 {
     while (sc->nwork) {
-        const struct tl_scan_block *b = &sc->blocks[sc->work[--sc->nwork]];
+        const struct tli_scan_block *b = &sc->blocks[sc->work[--sc->nwork]];
         scan_words(sc, b->user, b->user + b->size);
     }
 }
@@ -103,13 +103,13 @@ static void scan_mapping(struct scan *sc, uintptr_t start, uintptr_t end, uintpt
 {
     enum { BATCH = 512 };
     bool touched[BATCH];
-    size_t page = tl_os_page_size();
+    size_t page = tli_os_page_size();
     for (uintptr_t batch = start; batch < end; batch += BATCH * page) {
         size_t n = (end - batch) / page < BATCH ? (end - batch) / page : BATCH;
-        bool known = sc->pagemap >= 0 && tl_os_pages_touched(sc->pagemap, batch, n, touched);
+        bool known = sc->pagemap >= 0 && tli_os_pages_touched(sc->pagemap, batch, n, touched);
         for (size_t i = 0; i < n; i++) {
             uintptr_t a = batch + i * page;
-            if ((known && !touched[i]) || (a >= skip_lo && a < skip_hi) || tl_pagemap_span(a))
+            if ((known && !touched[i]) || (a >= skip_lo && a < skip_hi) || tli_pagemap_span(a))
                 continue;
             scan_words(sc, a, a + page);
             scan_reached(sc);
@@ -123,16 +123,16 @@ static void scan_line(struct scan *sc, const char *line, uintptr_t stack_from, u
                       uintptr_t skip_hi)
 {
     const char *s = line;
-    uintptr_t start = tl_parse_hex(&s);
+    uintptr_t start = tli_parse_hex(&s);
     if (*s++ != '-')
         return;
-    uintptr_t end = tl_parse_hex(&s);
+    uintptr_t end = tli_parse_hex(&s);
     if (*s++ != ' ' || s[0] != 'r' || s[1] != 'w' || s[3] != 'p')
         return;
     if (strstr(s, " /dev/"))
         return;
     if (stack_from >= start && stack_from < end) { /* this thread: the caller's frames up */
-        size_t page = tl_os_page_size();
+        size_t page = tli_os_page_size();
         uintptr_t up = (stack_from + page - 1) & ~(uintptr_t)(page - 1);
         scan_words(sc, stack_from, up);
         scan_reached(sc);
@@ -145,23 +145,23 @@ static void scan_line(struct scan *sc, const char *line, uintptr_t stack_from, u
 static char *read_maps(size_t *cap)
 {
     for (*cap = (size_t)1 << 20; *cap <= ((size_t)1 << 26); *cap *= 4) {
-        char *buf = tl_os_map(*cap);
+        char *buf = tli_os_map(*cap);
         if (!buf)
             return NULL;
-        long len = tl_os_read_file("/proc/self/maps", buf, *cap);
+        long len = tli_os_read_file("/proc/self/maps", buf, *cap);
         if (len >= 0 && (size_t)len + 1 < *cap)
             return buf;
-        tl_os_unmap(buf, *cap);
+        tli_os_unmap(buf, *cap);
     }
     return NULL;
 }
 
-void tl_leak_scan(struct tl_scan_block *blocks, size_t n, uintptr_t stack_from, const void *skip,
-                  size_t skip_len)
+void tli_leak_scan(struct tli_scan_block *blocks, size_t n, uintptr_t stack_from, const void *skip,
+                   size_t skip_len)
 {
     sort_blocks(blocks, n);
     size_t maps_cap, work_bytes = (n + 1) * sizeof(uint32_t);
-    uint32_t *work = tl_os_map(work_bytes);
+    uint32_t *work = tli_os_map(work_bytes);
     char *maps = work ? read_maps(&maps_cap) : NULL;
     if (!maps) {
         /* Nothing can be told apart: every block counts as reachable. */
@@ -169,10 +169,10 @@ void tl_leak_scan(struct tl_scan_block *blocks, size_t n, uintptr_t stack_from, 
             if (blocks[k].state == TL_SCAN_LIVE)
                 blocks[k].state = TL_SCAN_REACHED;
         if (work)
-            tl_os_unmap(work, work_bytes);
+            tli_os_unmap(work, work_bytes);
         return;
     }
-    struct scan sc = {blocks, n, work, 0, tl_os_pagemap_open()};
+    struct scan sc = {blocks, n, work, 0, tli_os_pagemap_open()};
     /* The caller's memory is skipped: it holds every block's address. */
     uintptr_t skip_lo = (uintptr_t)skip, skip_hi = skip_lo + skip_len;
     for (char *line = maps, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
@@ -180,7 +180,7 @@ void tl_leak_scan(struct tl_scan_block *blocks, size_t n, uintptr_t stack_from, 
         scan_line(&sc, line, stack_from, skip_lo, skip_hi);
     }
     if (sc.pagemap >= 0)
-        tl_os_close(sc.pagemap);
-    tl_os_unmap(maps, maps_cap);
-    tl_os_unmap(work, work_bytes);
+        tli_os_close(sc.pagemap);
+    tli_os_unmap(maps, maps_cap);
+    tli_os_unmap(work, work_bytes);
 }

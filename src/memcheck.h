@@ -24,27 +24,27 @@
 #ifdef TL_VALGRIND
 #include <valgrind/memcheck.h>
 
-static inline void tl_vg_alloc(void *p, size_t n) { VALGRIND_MALLOCLIKE_BLOCK(p, n, 0, 0); }
-static inline void tl_vg_free_small(void *p)
+static inline void tli_vg_alloc(void *p, size_t n) { VALGRIND_MALLOCLIKE_BLOCK(p, n, 0, 0); }
+static inline void tli_vg_free_small(void *p)
 {
     VALGRIND_FREELIKE_BLOCK(p, 0);
     VALGRIND_MAKE_MEM_DEFINED(p, 16);
 }
-static inline void tl_vg_free(void *p) { VALGRIND_FREELIKE_BLOCK(p, 0); }
-static inline void tl_vg_resize(void *p, size_t old_n, size_t new_n)
+static inline void tli_vg_free(void *p) { VALGRIND_FREELIKE_BLOCK(p, 0); }
+static inline void tli_vg_resize(void *p, size_t old_n, size_t new_n)
 {
     VALGRIND_RESIZEINPLACE_BLOCK(p, old_n, new_n, 0);
 }
-static inline void tl_vg_defined(void *p, size_t n) { VALGRIND_MAKE_MEM_DEFINED(p, n); }
+static inline void tli_vg_defined(void *p, size_t n) { VALGRIND_MAKE_MEM_DEFINED(p, n); }
 #else
-static inline void tl_vg_alloc(void *p, size_t n) { (void)p, (void)n; }
-static inline void tl_vg_free_small(void *p) { (void)p; }
-static inline void tl_vg_free(void *p) { (void)p; }
-static inline void tl_vg_resize(void *p, size_t old_n, size_t new_n)
+static inline void tli_vg_alloc(void *p, size_t n) { (void)p, (void)n; }
+static inline void tli_vg_free_small(void *p) { (void)p; }
+static inline void tli_vg_free(void *p) { (void)p; }
+static inline void tli_vg_resize(void *p, size_t old_n, size_t new_n)
 {
     (void)p, (void)old_n, (void)new_n;
 }
-static inline void tl_vg_defined(void *p, size_t n) { (void)p, (void)n; }
+static inline void tli_vg_defined(void *p, size_t n) { (void)p, (void)n; }
 #endif
 
 #endif

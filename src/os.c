@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-void *tl_os_map(size_t size)
+void *tli_os_map(size_t size)
 {
     int saved = errno;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -25,7 +25,7 @@ void *tl_os_map(size_t size)
 }
 
 /* Maps size bytes at hint if that range is free, elsewhere if not. */
-void *tl_os_map_hint(void *hint, size_t size)
+void *tli_os_map_hint(void *hint, size_t size)
 {
     int saved = errno;
     void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -38,29 +38,29 @@ void *tl_os_map_hint(void *hint, size_t size)
  * (splitting a mapping can hit the kernel's limit on their number) would
  * stay mapped after the block is freed, unaccounted for: the whole mapping
  * goes instead, which never needs a split. */
-void *tl_os_map_aligned(size_t size, size_t alignment)
+void *tli_os_map_aligned(size_t size, size_t alignment)
 {
-    if (alignment <= tl_os_page_size())
-        return tl_os_map(size);
+    if (alignment <= tli_os_page_size())
+        return tli_os_map(size);
     if (size + alignment < size)
         return NULL;
-    char *p = tl_os_map(size + alignment);
+    char *p = tli_os_map(size + alignment);
     if (!p)
         return NULL;
-    uintptr_t a = tl_round_up((uintptr_t)p, alignment);
+    uintptr_t a = tli_round_up((uintptr_t)p, alignment);
     size_t head = a - (uintptr_t)p, tail = alignment - head;
-    if (head && !tl_os_unmap(p, head)) {
-        tl_os_unmap(p, size + alignment);
+    if (head && !tli_os_unmap(p, head)) {
+        tli_os_unmap(p, size + alignment);
         return NULL;
     }
-    if (tail && !tl_os_unmap((char *)a + size, tail)) {
-        tl_os_unmap((void *)a, size + tail);
+    if (tail && !tli_os_unmap((char *)a + size, tail)) {
+        tli_os_unmap((void *)a, size + tail);
         return NULL;
     }
     return (void *)a;
 }
 
-bool tl_os_unmap(void *p, size_t size)
+bool tli_os_unmap(void *p, size_t size)
 {
     int saved = errno;
     int rc = munmap(p, size);
@@ -73,7 +73,7 @@ bool tl_os_unmap(void *p, size_t size)
  * the range with MAP_FIXED would zero it, but under mlockall they are
  * locked and resident at once: no memory comes back, and a failed MAP_FIXED
  * leaves a hole in the heap. So a refusal is reported, not worked around. */
-bool tl_os_decommit(void *p, size_t size)
+bool tli_os_decommit(void *p, size_t size)
 {
     int saved = errno;
     int rc = madvise(p, size, MADV_DONTNEED);
@@ -81,7 +81,7 @@ bool tl_os_decommit(void *p, size_t size)
     return rc == 0;
 }
 
-void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move)
+void *tli_os_remap(void *p, size_t old_size, size_t new_size, int may_move)
 {
     int saved = errno;
     void *q = mremap(p, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
@@ -89,7 +89,7 @@ void *tl_os_remap(void *p, size_t old_size, size_t new_size, int may_move)
     return q == MAP_FAILED ? NULL : q;
 }
 
-bool tl_os_remap_to(void *p, size_t old_size, size_t new_size, void *target)
+bool tli_os_remap_to(void *p, size_t old_size, size_t new_size, void *target)
 {
     int saved = errno;
     void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
@@ -97,18 +97,18 @@ bool tl_os_remap_to(void *p, size_t old_size, size_t new_size, void *target)
     return q == target;
 }
 
-uint64_t tl_os_now_ms(void)
+uint64_t tli_os_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-size_t tl_os_page_size(void) { return 4096; }
+size_t tli_os_page_size(void) { return 4096; }
 
-size_t tl_os_kernel_page_size(void) { return (size_t)getauxval(AT_PAGESZ); }
+size_t tli_os_kernel_page_size(void) { return (size_t)getauxval(AT_PAGESZ); }
 
-bool tl_os_random(void *buf, size_t n)
+bool tli_os_random(void *buf, size_t n)
 {
     int saved = errno;
     long got = syscall(SYS_getrandom, buf, n, GRND_NONBLOCK);
@@ -116,7 +116,7 @@ bool tl_os_random(void *buf, size_t n)
     return got == (long)n;
 }
 
-const void *tl_os_exec_random(void) { return (const void *)getauxval(AT_RANDOM); }
+const void *tli_os_exec_random(void) { return (const void *)getauxval(AT_RANDOM); }
 
 /* Where process_vm_readv is not allowed (seccomp, some containers), a pipe
  * does the same check: the kernel checks the pages' protection (mincore
@@ -132,27 +132,27 @@ static bool copy_via_pipe(const void *p, void *out, size_t n)
     return ok;
 }
 
-bool tl_os_read_words(const void *p, void *out, size_t n)
+bool tli_os_read_words(const void *p, void *out, size_t n)
 {
     int saved = errno;
     struct iovec local = {out, n}, remote = {(void *)p, n};
-    ssize_t got = process_vm_readv(tl_os_getpid(), &local, 1, &remote, 1, 0);
+    ssize_t got = process_vm_readv(tli_os_getpid(), &local, 1, &remote, 1, 0);
     bool ok = got == (ssize_t)n || (got < 0 && errno != EFAULT && copy_via_pipe(p, out, n));
     errno = saved;
     return ok;
 }
 
-bool tl_os_resident(const void *p)
+bool tli_os_resident(const void *p)
 {
     int saved = errno;
     unsigned char v = 0;
-    uintptr_t page = (uintptr_t)p & ~(uintptr_t)(tl_os_page_size() - 1);
-    bool ok = mincore((void *)page, tl_os_page_size(), &v) == 0 && (v & 1);
+    uintptr_t page = (uintptr_t)p & ~(uintptr_t)(tli_os_page_size() - 1);
+    bool ok = mincore((void *)page, tli_os_page_size(), &v) == 0 && (v & 1);
     errno = saved;
     return ok;
 }
 
-bool tl_os_symbol_of(uintptr_t pc, struct tl_os_symbol *out)
+bool tli_os_symbol_of(uintptr_t pc, struct tli_os_symbol *out)
 {
     Dl_info info;
     if (!dladdr((void *)pc, &info) || !info.dli_fname)
@@ -183,8 +183,8 @@ static int object_named(struct dl_phdr_info *info, size_t len, void *arg)
  * its handle searches that object and its dependencies, never a preloaded
  * library that interposes the same names. A name it lacks leaves an error
  * message allocated: dlerror() twice frees it. */
-unsigned tl_os_function_ranges(const char *object, const char *const *names, unsigned n,
-                               struct tl_os_range *out)
+unsigned tli_os_function_ranges(const char *object, const char *const *names, unsigned n,
+                                struct tli_os_range *out)
 {
     int saved = errno;
     struct object_search search = {object, NULL};
@@ -199,7 +199,7 @@ unsigned tl_os_function_ranges(const char *object, const char *const *names, uns
         const ElfW(Sym) *sym = NULL;
         failed |= !f;
         if (f && dladdr1(f, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size)
-            out[found++] = (struct tl_os_range){(uintptr_t)f, (uintptr_t)f + sym->st_size};
+            out[found++] = (struct tli_os_range){(uintptr_t)f, (uintptr_t)f + sym->st_size};
     }
     if (handle)
         dlclose(handle);
@@ -214,7 +214,7 @@ unsigned tl_os_function_ranges(const char *object, const char *const *names, uns
 /* The system call itself, not libc's write(): that is a cancellation
  * point, and a report or malloc_stats must not end a thread that has a
  * cancellation pending (glibc writes its own with write_nocancel). */
-bool tl_os_write(int fd, const char *s, size_t n)
+bool tli_os_write(int fd, const char *s, size_t n)
 {
     int saved = errno;
     while (n > 0) {
@@ -232,7 +232,7 @@ bool tl_os_write(int fd, const char *s, size_t n)
 
 /* Reads up to cap-1 bytes of a small file (in /proc) into buf; returns the
  * length or -1. */
-long tl_os_read_file(const char *path, char *buf, size_t cap)
+long tli_os_read_file(const char *path, char *buf, size_t cap)
 {
     int saved = errno;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -254,9 +254,9 @@ long tl_os_read_file(const char *path, char *buf, size_t cap)
     return total;
 }
 
-int tl_os_getpid(void) { return (int)syscall(SYS_getpid); }
+int tli_os_getpid(void) { return (int)syscall(SYS_getpid); }
 
-int tl_os_open_read(const char *path)
+int tli_os_open_read(const char *path)
 {
     int saved = errno;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -264,7 +264,7 @@ int tl_os_open_read(const char *path)
     return fd;
 }
 
-long tl_os_read(int fd, void *buf, size_t n)
+long tli_os_read(int fd, void *buf, size_t n)
 {
     int saved = errno;
     ssize_t r;
@@ -275,7 +275,7 @@ long tl_os_read(int fd, void *buf, size_t n)
     return (long)r;
 }
 
-int tl_os_pagemap_open(void)
+int tli_os_pagemap_open(void)
 {
     int saved = errno;
     int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -284,12 +284,12 @@ int tl_os_pagemap_open(void)
 }
 
 /* One 64-bit entry a page: bit 63 present, bit 62 swapped. */
-bool tl_os_pages_touched(int fd, uintptr_t start, size_t npages, bool *touched)
+bool tli_os_pages_touched(int fd, uintptr_t start, size_t npages, bool *touched)
 {
     enum { BATCH = 512 };
     uint64_t entries[BATCH];
     int saved = errno;
-    size_t page = tl_os_page_size();
+    size_t page = tli_os_page_size();
     for (size_t done = 0; done < npages;) {
         size_t n = npages - done < BATCH ? npages - done : BATCH;
         off_t at = (off_t)((start / page + done) * sizeof entries[0]);
@@ -308,7 +308,7 @@ bool tl_os_pages_touched(int fd, uintptr_t start, size_t npages, bool *touched)
     return true;
 }
 
-void tl_os_close(int fd)
+void tli_os_close(int fd)
 {
     int saved = errno;
     close(fd);
@@ -316,20 +316,20 @@ void tl_os_close(int fd)
 }
 
 /* ---- locks (lock.h) ------------------------------------------------------ */
-__thread uint32_t tl_lock_id __attribute__((tls_model("initial-exec")));
+__thread uint32_t tli_lock_id __attribute__((tls_model("initial-exec")));
 static _Atomic uint32_t last_lock_id;
 
 /* A signal handler that runs between the counter and the store takes an id
  * of its own and releases every lock it takes before it returns, so the
  * id stored last is the thread's from then on. */
-uint32_t tl_lock_id_assign(void)
+uint32_t tli_lock_id_assign(void)
 {
     uint32_t id;
     do
         id = (atomic_fetch_add_explicit(&last_lock_id, 1, memory_order_relaxed) + 1) &
              ~TL_LOCK_WAITERS;
     while (id == 0);
-    tl_lock_id = id;
+    tli_lock_id = id;
     return id;
 }
 
@@ -343,29 +343,29 @@ uint32_t tl_lock_id_assign(void)
 #define REPUBLISH_NS 50000000L
 struct wait_record {
     _Atomic uint32_t id;
-    _Atomic(struct tl_lock *) lock;
+    _Atomic(struct tli_lock *) lock;
 };
 static struct wait_record waits[WAIT_SLOTS];
 
-static void wait_publish(struct wait_record *r, uint32_t me, struct tl_lock *l)
+static void wait_publish(struct wait_record *r, uint32_t me, struct tli_lock *l)
 {
     atomic_store_explicit(&r->lock, l, memory_order_relaxed);
     atomic_store_explicit(&r->id, me, memory_order_release);
 }
 
-struct tl_lock *tl_lock_waited_by(uint32_t id)
+struct tli_lock *tli_lock_waited_by(uint32_t id)
 {
     struct wait_record *r = &waits[id % WAIT_SLOTS];
     if (atomic_load_explicit(&r->id, memory_order_acquire) != id)
         return NULL;
-    struct tl_lock *l = atomic_load_explicit(&r->lock, memory_order_relaxed);
+    struct tli_lock *l = atomic_load_explicit(&r->lock, memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
     return atomic_load_explicit(&r->id, memory_order_relaxed) == id ? l : NULL;
 }
 
 /* Takes l with the waiters bit set: this thread waited, so others may
  * wait too, and the release must wake one. */
-static bool take_contended(struct tl_lock *l, uint32_t me)
+static bool take_contended(struct tli_lock *l, uint32_t me)
 {
     uint32_t cur = atomic_load_explicit(&l->word, memory_order_relaxed);
     while (cur == 0)
@@ -381,7 +381,7 @@ static bool take_contended(struct tl_lock *l, uint32_t me)
     return false;
 }
 
-void tl_lock_wait(struct tl_lock *l, uint32_t me)
+void tli_lock_wait(struct tli_lock *l, uint32_t me)
 {
     int saved = errno;
     struct wait_record *r = &waits[me % WAIT_SLOTS];
@@ -393,7 +393,7 @@ void tl_lock_wait(struct tl_lock *l, uint32_t me)
             atomic_compare_exchange_weak_explicit(&l->word, &expected, me, memory_order_acquire,
                                                   memory_order_relaxed))
             goto done;
-        tl_cpu_relax();
+        tli_cpu_relax();
     }
     while (!take_contended(l, me))
         wait_publish(r, me, l);
@@ -403,14 +403,14 @@ done:
     errno = saved;
 }
 
-void tl_lock_wake(struct tl_lock *l)
+void tli_lock_wake(struct tli_lock *l)
 {
     int saved = errno;
     syscall(SYS_futex, &l->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     errno = saved;
 }
 
-void tl_os_wait_word(_Atomic uint32_t *word, uint32_t expected, uint64_t ms)
+void tli_os_wait_word(_Atomic uint32_t *word, uint32_t expected, uint64_t ms)
 {
     int saved = errno;
     struct timespec t = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -418,7 +418,7 @@ void tl_os_wait_word(_Atomic uint32_t *word, uint32_t expected, uint64_t ms)
     errno = saved;
 }
 
-void tl_os_wake_word(_Atomic uint32_t *word)
+void tli_os_wake_word(_Atomic uint32_t *word)
 {
     int saved = errno;
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);

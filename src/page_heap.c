@@ -11,10 +11,10 @@
  * from its front; small spans take the highest free span, cut from its top
  * (find_high). Dirty spans also sit on an LRU list in the order they became
  * free; a span free for longer than decay_ms (decay_ms/4 for an island) is
- * given back (tl_page_heap_maybe_decay, run from page heap allocations and
- * frees and from tl_page_heap_tick; not from try_grow, shrink or release).
+ * given back (tli_page_heap_maybe_decay, run from page heap allocations and
+ * frees and from tli_page_heap_tick; not from try_grow, shrink or release).
  *
- * Lock: tl_page_heap_lock guards the bins, the LRU, the span struct free
+ * Lock: tli_page_heap_lock guards the bins, the LRU, the span struct free
  * list, the state/page range of every span, and the pagemap entries of
  * non-huge spans (huge spans' entries too: huge.c takes it to write them);
  * its place in the lock order: docs/DESIGN.md, "Locks".
@@ -25,7 +25,7 @@
 #include <string.h>
 #include <sys/single_threaded.h>
 
-struct tl_lock tl_page_heap_lock = TL_LOCK_INIT;
+struct tli_lock tli_page_heap_lock = TL_LOCK_INIT;
 
 #define EXACT_BINS 128
 #define NBINS 160
@@ -36,53 +36,53 @@ struct bin_set {
     uint64_t nonempty[(NBINS + 63) / 64];
 };
 
-static struct bin_set dirty_bins TL_GUARDED_BY(tl_page_heap_lock), unbacked_bins
-    TL_GUARDED_BY(tl_page_heap_lock);
-static struct span *lru_newest TL_GUARDED_BY(tl_page_heap_lock),
-    *lru_oldest TL_GUARDED_BY(tl_page_heap_lock);
-static struct span *spare_spans TL_GUARDED_BY(tl_page_heap_lock);
-static _Atomic uint64_t next_decay_ms; /* read without the lock by tl_page_heap_tick */
-static struct tl_page_heap_counts counts TL_GUARDED_BY(tl_page_heap_lock);
+static struct bin_set dirty_bins TL_GUARDED_BY(tli_page_heap_lock), unbacked_bins
+    TL_GUARDED_BY(tli_page_heap_lock);
+static struct span *lru_newest TL_GUARDED_BY(tli_page_heap_lock),
+    *lru_oldest TL_GUARDED_BY(tli_page_heap_lock);
+static struct span *spare_spans TL_GUARDED_BY(tli_page_heap_lock);
+static _Atomic uint64_t next_decay_ms; /* read without the lock by tli_page_heap_tick */
+static struct tli_page_heap_counts counts TL_GUARDED_BY(tli_page_heap_lock);
 
 /* ---- metadata arena ----------------------------------------------------- */
 /* Lock: meta_lock guards the bump pointer. A leaf lock: nothing is taken
  * while it is held. */
-struct tl_lock tl_meta_lock = TL_LOCK_INIT;
-static char *meta_cur TL_GUARDED_BY(tl_meta_lock), *meta_end TL_GUARDED_BY(tl_meta_lock);
+struct tli_lock tli_meta_lock = TL_LOCK_INIT;
+static char *meta_cur TL_GUARDED_BY(tli_meta_lock), *meta_end TL_GUARDED_BY(tli_meta_lock);
 
-void *tl_meta_alloc(size_t bytes) TL_EXCLUDES(tl_meta_lock)
+void *tli_meta_alloc(size_t bytes) TL_EXCLUDES(tli_meta_lock)
 {
-    bytes = tl_round_up(bytes, 64);
-    tl_lock_acquire(&tl_meta_lock);
+    bytes = tli_round_up(bytes, 64);
+    tli_lock_acquire(&tli_meta_lock);
     if ((size_t)(meta_end - meta_cur) < bytes) {
-        size_t chunk = bytes > ((size_t)1 << 20) ? tl_round_up(bytes, 4096) : (size_t)1 << 20;
-        char *m = tl_os_map(chunk);
+        size_t chunk = bytes > ((size_t)1 << 20) ? tli_round_up(bytes, 4096) : (size_t)1 << 20;
+        char *m = tli_os_map(chunk);
         if (!m) {
-            tl_lock_release(&tl_meta_lock);
+            tli_lock_release(&tli_meta_lock);
             return NULL;
         }
-        tl_stat_add(&tl_stats.meta, chunk);
+        tli_stat_add(&tli_stats.meta, chunk);
         meta_cur = m;
         meta_end = m + chunk;
     }
     void *p = meta_cur;
     meta_cur += bytes;
-    tl_lock_release(&tl_meta_lock);
+    tli_lock_release(&tli_meta_lock);
     return p;
 }
 
-struct span *tl_span_new(void) TL_REQUIRES(tl_page_heap_lock)
+struct span *tli_span_new(void) TL_REQUIRES(tli_page_heap_lock)
 {
     struct span *s = spare_spans;
     if (s)
         spare_spans = s->next;
-    else if (!(s = tl_meta_alloc(sizeof *s)))
+    else if (!(s = tli_meta_alloc(sizeof *s)))
         return NULL;
     memset(s, 0, sizeof *s);
     return s;
 }
 
-void tl_span_delete(struct span *s) TL_REQUIRES(tl_page_heap_lock)
+void tli_span_delete(struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     s->next = spare_spans;
     spare_spans = s;
@@ -90,19 +90,19 @@ void tl_span_delete(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 
 /* The struct of a new page heap span starting at start: its pagemap slot
  * (I5), which no other span uses, since none starts there. */
-static struct span *span_at(uintptr_t start) TL_REQUIRES(tl_page_heap_lock)
+static struct span *span_at(uintptr_t start) TL_REQUIRES(tli_page_heap_lock)
 {
-    struct span *s = tl_pagemap_slot(start);
+    struct span *s = tli_pagemap_slot(start);
     memset(s, 0, sizeof *s);
     s->start = start;
-    tl_stat_add(&tl_stats.meta, sizeof *s);
+    tli_stat_add(&tli_stats.meta, sizeof *s);
     return s;
 }
 
 /* A span's slot is free again: it was joined into the span before it. */
-static void slot_done(void) TL_REQUIRES(tl_page_heap_lock)
+static void slot_done(void) TL_REQUIRES(tli_page_heap_lock)
 {
-    tl_stat_sub(&tl_stats.meta, sizeof(struct span));
+    tli_stat_sub(&tli_stats.meta, sizeof(struct span));
 }
 
 /* ---- bins ---------------------------------------------------------------- */
@@ -113,7 +113,7 @@ static unsigned bin_of(size_t npages)
     return EXACT_BINS + 1 + (unsigned)(63 - __builtin_clzll(npages)) - 7;
 }
 
-static void bin_insert(struct bin_set *set, struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static void bin_insert(struct bin_set *set, struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     unsigned b = bin_of(s->npages);
     s->prev = NULL;
@@ -125,7 +125,7 @@ static void bin_insert(struct bin_set *set, struct span *s) TL_REQUIRES(tl_page_
     s->in_bin = 1;
 }
 
-static void bin_remove(struct bin_set *set, struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static void bin_remove(struct bin_set *set, struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     TL_ASSERT(s->in_bin && s->state == SPAN_FREE);
     unsigned b = bin_of(s->npages);
@@ -187,7 +187,7 @@ static struct span *bin_find(const struct bin_set *set, size_t npages)
 }
 
 /* ---- dirty LRU ----------------------------------------------------------- */
-static void lru_push(struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static void lru_push(struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     s->lru_prev = NULL;
     s->lru_next = lru_newest;
@@ -198,7 +198,7 @@ static void lru_push(struct span *s) TL_REQUIRES(tl_page_heap_lock)
     lru_newest = s;
 }
 
-static void lru_remove(struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static void lru_remove(struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     if (s->lru_prev)
         s->lru_prev->lru_next = s->lru_next;
@@ -215,33 +215,33 @@ static void lru_remove(struct span *s) TL_REQUIRES(tl_page_heap_lock)
 static size_t bytes_of(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
 
 /* Takes a free span out of its bin (and the LRU); stats follow. */
-static void unlink_free(struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static void unlink_free(struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     if (s->unbacked) {
         bin_remove(&unbacked_bins, s);
-        tl_stat_sub(&tl_stats.unbacked, bytes_of(s));
+        tli_stat_sub(&tli_stats.unbacked, bytes_of(s));
     } else {
         bin_remove(&dirty_bins, s);
         lru_remove(s);
-        tl_stat_sub(&tl_stats.page_free, bytes_of(s));
+        tli_stat_sub(&tli_stats.page_free, bytes_of(s));
     }
 }
 
-static void link_free(struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static void link_free(struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     TL_ASSERT(s->npages > 0 && !(s->start & (TL_PAGE_SIZE - 1)) && !s->in_bin);
-    TL_ASSERT(s == tl_pagemap_slot(s->start)); /* I5 */
+    TL_ASSERT(s == tli_pagemap_slot(s->start)); /* I5 */
     s->state = SPAN_FREE;
     s->size_class = 0;
-    tl_pagemap_set_range(s->start, 1, s, 0);
-    tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, s, 0);
+    tli_pagemap_set_range(s->start, 1, s, 0);
+    tli_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, s, 0);
     if (s->unbacked) {
         bin_insert(&unbacked_bins, s);
-        tl_stat_add(&tl_stats.unbacked, bytes_of(s));
+        tli_stat_add(&tli_stats.unbacked, bytes_of(s));
     } else {
         bin_insert(&dirty_bins, s);
         lru_push(s);
-        tl_stat_add(&tl_stats.page_free, bytes_of(s));
+        tli_stat_add(&tli_stats.page_free, bytes_of(s));
     }
 }
 
@@ -250,13 +250,13 @@ static void link_free(struct span *s) TL_REQUIRES(tl_page_heap_lock)
  * span free for long that gains a few fresh pages still decays on time
  * (keeping the newer age let a trickle of small frees postpone the return
  * of a large neighbour indefinitely). */
-static struct span *join(struct span *low, struct span *high) TL_REQUIRES(tl_page_heap_lock)
+static struct span *join(struct span *low, struct span *high) TL_REQUIRES(tli_page_heap_lock)
 {
     TL_ASSERT(low->start + bytes_of(low) == high->start);
     TL_ASSERT(low->state == SPAN_FREE && high->state == SPAN_FREE && !low->in_bin &&
               !high->in_bin && low->unbacked == high->unbacked);
-    tl_pagemap_set_range(low->start + bytes_of(low) - TL_PAGE_SIZE, 1, NULL, 0);
-    tl_pagemap_set_range(high->start, 1, NULL, 0);
+    tli_pagemap_set_range(low->start + bytes_of(low) - TL_PAGE_SIZE, 1, NULL, 0);
+    tli_pagemap_set_range(high->start, 1, NULL, 0);
     int64_t age_gap = (int64_t)(high->freed_ms - low->freed_ms);
     low->freed_ms +=
         (uint64_t)(age_gap * (int64_t)high->npages / (int64_t)(low->npages + high->npages));
@@ -272,21 +272,21 @@ static bool joinable(const struct span *n, const struct span *s)
 }
 
 /* Merges free span s (not linked) with free neighbours of the same kind. */
-static struct span *coalesce(struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static struct span *coalesce(struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
-    struct span *prev = tl_pagemap_span(s->start - TL_PAGE_SIZE);
+    struct span *prev = tli_pagemap_span(s->start - TL_PAGE_SIZE);
     if (joinable(prev, s) && prev->start + bytes_of(prev) == s->start) {
         unlink_free(prev);
         s = join(prev, s);
     }
-    struct span *next = tl_pagemap_span(s->start + bytes_of(s));
+    struct span *next = tli_pagemap_span(s->start + bytes_of(s));
     if (joinable(next, s) && next->start == s->start + bytes_of(s)) {
         unlink_free(next);
         s = join(s, next);
     }
     /* Every free span is joined with its free neighbours of its kind. */
-    TL_ASSERT(!joinable(tl_pagemap_span(s->start - TL_PAGE_SIZE), s) &&
-              !joinable(tl_pagemap_span(s->start + bytes_of(s)), s));
+    TL_ASSERT(!joinable(tli_pagemap_span(s->start - TL_PAGE_SIZE), s) &&
+              !joinable(tli_pagemap_span(s->start + bytes_of(s)), s));
     return s;
 }
 
@@ -295,7 +295,7 @@ static struct span *coalesce(struct span *s) TL_REQUIRES(tl_page_heap_lock)
  * The one place where a free span is carved: the rest is what s was, so
  * every field that describes free memory is copied here (the rest of an
  * aligned take once got the age 0 and went back at the next look). */
-static struct span *cut(struct span *s, size_t at) TL_REQUIRES(tl_page_heap_lock)
+static struct span *cut(struct span *s, size_t at) TL_REQUIRES(tli_page_heap_lock)
 {
     TL_ASSERT(at > 0 && at < s->npages && !s->in_bin);
     struct span *rest = span_at(s->start + (at << TL_PAGE_SHIFT));
@@ -309,7 +309,7 @@ static struct span *cut(struct span *s, size_t at) TL_REQUIRES(tl_page_heap_lock
 
 /* Splits the first npages of free span s (unlinked) into a new span and
  * links the rest back as free. Returns the front part. */
-static struct span *split_front(struct span *s, size_t npages) TL_REQUIRES(tl_page_heap_lock)
+static struct span *split_front(struct span *s, size_t npages) TL_REQUIRES(tli_page_heap_lock)
 {
     if (s->npages > npages)
         link_free(cut(s, npages));
@@ -322,7 +322,7 @@ static struct span *split_front(struct span *s, size_t npages) TL_REQUIRES(tl_pa
  * map_chunk), so that they pack together above the free space instead of
  * spreading into it. Large spans are cut from the front, which leaves the
  * rest of the run after them for realloc to grow into. */
-static struct span *split_back(struct span *s, size_t npages) TL_REQUIRES(tl_page_heap_lock)
+static struct span *split_back(struct span *s, size_t npages) TL_REQUIRES(tli_page_heap_lock)
 {
     if (s->npages == npages)
         return s;
@@ -337,20 +337,20 @@ static struct span *split_back(struct span *s, size_t npages) TL_REQUIRES(tl_pag
  * back, the pagemap memory that stays resident is a few pages per free
  * span (its first and last entries), so few long spans keep less than
  * many chunk-sized ones (16 separate 64 MiB chunks kept ~400 KiB). */
-static uintptr_t last_chunk TL_GUARDED_BY(tl_page_heap_lock);
+static uintptr_t last_chunk TL_GUARDED_BY(tli_page_heap_lock);
 
-static void *map_chunk(size_t bytes) TL_REQUIRES(tl_page_heap_lock)
+static void *map_chunk(size_t bytes) TL_REQUIRES(tli_page_heap_lock)
 {
     void *m = NULL;
     if (last_chunk > bytes) {
-        m = tl_os_map_hint((void *)(last_chunk - bytes), bytes);
+        m = tli_os_map_hint((void *)(last_chunk - bytes), bytes);
         if (m && ((uintptr_t)m & (TL_PAGE_SIZE - 1))) {
-            tl_os_unmap(m, bytes);
+            tli_os_unmap(m, bytes);
             m = NULL;
         }
     }
     if (!m)
-        m = tl_os_map_aligned(bytes, TL_PAGE_SIZE);
+        m = tli_os_map_aligned(bytes, TL_PAGE_SIZE);
     if (m)
         last_chunk = (uintptr_t)m;
     return m;
@@ -358,7 +358,7 @@ static void *map_chunk(size_t bytes) TL_REQUIRES(tl_page_heap_lock)
 
 /* Maps a new chunk of at least npages (and GROW_BYTES) and adds it to the
  * free spans, unbacked. */
-static bool grow_from_os(size_t npages) TL_REQUIRES(tl_page_heap_lock)
+static bool grow_from_os(size_t npages) TL_REQUIRES(tli_page_heap_lock)
 {
     size_t bytes = npages << TL_PAGE_SHIFT;
     if (bytes < GROW_BYTES)
@@ -366,22 +366,22 @@ static bool grow_from_os(size_t npages) TL_REQUIRES(tl_page_heap_lock)
     void *m = map_chunk(bytes);
     if (!m)
         return false;
-    if (!tl_pagemap_ensure((uintptr_t)m, bytes)) {
-        tl_os_unmap(m, bytes);
+    if (!tli_pagemap_ensure((uintptr_t)m, bytes)) {
+        tli_os_unmap(m, bytes);
         return false;
     }
     struct span *s = span_at((uintptr_t)m);
     s->npages = bytes >> TL_PAGE_SHIFT;
     s->unbacked = 1; /* not resident yet */
     s->clean = 1;
-    tl_stat_add(&tl_stats.mapped, bytes);
+    tli_stat_add(&tli_stats.mapped, bytes);
     counts.grows++;
     counts.grow_bytes += bytes;
     link_free(coalesce(s));
     return true;
 }
 
-static struct span *find(size_t npages) TL_REQUIRES(tl_page_heap_lock)
+static struct span *find(size_t npages) TL_REQUIRES(tli_page_heap_lock)
 {
     struct span *s = bin_find(&dirty_bins, npages);
     return s ? s : bin_find(&unbacked_bins, npages);
@@ -408,7 +408,7 @@ static void find_high_in(const struct bin_set *set, size_t npages, struct span *
     }
 }
 
-static struct span *find_high(size_t npages) TL_REQUIRES(tl_page_heap_lock)
+static struct span *find_high(size_t npages) TL_REQUIRES(tli_page_heap_lock)
 {
     struct span *best = NULL;
     find_high_in(&dirty_bins, npages, &best);
@@ -417,10 +417,10 @@ static struct span *find_high(size_t npages) TL_REQUIRES(tl_page_heap_lock)
 }
 
 /* ---- allocation ------------------------------------------------------------ */
-static void note_refault(size_t bytes) TL_REQUIRES(tl_page_heap_lock);
+static void note_refault(size_t bytes) TL_REQUIRES(tli_page_heap_lock);
 
 static struct span *take(size_t npages, size_t align_pages, bool small)
-    TL_REQUIRES(tl_page_heap_lock)
+    TL_REQUIRES(tli_page_heap_lock)
 {
     size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
     if (need < npages)
@@ -433,10 +433,10 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
     if (s->unbacked)
         note_refault(need << TL_PAGE_SHIFT);
     unlink_free(s);
-    tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
+    tli_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
     if (align_pages > 1) {
         size_t align = align_pages << TL_PAGE_SHIFT;
-        size_t lead = (tl_round_up(s->start, align) - s->start) >> TL_PAGE_SHIFT;
+        size_t lead = (tli_round_up(s->start, align) - s->start) >> TL_PAGE_SHIFT;
         if (lead) {
             struct span *front = s;
             s = cut(front, lead);
@@ -448,31 +448,31 @@ static struct span *take(size_t npages, size_t align_pages, bool small)
 
 /* The most the page heap had handed out since the last peak epoch. Page
  * heap lock held. */
-static size_t out_high TL_GUARDED_BY(tl_page_heap_lock);
+static size_t out_high TL_GUARDED_BY(tli_page_heap_lock);
 
 /* After a span was handed out: the peaks malloc_info reports, and the
  * count of large blocks. Page heap lock held. */
-static void note_peaks(bool large) TL_REQUIRES(tl_page_heap_lock)
+static void note_peaks(bool large) TL_REQUIRES(tli_page_heap_lock)
 {
-    size_t small = atomic_load_explicit(&tl_stats.small_spans, memory_order_relaxed);
-    size_t other = atomic_load_explicit(&tl_stats.mapped, memory_order_relaxed) - small;
+    size_t small = atomic_load_explicit(&tli_stats.small_spans, memory_order_relaxed);
+    size_t other = atomic_load_explicit(&tli_stats.mapped, memory_order_relaxed) - small;
     if (small > counts.small_spans_peak)
         counts.small_spans_peak = small;
     if (other > counts.large_side_peak)
         counts.large_side_peak = other;
-    size_t out = tl_page_heap_handed_out();
+    size_t out = tli_page_heap_handed_out();
     if (out > out_high)
         out_high = out;
     counts.large_allocs += large;
 }
 
-struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
-                                unsigned cls)
+struct span *tli_page_heap_alloc(size_t npages, size_t align_pages, enum span_state state,
+                                 unsigned cls)
 {
     TL_ASSERT(npages > 0 && (state == SPAN_SMALL) == (cls != 0));
-    tl_debug_tick();
-    tl_lock_acquire(&tl_page_heap_lock);
-    tl_page_heap_maybe_decay();
+    tli_debug_tick();
+    tli_lock_acquire(&tli_page_heap_lock);
+    tli_page_heap_maybe_decay();
     struct span *s = take(npages, align_pages, state == SPAN_SMALL);
     if (s) {
         s->state = (uint8_t)state;
@@ -480,30 +480,30 @@ struct span *tl_page_heap_alloc(size_t npages, size_t align_pages, enum span_sta
         s->unbacked = 0;
         s->in_bin = 0;
         s->next = s->prev = NULL;
-        tl_pagemap_set_range(s->start, s->npages, s, (uint8_t)cls);
+        tli_pagemap_set_range(s->start, s->npages, s, (uint8_t)cls);
         if (state == SPAN_SMALL)
-            tl_stat_add(&tl_stats.small_spans, bytes_of(s));
+            tli_stat_add(&tli_stats.small_spans, bytes_of(s));
         else
-            tl_stat_add(&tl_stats.large_in_use, bytes_of(s));
+            tli_stat_add(&tli_stats.large_in_use, bytes_of(s));
         note_peaks(state == SPAN_LARGE);
     }
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_release(&tli_page_heap_lock);
     if (state == SPAN_LARGE) /* small spans: under a class lock, see refill */
-        tl_background_check();
+        tli_background_check();
     return s;
 }
 
-static void free_locked(struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static void free_locked(struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     if (s->state == SPAN_SMALL)
-        tl_stat_sub(&tl_stats.small_spans, bytes_of(s));
+        tli_stat_sub(&tli_stats.small_spans, bytes_of(s));
     else
-        tl_stat_sub(&tl_stats.large_in_use, bytes_of(s));
-    tl_pagemap_set_range(s->start, s->npages, NULL, 0);
+        tli_stat_sub(&tli_stats.large_in_use, bytes_of(s));
+    tli_pagemap_set_range(s->start, s->npages, NULL, 0);
     s->state = SPAN_FREE;
     s->unbacked = 0;
     s->clean = 0;
-    s->freed_ms = tl_os_now_ms();
+    s->freed_ms = tli_os_now_ms();
     link_free(coalesce(s));
 }
 
@@ -516,16 +516,16 @@ static void free_locked(struct span *s) TL_REQUIRES(tl_page_heap_lock)
  * slower than 32 MiB per look (decay_ms/8) never crossed, and pages given
  * back at the free (release_eagerly) never count as dirty. Page heap lock
  * held. */
-static void check_peak(void) TL_REQUIRES(tl_page_heap_lock)
+static void check_peak(void) TL_REQUIRES(tli_page_heap_lock)
 {
-    size_t out = tl_page_heap_handed_out();
-    if (out + tl_conf.tc_budget < out_high) {
-        atomic_fetch_add_explicit(&tl_peak_epoch, 1, memory_order_relaxed);
+    size_t out = tli_page_heap_handed_out();
+    if (out + tli_conf.tc_budget < out_high) {
+        atomic_fetch_add_explicit(&tli_peak_epoch, 1, memory_order_relaxed);
         out_high = out;
     }
 }
 
-static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tl_page_heap_lock);
+static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tli_page_heap_lock);
 
 /* ---- a single-threaded process: giving back at the free ------------------ *
  * A process that never had a second thread gets no background thread
@@ -544,20 +544,20 @@ static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tl_page_hea
  * has a thread. All of it is guarded by the page heap lock. */
 #define EAGER_MIN_BYTES ((size_t)256 << 10)
 #define EAGER_CALM_PERIODS 16
-static size_t eager_budget TL_GUARDED_BY(tl_page_heap_lock) = EAGER_MIN_BYTES;
+static size_t eager_budget TL_GUARDED_BY(tli_page_heap_lock) = EAGER_MIN_BYTES;
 /* last eager release; 0 once a refault has counted */
-static uint64_t eager_ms TL_GUARDED_BY(tl_page_heap_lock);
+static uint64_t eager_ms TL_GUARDED_BY(tli_page_heap_lock);
 /* last refault, or last halving of the budget */
-static uint64_t refault_ms TL_GUARDED_BY(tl_page_heap_lock);
+static uint64_t refault_ms TL_GUARDED_BY(tli_page_heap_lock);
 /* last eager try the kernel refused (locked memory) */
-static uint64_t refused_ms TL_GUARDED_BY(tl_page_heap_lock);
+static uint64_t refused_ms TL_GUARDED_BY(tli_page_heap_lock);
 
-static void note_refault(size_t bytes) TL_REQUIRES(tl_page_heap_lock)
+static void note_refault(size_t bytes) TL_REQUIRES(tli_page_heap_lock)
 {
     if (!eager_ms)
         return;
-    uint64_t now = tl_os_now_ms();
-    if (now - eager_ms < tl_conf.decay_ms && eager_budget < SIZE_MAX / 4) {
+    uint64_t now = tli_os_now_ms();
+    if (now - eager_ms < tli_conf.decay_ms && eager_budget < SIZE_MAX / 4) {
         eager_budget *= 2;
         if (bytes < SIZE_MAX / 4 && eager_budget < 2 * bytes)
             eager_budget = 2 * bytes;
@@ -566,14 +566,14 @@ static void note_refault(size_t bytes) TL_REQUIRES(tl_page_heap_lock)
     refault_ms = now;
 }
 
-static void release_eagerly(void) TL_REQUIRES(tl_page_heap_lock)
+static void release_eagerly(void) TL_REQUIRES(tli_page_heap_lock)
 {
-    size_t dirty_bytes = atomic_load_explicit(&tl_stats.page_free, memory_order_relaxed);
+    size_t dirty_bytes = atomic_load_explicit(&tli_stats.page_free, memory_order_relaxed);
     if (TL_LIKELY(dirty_bytes <= eager_budget) || !__libc_single_threaded ||
-        __atomic_load_n(&tl_conf.background, __ATOMIC_RELAXED) != TL_BACKGROUND_AUTO)
+        __atomic_load_n(&tli_conf.background, __ATOMIC_RELAXED) != TL_BACKGROUND_AUTO)
         return;
-    uint64_t now = tl_os_now_ms(), calm = EAGER_CALM_PERIODS * (uint64_t)tl_conf.decay_ms;
-    if (refused_ms && now - refused_ms < tl_conf.decay_ms)
+    uint64_t now = tli_os_now_ms(), calm = EAGER_CALM_PERIODS * (uint64_t)tli_conf.decay_ms;
+    if (refused_ms && now - refused_ms < tli_conf.decay_ms)
         return; /* under mlockall every try fails: once per decay period */
     if (now - refault_ms > calm && eager_budget > EAGER_MIN_BYTES) {
         eager_budget /= 2;
@@ -584,48 +584,48 @@ static void release_eagerly(void) TL_REQUIRES(tl_page_heap_lock)
     eager_ms = now;
 }
 
-void tl_page_heap_free(struct span *s)
+void tli_page_heap_free(struct span *s)
 {
     TL_ASSERT(s->state == SPAN_SMALL || s->state == SPAN_LARGE);
-    TL_ASSERT(s == tl_pagemap_slot(s->start)); /* I5 */
-    tl_debug_tick();
-    tl_lock_acquire(&tl_page_heap_lock);
+    TL_ASSERT(s == tli_pagemap_slot(s->start)); /* I5 */
+    tli_debug_tick();
+    tli_lock_acquire(&tli_page_heap_lock);
     counts.large_frees += s->state == SPAN_LARGE;
     free_locked(s);
     note_peaks(false); /* the large side grows when a small span comes back */
     check_peak();
-    tl_page_heap_maybe_decay();
+    tli_page_heap_maybe_decay();
     release_eagerly();
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_release(&tli_page_heap_lock);
 }
 
 /* Grows an in-use large span in place into the free span after it. */
-bool tl_page_heap_try_grow(struct span *s, size_t new_npages)
+bool tli_page_heap_try_grow(struct span *s, size_t new_npages)
 {
     bool ok = false;
-    tl_lock_acquire(&tl_page_heap_lock);
-    struct span *next = tl_pagemap_span(s->start + bytes_of(s));
+    tli_lock_acquire(&tli_page_heap_lock);
+    struct span *next = tli_pagemap_span(s->start + bytes_of(s));
     if (next && next->state == SPAN_FREE && next->in_bin && next->start == s->start + bytes_of(s) &&
         s->npages + next->npages >= new_npages) {
         size_t extra = new_npages - s->npages;
         unlink_free(next);
-        tl_pagemap_set_range(next->start + bytes_of(next) - TL_PAGE_SIZE, 1, NULL, 0);
+        tli_pagemap_set_range(next->start + bytes_of(next) - TL_PAGE_SIZE, 1, NULL, 0);
         split_front(next, extra);
         s->clean = 0;
         s->npages = new_npages;
-        tl_pagemap_set_range(next->start, extra, s, 0);
-        tl_stat_add(&tl_stats.large_in_use, extra << TL_PAGE_SHIFT);
+        tli_pagemap_set_range(next->start, extra, s, 0);
+        tli_stat_add(&tli_stats.large_in_use, extra << TL_PAGE_SHIFT);
         slot_done();
         ok = true;
     }
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_release(&tli_page_heap_lock);
     return ok;
 }
 
 /* Gives the tail of an in-use large span back to the heap. */
-void tl_page_heap_shrink(struct span *s, size_t new_npages)
+void tli_page_heap_shrink(struct span *s, size_t new_npages)
 {
-    tl_lock_acquire(&tl_page_heap_lock);
+    tli_lock_acquire(&tli_page_heap_lock);
     if (new_npages < s->npages) {
         struct span *tail = span_at(s->start + (new_npages << TL_PAGE_SHIFT));
         tail->npages = s->npages - new_npages;
@@ -633,7 +633,7 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages)
         s->npages = new_npages;
         free_locked(tail);
     }
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_release(&tli_page_heap_lock);
 }
 
 /* ---- giving memory back -------------------------------------------------- */
@@ -644,23 +644,23 @@ void tl_page_heap_shrink(struct span *s, size_t new_npages)
  * refused (locked memory): s stays dirty, with whatever its pages hold, so
  * calloc clears it. Its age starts again, so it is tried once per decay
  * period, not at every look: under mlockall every try fails. */
-static bool give_back(struct span *s) TL_REQUIRES(tl_page_heap_lock)
+static bool give_back(struct span *s) TL_REQUIRES(tli_page_heap_lock)
 {
     unlink_free(s);
-    if (!tl_os_decommit((void *)s->start, bytes_of(s))) {
-        s->freed_ms = tl_os_now_ms();
+    if (!tli_os_decommit((void *)s->start, bytes_of(s))) {
+        s->freed_ms = tli_os_now_ms();
         link_free(s);
         return false;
     }
     uintptr_t lo = s->start - TL_PAGE_SIZE, hi = s->start + bytes_of(s) + TL_PAGE_SIZE;
     s->unbacked = 1;
     s->clean = 1;
-    tl_pagemap_set_range(s->start, 1, NULL, 0);
-    tl_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
+    tli_pagemap_set_range(s->start, 1, NULL, 0);
+    tli_pagemap_set_range(s->start + bytes_of(s) - TL_PAGE_SIZE, 1, NULL, 0);
     s = coalesce(s);
     link_free(s);
     uintptr_t first = s->start + TL_PAGE_SIZE, last = s->start + bytes_of(s) - TL_PAGE_SIZE;
-    tl_pagemap_release(lo > first ? lo : first, hi < last ? hi : last, first, last);
+    tli_pagemap_release(lo > first ? lo : first, hi < last ? hi : last, first, last);
     return true;
 }
 
@@ -673,18 +673,18 @@ static bool give_back(struct span *s) TL_REQUIRES(tl_page_heap_lock)
  * faults. */
 static bool island(const struct span *s)
 {
-    const struct span *prev = tl_pagemap_span(s->start - TL_PAGE_SIZE);
-    const struct span *next = tl_pagemap_span(s->start + bytes_of(s));
+    const struct span *prev = tli_pagemap_span(s->start - TL_PAGE_SIZE);
+    const struct span *next = tli_pagemap_span(s->start + bytes_of(s));
     return (!prev || (prev->state == SPAN_FREE && prev->unbacked)) &&
            (!next || (next->state == SPAN_FREE && next->unbacked));
 }
 
 static uint64_t decay_after(const struct span *s)
 {
-    return island(s) ? tl_conf.decay_ms / 4 : tl_conf.decay_ms;
+    return island(s) ? tli_conf.decay_ms / 4 : tli_conf.decay_ms;
 }
 
-_Atomic uint32_t tl_peak_epoch;
+_Atomic uint32_t tli_peak_epoch;
 
 /* Gives back dirty spans, oldest first: all of them, or those free for at
  * least decay_ms (see island), up to max_bytes; returns the bytes the
@@ -693,9 +693,9 @@ _Atomic uint32_t tl_peak_epoch;
  * few spans: neighbours are always joined), once: a span the kernel refused
  * goes to the newest end, after the last one looked at. Page heap lock
  * held. */
-static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tl_page_heap_lock)
+static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tli_page_heap_lock)
 {
-    uint64_t now = tl_os_now_ms();
+    uint64_t now = tli_os_now_ms();
     size_t done = 0;
     struct span *s = lru_oldest, *last = lru_newest;
     while (s && done < max_bytes) {
@@ -709,49 +709,49 @@ static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tl_page_hea
         }
         s = newer;
     }
-    if (done > tl_conf.tc_budget)
-        atomic_fetch_add_explicit(&tl_peak_epoch, 1, memory_order_relaxed);
+    if (done > tli_conf.tc_budget)
+        atomic_fetch_add_explicit(&tli_peak_epoch, 1, memory_order_relaxed);
     return done;
 }
 
-size_t tl_page_heap_release(size_t max_bytes, bool all)
+size_t tli_page_heap_release(size_t max_bytes, bool all)
 {
-    tl_lock_acquire(&tl_page_heap_lock);
+    tli_lock_acquire(&tli_page_heap_lock);
     size_t done = release_locked(max_bytes, all);
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_release(&tli_page_heap_lock);
     return done;
 }
 
 /* Page heap lock held. Cheap when there is nothing due: one clock read. */
-void tl_page_heap_maybe_decay(void) TL_REQUIRES(tl_page_heap_lock)
+void tli_page_heap_maybe_decay(void) TL_REQUIRES(tli_page_heap_lock)
 {
     if (!lru_oldest)
         return;
-    uint64_t now = tl_os_now_ms();
+    uint64_t now = tli_os_now_ms();
     if (now < atomic_load_explicit(&next_decay_ms, memory_order_relaxed))
         return;
-    uint64_t step = tl_conf.decay_ms / 8;
+    uint64_t step = tli_conf.decay_ms / 8;
     atomic_store_explicit(&next_decay_ms, now + (step < 10 ? 10 : step), memory_order_relaxed);
     release_locked(SIZE_MAX, false);
 }
 
-void tl_page_heap_tick(void)
+void tli_page_heap_tick(void)
 {
-    if (tl_os_now_ms() < atomic_load_explicit(&next_decay_ms, memory_order_relaxed))
+    if (tli_os_now_ms() < atomic_load_explicit(&next_decay_ms, memory_order_relaxed))
         return;
-    tl_lock_acquire(&tl_page_heap_lock);
-    tl_page_heap_maybe_decay();
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_acquire(&tli_page_heap_lock);
+    tli_page_heap_maybe_decay();
+    tli_lock_release(&tli_page_heap_lock);
 }
 
-void tl_page_heap_counts(struct tl_page_heap_counts *c) { *c = counts; }
+void tli_page_heap_counts(struct tli_page_heap_counts *c) { *c = counts; }
 
-void tl_page_heap_decay_soon(void)
+void tli_page_heap_decay_soon(void)
 {
     atomic_store_explicit(&next_decay_ms, 0, memory_order_relaxed);
 }
 
-static void add_to_group(struct tl_free_span_group *g, const struct span *s)
+static void add_to_group(struct tli_free_span_group *g, const struct span *s)
 {
     size_t bytes = bytes_of(s);
     if (!g->count || bytes < g->min_bytes)
@@ -764,7 +764,7 @@ static void add_to_group(struct tl_free_span_group *g, const struct span *s)
 
 /* One group per bin, dirty and unbacked spans together (malloc_info's
  * <sizes>). Page heap lock held. */
-unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max)
+unsigned tli_page_heap_free_groups(struct tli_free_span_group *g, unsigned max)
 {
     unsigned n = 0;
     for (unsigned b = 0; b < NBINS && n < max; b++) {
@@ -781,54 +781,54 @@ unsigned tl_page_heap_free_groups(struct tl_free_span_group *g, unsigned max)
 /* ---- the heap walk (heapcheck.c) ------------------------------------------ */
 /* The bins and the LRU hold exactly the free spans the pagemap walk found,
  * each in the bin of its length and kind; the statistics match. */
-static size_t check_bins(struct tl_heap_walk *w, const struct bin_set *set, bool is_unbacked)
+static size_t check_bins(struct tli_heap_walk *w, const struct bin_set *set, bool is_unbacked)
 {
     size_t n = 0, limit = w->free_spans[is_unbacked] + 1;
     for (unsigned b = 0; b < NBINS; b++) {
         bool bit = set->nonempty[b / 64] >> (b % 64) & 1;
-        tl_walk_expect(w, bit == (set->head[b] != NULL), "a bin's nonempty bit is wrong", b);
+        tli_walk_expect(w, bit == (set->head[b] != NULL), "a bin's nonempty bit is wrong", b);
         const struct span *prev = NULL;
         for (const struct span *s = set->head[b]; s && n < limit; prev = s, s = s->next, n++) {
-            tl_walk_expect(w, s->state == SPAN_FREE && s->in_bin && s->unbacked == is_unbacked,
-                           "a bin holds a span that is not free, or of the other kind", s->start);
-            tl_walk_expect(w, bin_of(s->npages) == b, "a free span in the wrong bin", s->start);
-            tl_walk_expect(w, s->prev == prev, "a bin's back link is wrong", s->start);
-            tl_walk_expect(w, tl_pagemap_span(s->start) == s,
-                           "a binned span is not in the pagemap (I2)", s->start);
+            tli_walk_expect(w, s->state == SPAN_FREE && s->in_bin && s->unbacked == is_unbacked,
+                            "a bin holds a span that is not free, or of the other kind", s->start);
+            tli_walk_expect(w, bin_of(s->npages) == b, "a free span in the wrong bin", s->start);
+            tli_walk_expect(w, s->prev == prev, "a bin's back link is wrong", s->start);
+            tli_walk_expect(w, tli_pagemap_span(s->start) == s,
+                            "a binned span is not in the pagemap (I2)", s->start);
         }
     }
     return n;
 }
 
-void tl_page_heap_check(struct tl_heap_walk *w)
+void tli_page_heap_check(struct tli_heap_walk *w)
 {
-    tl_walk_expect(w, check_bins(w, &dirty_bins, false) == w->free_spans[0],
-                   "the dirty bins do not hold exactly the dirty free spans", 0);
-    tl_walk_expect(w, check_bins(w, &unbacked_bins, true) == w->free_spans[1],
-                   "the unbacked bins do not hold exactly the unbacked free spans", 0);
+    tli_walk_expect(w, check_bins(w, &dirty_bins, false) == w->free_spans[0],
+                    "the dirty bins do not hold exactly the dirty free spans", 0);
+    tli_walk_expect(w, check_bins(w, &unbacked_bins, true) == w->free_spans[1],
+                    "the unbacked bins do not hold exactly the unbacked free spans", 0);
     size_t n = 0;
     const struct span *newer = NULL, *s;
     for (s = lru_newest; s && n <= w->free_spans[0]; newer = s, s = s->lru_next, n++) {
-        tl_walk_expect(w, s->state == SPAN_FREE && !s->unbacked && s->in_bin,
-                       "the LRU holds a span that is not dirty and free", s->start);
-        tl_walk_expect(w, s->lru_prev == newer, "an LRU back link is wrong", s->start);
+        tli_walk_expect(w, s->state == SPAN_FREE && !s->unbacked && s->in_bin,
+                        "the LRU holds a span that is not dirty and free", s->start);
+        tli_walk_expect(w, s->lru_prev == newer, "an LRU back link is wrong", s->start);
     }
-    tl_walk_expect(w, n == w->free_spans[0] && lru_oldest == newer,
-                   "the LRU does not hold exactly the dirty free spans", 0);
-    tl_walk_expect(w, atomic_load(&tl_stats.page_free) == w->free_bytes[0],
-                   "the page_free statistic is not the dirty free bytes", 0);
-    tl_walk_expect(w, atomic_load(&tl_stats.unbacked) == w->free_bytes[1],
-                   "the unbacked statistic is not the unbacked free bytes", 0);
-    tl_walk_expect(w, atomic_load(&tl_stats.small_spans) == w->small_bytes,
-                   "the small_spans statistic is not the small spans' bytes", 0);
-    tl_walk_expect(w, atomic_load(&tl_stats.large_in_use) == w->large_bytes,
-                   "the large_in_use statistic is not the large spans' bytes", 0);
-    tl_walk_expect(w, counts.large_allocs - counts.large_frees == w->large_spans,
-                   "the large blocks handed out less those freed are not the large spans", 0);
-    tl_walk_expect(w, counts.small_spans_peak >= w->small_bytes,
-                   "the small spans' peak is below their bytes now", 0);
+    tli_walk_expect(w, n == w->free_spans[0] && lru_oldest == newer,
+                    "the LRU does not hold exactly the dirty free spans", 0);
+    tli_walk_expect(w, atomic_load(&tli_stats.page_free) == w->free_bytes[0],
+                    "the page_free statistic is not the dirty free bytes", 0);
+    tli_walk_expect(w, atomic_load(&tli_stats.unbacked) == w->free_bytes[1],
+                    "the unbacked statistic is not the unbacked free bytes", 0);
+    tli_walk_expect(w, atomic_load(&tli_stats.small_spans) == w->small_bytes,
+                    "the small_spans statistic is not the small spans' bytes", 0);
+    tli_walk_expect(w, atomic_load(&tli_stats.large_in_use) == w->large_bytes,
+                    "the large_in_use statistic is not the large spans' bytes", 0);
+    tli_walk_expect(w, counts.large_allocs - counts.large_frees == w->large_spans,
+                    "the large blocks handed out less those freed are not the large spans", 0);
+    tli_walk_expect(w, counts.small_spans_peak >= w->small_bytes,
+                    "the small spans' peak is below their bytes now", 0);
     /* Giving back at the free (single-threaded processes): the budget only
      * halves while above EAGER_MIN_BYTES, so it stays above half of that. */
-    tl_walk_expect(w, eager_budget > EAGER_MIN_BYTES / 2,
-                   "the eager release budget is below its floor", eager_budget);
+    tli_walk_expect(w, eager_budget > EAGER_MIN_BYTES / 2,
+                    "the eager release budget is below its floor", eager_budget);
 }

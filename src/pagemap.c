@@ -19,40 +19,40 @@
 
 #include <stddef.h>
 
-struct pagemap_leaf *tl_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
+struct pagemap_leaf *tli_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
 /* Odd start, limit 0: no pointer of a leaf is an object start of it. */
-struct span tl_no_span = {.start = 1, .div_inv = 1, .div_limit = 0, .state = SPAN_FREE};
-struct tl_lock tl_pagemap_lock = TL_LOCK_INIT;
+struct span tli_no_span = {.start = 1, .div_inv = 1, .div_limit = 0, .state = SPAN_FREE};
+struct tli_lock tli_pagemap_lock = TL_LOCK_INIT;
 /* The lowest and highest root entries that have a leaf, so that the heap
  * walk (heapcheck.c) reads no more of the root than is in use: reading the
  * rest of its megabyte of .bss would make it resident. */
-_Atomic size_t tl_pagemap_first_leaf = (size_t)1 << TL_PM_ROOT_BITS, tl_pagemap_last_leaf;
+_Atomic size_t tli_pagemap_first_leaf = (size_t)1 << TL_PM_ROOT_BITS, tli_pagemap_last_leaf;
 
-static bool ensure_leaf(size_t root_index) TL_EXCLUDES(tl_pagemap_lock)
+static bool ensure_leaf(size_t root_index) TL_EXCLUDES(tli_pagemap_lock)
 {
-    if (__atomic_load_n(&tl_pagemap_root[root_index], __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&tli_pagemap_root[root_index], __ATOMIC_ACQUIRE))
         return true;
-    tl_lock_acquire(&tl_pagemap_lock);
+    tli_lock_acquire(&tli_pagemap_lock);
     bool ok = true;
-    if (!tl_pagemap_root[root_index]) {
-        struct pagemap_leaf *leaf = tl_os_map(sizeof *leaf);
+    if (!tli_pagemap_root[root_index]) {
+        struct pagemap_leaf *leaf = tli_os_map(sizeof *leaf);
         if (leaf) {
             /* the slots count as they hold spans (page_heap.c) */
-            tl_stat_add(&tl_stats.meta, offsetof(struct pagemap_leaf, slot));
-            __atomic_store_n(&tl_pagemap_root[root_index], leaf, __ATOMIC_RELEASE);
-            if (root_index < atomic_load(&tl_pagemap_first_leaf))
-                atomic_store(&tl_pagemap_first_leaf, root_index);
-            if (root_index > atomic_load(&tl_pagemap_last_leaf))
-                atomic_store(&tl_pagemap_last_leaf, root_index);
+            tli_stat_add(&tli_stats.meta, offsetof(struct pagemap_leaf, slot));
+            __atomic_store_n(&tli_pagemap_root[root_index], leaf, __ATOMIC_RELEASE);
+            if (root_index < atomic_load(&tli_pagemap_first_leaf))
+                atomic_store(&tli_pagemap_first_leaf, root_index);
+            if (root_index > atomic_load(&tli_pagemap_last_leaf))
+                atomic_store(&tli_pagemap_last_leaf, root_index);
         } else {
             ok = false;
         }
     }
-    tl_lock_release(&tl_pagemap_lock);
+    tli_lock_release(&tli_pagemap_lock);
     return ok;
 }
 
-bool tl_pagemap_ensure(uintptr_t start, size_t bytes)
+bool tli_pagemap_ensure(uintptr_t start, size_t bytes)
 {
     if (bytes == 0 || (start + bytes - 1) >> 48)
         return false;
@@ -64,19 +64,19 @@ bool tl_pagemap_ensure(uintptr_t start, size_t bytes)
 }
 
 /* An entry is written only if it changes: the entries of a unbacked free
- * span's interior are zero on pages given back (tl_pagemap_release), and
+ * span's interior are zero on pages given back (tli_pagemap_release), and
  * writing a zero there again (a free span's class byte at its new edge,
  * say) would make a page resident for nothing; reading maps the shared
  * zero page, which costs no memory. */
 static void set_span(struct pagemap_leaf *leaf, size_t idx, struct span *v)
 {
     struct span *old = __atomic_load_n(&leaf->span[idx], __ATOMIC_RELAXED);
-    if (!v && (!old || old == &tl_no_span))
+    if (!v && (!old || old == &tli_no_span))
         return;
-    /* A real span's pointer leaves as tl_no_span, never NULL: a free that
+    /* A real span's pointer leaves as tli_no_span, never NULL: a free that
      * read the class before it went finds a span that fails every test. */
     if (!v)
-        v = &tl_no_span;
+        v = &tli_no_span;
     if (old != v)
         __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
 }
@@ -85,7 +85,7 @@ static void set_span(struct pagemap_leaf *leaf, size_t idx, struct span *v)
  * (release), with constants that admit only the span's first object
  * (a free racing with the span's creation finds no other object start);
  * the central list then sets the class's constants and the carved limit
- * (tl_span_set_carved). */
+ * (tli_span_set_carved). */
 static void set_class(struct pagemap_leaf *leaf, size_t idx, struct span *v, uint8_t cls)
 {
     struct pagemap_hot *h = &leaf->hot[idx];
@@ -101,13 +101,13 @@ static void set_class(struct pagemap_leaf *leaf, size_t idx, struct span *v, uin
 
 /* The span's constants (set before the first call) and limit go to each
  * of its pages' hot entries. */
-void tl_span_set_carved(struct span *s, uint32_t carved)
+void tli_span_set_carved(struct span *s, uint32_t carved)
 {
     uint64_t limit = carved ? (uint64_t)carved - 1 : 0;
     __atomic_store_n(&s->div_limit, limit, __ATOMIC_RELAXED);
     uintptr_t a = s->start;
     for (size_t i = 0; i < s->npages; i++, a += TL_PAGE_SIZE) {
-        struct pagemap_hot *h = &tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)];
+        struct pagemap_hot *h = &tli_pagemap_leaf(a)->hot[tli_pagemap_index(a)];
         if (h->div_inv != s->div_inv || h->div_shift != s->div_shift) {
             /* Only on the span's first carve, before any of its objects is
              * out: later carves race with frees reading these fields. */
@@ -121,13 +121,13 @@ void tl_span_set_carved(struct span *s, uint32_t carved)
 /* The order of the two stores is part of I3: a page never has a class
  * without a span. A small span's pointer goes in before its class, and a
  * class goes out before the span pointer. */
-void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls)
-    TL_REQUIRES(tl_page_heap_lock)
+void tli_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_t cls)
+    TL_REQUIRES(tli_page_heap_lock)
 {
     uintptr_t a = start;
     for (size_t i = 0; i < npages; i++, a += TL_PAGE_SIZE) {
-        struct pagemap_leaf *leaf = tl_pagemap_root[a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)];
-        size_t idx = tl_pagemap_index(a);
+        struct pagemap_leaf *leaf = tli_pagemap_root[a >> (TL_PAGE_SHIFT + TL_PM_LEAF_BITS)];
+        size_t idx = tli_pagemap_index(a);
         if (cls) {
             set_span(leaf, idx, v);
             set_class(leaf, idx, v, cls);
@@ -145,10 +145,10 @@ void tl_pagemap_set_range(uintptr_t start, size_t npages, struct span *v, uint8_
  * and the pages must go when the run around them is long enough. */
 static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo, size_t hi)
 {
-    const uintptr_t page = tl_os_page_size();
+    const uintptr_t page = tli_os_page_size();
     uintptr_t a = ((uintptr_t)base + i * elem) & ~(page - 1);
-    uintptr_t b = tl_round_up((uintptr_t)base + j * elem, page);
-    uintptr_t min = tl_round_up((uintptr_t)base + lo * elem, page);
+    uintptr_t b = tli_round_up((uintptr_t)base + j * elem, page);
+    uintptr_t min = tli_round_up((uintptr_t)base + lo * elem, page);
     uintptr_t max = ((uintptr_t)base + hi * elem) & ~(page - 1);
     if (a < min)
         a = min;
@@ -159,7 +159,7 @@ static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo
      * (I2), and slots of spans joined away, whose state is SPAN_FREE, as a
      * zeroed slot's is. No reader relies on more, so nothing is undone. */
     if (b > a)
-        (void)tl_os_decommit((void *)a, b - a);
+        (void)tli_os_decommit((void *)a, b - a);
 }
 
 /* Page heap lock held. The pages [start, end) have just become part of the
@@ -167,18 +167,18 @@ static void release_elems(char *base, size_t elem, size_t i, size_t j, size_t lo
  * (I2) and their slots unused (I5), as are those of the whole interior. A
  * reader racing with an invalid free may read zeros, as it would a moment
  * later anyway. */
-void tl_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
-    TL_REQUIRES(tl_page_heap_lock)
+void tli_pagemap_release(uintptr_t start, uintptr_t end, uintptr_t lo, uintptr_t hi)
+    TL_REQUIRES(tli_page_heap_lock)
 {
     const unsigned shift = TL_PAGE_SHIFT + TL_PM_LEAF_BITS;
     while (start < end) {
         uintptr_t leaf_start = (start >> shift) << shift,
                   leaf_end = leaf_start + ((uintptr_t)1 << shift);
         uintptr_t stop = end < leaf_end ? end : leaf_end;
-        struct pagemap_leaf *leaf = tl_pagemap_leaf(start);
-        size_t i = tl_pagemap_index(start), j = i + ((stop - start) >> TL_PAGE_SHIFT);
-        size_t l = lo > leaf_start ? tl_pagemap_index(lo) : 0;
-        size_t h = hi < leaf_end ? tl_pagemap_index(hi) : TL_PM_LEAF_SIZE;
+        struct pagemap_leaf *leaf = tli_pagemap_leaf(start);
+        size_t i = tli_pagemap_index(start), j = i + ((stop - start) >> TL_PAGE_SHIFT);
+        size_t l = lo > leaf_start ? tli_pagemap_index(lo) : 0;
+        size_t h = hi < leaf_end ? tli_pagemap_index(hi) : TL_PM_LEAF_SIZE;
         release_elems((char *)leaf->hot, sizeof(struct pagemap_hot), i, j, l, h);
         release_elems((char *)leaf->span, sizeof(struct span *), i, j, l, h);
         release_elems((char *)leaf->slot, sizeof(struct span), i, j, l, h);

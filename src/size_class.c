@@ -23,10 +23,10 @@
  */
 #include "internal.h"
 
-struct size_class_info tl_classes[TL_MAX_CLASSES];
-unsigned tl_num_classes;
-uint8_t tl_class_small[1024 / 16 + 1];
-uint8_t tl_class_medium[(64 << 10) / 128 + 1];
+struct size_class_info tli_classes[TL_MAX_CLASSES];
+unsigned tli_num_classes;
+uint8_t tli_class_small[1024 / 16 + 1];
+uint8_t tli_class_medium[(64 << 10) / 128 + 1];
 
 /* Inverse of an odd d modulo 2^64, by Newton's iteration. */
 static uint64_t inverse_mod_2_64(uint64_t d)
@@ -58,7 +58,7 @@ static void set_division(struct size_class_info *c)
 static uint32_t span_pages_for(uint32_t size)
 {
     size_t min_objects = size <= TL_PAGE_SIZE ? 8 : 1;
-    size_t first = tl_pages_for(size * min_objects), best = first;
+    size_t first = tli_pages_for(size * min_objects), best = first;
     size_t tail_share = size >= ((size_t)16 << 10) ? 8 : 64;
     for (size_t pages = first; pages <= first + 8; pages++) {
         size_t bytes = pages << TL_PAGE_SHIFT, tail = bytes % size;
@@ -79,7 +79,7 @@ static uint32_t batch_for(uint32_t size)
 
 static void add_class(uint32_t size)
 {
-    struct size_class_info *c = &tl_classes[tl_num_classes++];
+    struct size_class_info *c = &tli_classes[tli_num_classes++];
     c->size = size;
     c->span_pages = (uint16_t)span_pages_for(size);
     c->objects = (uint32_t)((c->span_pages << TL_PAGE_SHIFT) / size);
@@ -87,29 +87,29 @@ static void add_class(uint32_t size)
     set_division(c);
 }
 
-void tl_size_classes_init(void)
+void tli_size_classes_init(void)
 {
-    tl_num_classes = 1; /* class 0 means "not a small object" */
+    tli_num_classes = 1; /* class 0 means "not a small object" */
     for (uint32_t s = 16; s <= 128; s += 16)
         add_class(s);
     for (uint32_t base = 128; base < TL_SMALL_MAX; base *= 2)
         for (uint32_t s = base + base / 8; s <= 2 * base; s += base / 8)
             add_class(s);
 
-    if (tl_num_classes > TL_MAX_CLASSES)
-        tl_fatal("size class table larger than TL_MAX_CLASSES");
+    if (tli_num_classes > TL_MAX_CLASSES)
+        tli_fatal("size class table larger than TL_MAX_CLASSES");
     unsigned cls = 1;
-    for (size_t i = 0; i < sizeof tl_class_small; i++) {
+    for (size_t i = 0; i < sizeof tli_class_small; i++) {
         size_t size = i * 16;
-        while (tl_classes[cls].size < size)
+        while (tli_classes[cls].size < size)
             cls++;
-        tl_class_small[i] = (uint8_t)cls;
+        tli_class_small[i] = (uint8_t)cls;
     }
     cls = 1;
-    for (size_t i = 0; i < sizeof tl_class_medium; i++) {
+    for (size_t i = 0; i < sizeof tli_class_medium; i++) {
         size_t size = i * 128;
-        while (tl_classes[cls].size < size)
+        while (tli_classes[cls].size < size)
             cls++;
-        tl_class_medium[i] = (uint8_t)cls;
+        tli_class_medium[i] = (uint8_t)cls;
     }
 }

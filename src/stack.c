@@ -11,7 +11,7 @@
  * registered at run time with __register_frame_info (JIT compilers).
  * docs/DESIGN.md compares it with libunwind and a frame-pointer walk.
  * The leading frames left out are tlmalloc's own and libstdc++'s operator
- * new (found once at start, see tl_stack_start), so that a trace begins in
+ * new (found once at start, see tli_stack_start), so that a trace begins in
  * the program's function that allocated.
  * Recursion: a thread that is inside a capture and reaches the allocator
  * again (a registered-frame unwinder's malloc, or a signal handler that
@@ -20,10 +20,10 @@
  *
  * Depot: an open hash of traces; entries come from the metadata arena and
  * are never freed, so an entry's number stays valid for the life of the
- * process and its frames never change once published. Lock: tl_stack_lock
+ * process and its frames never change once published. Lock: tli_stack_lock
  * guards the hash chains and the making of entries; it is taken with no
  * other allocator lock held and takes only the metadata lock inside (see
- * DESIGN.md, "Locks"). tl_stack_get reads without it: an entry is stored
+ * DESIGN.md, "Locks"). tli_stack_get reads without it: an entry is stored
  * in the table of numbers, and then its number published with release,
  * only once it is complete.
  */
@@ -33,15 +33,15 @@
 #include <string.h>
 #include <unwind.h>
 
-struct tl_lock tl_stack_lock = TL_LOCK_INIT;
+struct tli_lock tli_stack_lock = TL_LOCK_INIT;
 
 static __thread bool in_capture __attribute__((tls_model("initial-exec")));
 
 /* ---- libstdc++'s operator new -------------------------------------------- */
 /* They call malloc, and a trace is more useful from the program's frame
- * that said new. Written once by tl_stack_start, before any capture. */
+ * that said new. Written once by tli_stack_start, before any capture. */
 #define MAX_NEW 8
-static struct tl_os_range new_fns[MAX_NEW];
+static struct tli_os_range new_fns[MAX_NEW];
 static unsigned n_new;
 
 static bool is_operator_new(uintptr_t pc)
@@ -52,7 +52,7 @@ static bool is_operator_new(uintptr_t pc)
     return false;
 }
 
-void tl_stack_start(void)
+void tli_stack_start(void)
 {
     static const char *const names[MAX_NEW] = {"_Znwm",
                                                "_Znam",
@@ -62,11 +62,11 @@ void tl_stack_start(void)
                                                "_ZnamSt11align_val_t",
                                                "_ZnwmSt11align_val_tRKSt9nothrow_t",
                                                "_ZnamSt11align_val_tRKSt9nothrow_t"};
-    n_new = tl_os_function_ranges("libstdc++", names, MAX_NEW, new_fns);
+    n_new = tli_os_function_ranges("libstdc++", names, MAX_NEW, new_fns);
     /* The unwinder's one-time set-up (libgcc's pthread_once, the lazy
      * binding of _Unwind_Backtrace) here rather than inside a malloc. */
     uintptr_t pcs[2];
-    (void)tl_stack_capture(pcs, 2);
+    (void)tli_stack_capture(pcs, 2);
 }
 
 /* ---- capture ------------------------------------------------------------- */
@@ -82,14 +82,14 @@ static _Unwind_Reason_Code one_frame(struct _Unwind_Context *ctx, void *arg)
     uintptr_t pc = (uintptr_t)_Unwind_GetIP(ctx);
     if (!pc)
         return _URC_END_OF_STACK;
-    if (c->skipping && (tl_in_self(pc) || is_operator_new(pc)))
+    if (c->skipping && (tli_in_self(pc) || is_operator_new(pc)))
         return _URC_NO_REASON;
     c->skipping = false;
     c->pcs[c->n++] = pc;
     return c->n < c->max ? _URC_NO_REASON : _URC_END_OF_STACK;
 }
 
-unsigned tl_stack_capture(uintptr_t *pcs, unsigned max)
+unsigned tli_stack_capture(uintptr_t *pcs, unsigned max)
 {
     if (in_capture || max == 0)
         return 0;
@@ -110,9 +110,9 @@ unsigned tl_stack_capture(uintptr_t *pcs, unsigned max)
 #define LEAF_SLOTS 512
 #define ROOT_SLOTS 2048
 
-static struct tl_stack **buckets TL_GUARDED_BY(tl_stack_lock); /* made on first use */
-static const struct tl_stack **by_id[ROOT_SLOTS];              /* written under the lock */
-static _Atomic uint32_t n_published;                           /* entries numbered so far */
+static struct tli_stack **buckets TL_GUARDED_BY(tli_stack_lock); /* made on first use */
+static const struct tli_stack **by_id[ROOT_SLOTS];               /* written under the lock */
+static _Atomic uint32_t n_published;                             /* entries numbered so far */
 
 static uint64_t hash_of(const uintptr_t *pcs, unsigned n)
 {
@@ -125,29 +125,29 @@ static uint64_t hash_of(const uintptr_t *pcs, unsigned n)
     return h;
 }
 
-static struct tl_stack *find(uint64_t h, const uintptr_t *pcs, unsigned n)
-    TL_REQUIRES(tl_stack_lock)
+static struct tli_stack *find(uint64_t h, const uintptr_t *pcs, unsigned n)
+    TL_REQUIRES(tli_stack_lock)
 {
-    for (struct tl_stack *e = buckets[h % DEPOT_BUCKETS]; e; e = e->chain)
+    for (struct tli_stack *e = buckets[h % DEPOT_BUCKETS]; e; e = e->chain)
         if (e->hash == h && e->depth == n && !memcmp(e->pcs, pcs, n * sizeof *pcs))
             return e;
     return NULL;
 }
 
 /* A new entry, numbered and published; NULL without room or memory. */
-static struct tl_stack *make(uint64_t h, const uintptr_t *pcs, unsigned n)
-    TL_REQUIRES(tl_stack_lock)
+static struct tli_stack *make(uint64_t h, const uintptr_t *pcs, unsigned n)
+    TL_REQUIRES(tli_stack_lock)
 {
     uint32_t id = atomic_load_explicit(&n_published, memory_order_relaxed);
     if (id >= ROOT_SLOTS * LEAF_SLOTS)
         return NULL;
-    const struct tl_stack ***leaf = &by_id[id / LEAF_SLOTS];
-    if (!*leaf && !(*leaf = tl_meta_alloc(LEAF_SLOTS * sizeof **leaf)))
+    const struct tli_stack ***leaf = &by_id[id / LEAF_SLOTS];
+    if (!*leaf && !(*leaf = tli_meta_alloc(LEAF_SLOTS * sizeof **leaf)))
         return NULL;
-    struct tl_stack *e = tl_meta_alloc(sizeof *e + n * sizeof *pcs);
+    struct tli_stack *e = tli_meta_alloc(sizeof *e + n * sizeof *pcs);
     if (!e)
         return NULL;
-    *e = (struct tl_stack){buckets[h % DEPOT_BUCKETS], h, id, n};
+    *e = (struct tli_stack){buckets[h % DEPOT_BUCKETS], h, id, n};
     memcpy(e->pcs, pcs, n * sizeof *pcs);
     buckets[h % DEPOT_BUCKETS] = e;
     (*leaf)[id % LEAF_SLOTS] = e;
@@ -155,22 +155,23 @@ static struct tl_stack *make(uint64_t h, const uintptr_t *pcs, unsigned n)
     return e;
 }
 
-const struct tl_stack *tl_stack_intern(const uintptr_t *pcs, unsigned n) TL_EXCLUDES(tl_stack_lock)
+const struct tli_stack *tli_stack_intern(const uintptr_t *pcs, unsigned n)
+    TL_EXCLUDES(tli_stack_lock)
 {
     if (n > TL_STACK_MAX)
         n = TL_STACK_MAX;
     uint64_t h = hash_of(pcs, n);
-    tl_lock_acquire(&tl_stack_lock);
+    tli_lock_acquire(&tli_stack_lock);
     if (!buckets)
-        buckets = tl_meta_alloc(DEPOT_BUCKETS * sizeof *buckets);
-    struct tl_stack *e = NULL;
+        buckets = tli_meta_alloc(DEPOT_BUCKETS * sizeof *buckets);
+    struct tli_stack *e = NULL;
     if (buckets && !(e = find(h, pcs, n)))
         e = make(h, pcs, n);
-    tl_lock_release(&tl_stack_lock);
+    tli_lock_release(&tli_stack_lock);
     return e;
 }
 
-const struct tl_stack *tl_stack_get(uint32_t id)
+const struct tli_stack *tli_stack_get(uint32_t id)
 {
     if (id >= atomic_load_explicit(&n_published, memory_order_acquire))
         return NULL;

@@ -9,17 +9,17 @@
 #define TL_STACK_MAX 32
 
 /* A unique trace in the depot: never freed, never changed once published. */
-struct tl_stack {
-    struct tl_stack *chain; /* hash chain, under tl_stack_lock */
+struct tli_stack {
+    struct tli_stack *chain; /* hash chain, under tli_stack_lock */
     uint64_t hash;
-    uint32_t id;     /* its number: tl_stack_get(id) gives it back */
+    uint32_t id;     /* its number: tli_stack_get(id) gives it back */
     uint32_t depth;  /* frames in pcs */
     uintptr_t pcs[]; /* return addresses, innermost first */
 };
 
 /* Guards the depot's hash chains and the making of entries; its place in
  * the lock order: docs/DESIGN.md, "Locks". */
-extern struct tl_lock tl_stack_lock;
+extern struct tli_lock tli_stack_lock;
 
 /* Up to max (<= TL_STACK_MAX) return addresses of the caller, innermost
  * first, without the leading frames that are tlmalloc's own or libstdc++'s
@@ -27,18 +27,19 @@ extern struct tl_lock tl_stack_lock;
  * handler, or an unwinder that called malloc). Call with no allocator lock
  * held: the unwinder may take its own. Neither allocates nor reads frame
  * pointers. */
-unsigned tl_stack_capture(uintptr_t *pcs, unsigned max);
+unsigned tli_stack_capture(uintptr_t *pcs, unsigned max);
 
 /* The depot's entry for the trace, made if new; NULL when the depot is
- * full or metadata memory ran out. Takes tl_stack_lock. */
-const struct tl_stack *tl_stack_intern(const uintptr_t *pcs, unsigned n) TL_EXCLUDES(tl_stack_lock);
+ * full or metadata memory ran out. Takes tli_stack_lock. */
+const struct tli_stack *tli_stack_intern(const uintptr_t *pcs, unsigned n)
+    TL_EXCLUDES(tli_stack_lock);
 
 /* The entry numbered id, or NULL if there is none. No lock. */
-const struct tl_stack *tl_stack_get(uint32_t id);
+const struct tli_stack *tli_stack_get(uint32_t id);
 
 /* From the constructor, with no allocator lock held, when check mode
  * records stacks: finds libstdc++'s operator new functions and does the
  * unwinder's one-time set-up (so that none of it happens inside malloc). */
-void tl_stack_start(void);
+void tli_stack_start(void);
 
 #endif

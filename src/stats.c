@@ -37,7 +37,7 @@
 #include <stdio.h>
 #include <string.h>
 
-struct tl_counters tl_stats;
+struct tli_counters tli_stats;
 
 struct snapshot {
     size_t heap_mapped, small_spans, large_in_use, page_heap_free, returned;
@@ -55,21 +55,21 @@ struct snapshot {
 #define MAX_GROUPS 160
 struct span_groups {
     unsigned n;
-    struct tl_free_span_group g[MAX_GROUPS];
+    struct tli_free_span_group g[MAX_GROUPS];
 };
 
-static void add_counts(struct snapshot *s, size_t small_live, const struct tl_page_heap_counts *ph)
+static void add_counts(struct snapshot *s, size_t small_live, const struct tli_page_heap_counts *ph)
 {
-    struct tl_tc_counts tc;
-    tl_tc_counts(&tc);
+    struct tli_tc_counts tc;
+    tli_tc_counts(&tc);
     s->refills = tc.refills;
     s->flushes = tc.flushes;
     s->small_frees = tc.small_frees;
     s->small_mallocs = tc.small_frees + small_live;
     s->large_mallocs = ph->large_allocs;
     s->large_frees = ph->large_frees;
-    s->huge_mallocs = atomic_load_explicit(&tl_stats.huge_allocs, memory_order_relaxed);
-    s->huge_frees = atomic_load_explicit(&tl_stats.huge_frees, memory_order_relaxed);
+    s->huge_mallocs = atomic_load_explicit(&tli_stats.huge_allocs, memory_order_relaxed);
+    s->huge_frees = atomic_load_explicit(&tli_stats.huge_frees, memory_order_relaxed);
     s->mallocs = s->small_mallocs + s->large_mallocs + s->huge_mallocs;
     s->frees = s->small_frees + s->large_frees + s->huge_frees;
     s->grows = ph->grows;
@@ -87,36 +87,36 @@ static void take_snapshot(struct snapshot *s, struct span_groups *groups)
 {
     memset(s, 0, sizeof *s);
     unsigned threads = 0;
-    s->thread_cache = tl_tc_total_bytes(s->tc_class, &threads);
+    s->thread_cache = tli_tc_total_bytes(s->tc_class, &threads);
     s->threads = threads;
     size_t out = 0, span_object_bytes = 0, small_live = 0;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-        tl_lock_acquire(&tl_central_locks[cls]);
-        s->central_class[cls] = tl_central_free_bytes(cls);
-        s->span_class[cls] = tl_central_span_bytes(cls);
-        size_t class_out = tl_central_out_bytes(cls);
-        tl_lock_release(&tl_central_locks[cls]);
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
+        tli_lock_acquire(&tli_central_locks[cls]);
+        s->central_class[cls] = tli_central_free_bytes(cls);
+        s->span_class[cls] = tli_central_span_bytes(cls);
+        size_t class_out = tli_central_out_bytes(cls);
+        tli_lock_release(&tli_central_locks[cls]);
         out += class_out;
         if (class_out > s->tc_class[cls])
-            small_live += (class_out - s->tc_class[cls]) / tl_classes[cls].size;
+            small_live += (class_out - s->tc_class[cls]) / tli_classes[cls].size;
         s->central_free += s->central_class[cls];
         span_object_bytes += s->span_class[cls];
     }
-    struct tl_page_heap_counts ph;
-    tl_lock_acquire(&tl_page_heap_lock);
-    s->heap_mapped = load(&tl_stats.mapped);
-    s->small_spans = load(&tl_stats.small_spans);
-    s->large_in_use = load(&tl_stats.large_in_use);
-    s->page_heap_free = load(&tl_stats.page_free);
-    s->returned = load(&tl_stats.unbacked);
-    tl_page_heap_counts(&ph);
+    struct tli_page_heap_counts ph;
+    tli_lock_acquire(&tli_page_heap_lock);
+    s->heap_mapped = load(&tli_stats.mapped);
+    s->small_spans = load(&tli_stats.small_spans);
+    s->large_in_use = load(&tli_stats.large_in_use);
+    s->page_heap_free = load(&tli_stats.page_free);
+    s->returned = load(&tli_stats.unbacked);
+    tli_page_heap_counts(&ph);
     if (groups)
-        groups->n = tl_page_heap_free_groups(groups->g, MAX_GROUPS);
-    tl_lock_release(&tl_page_heap_lock);
+        groups->n = tli_page_heap_free_groups(groups->g, MAX_GROUPS);
+    tli_lock_release(&tli_page_heap_lock);
     add_counts(s, small_live, &ph);
-    s->huge = load(&tl_stats.huge_mapped);
-    s->huge_count = load(&tl_stats.huge_count);
-    s->meta = load(&tl_stats.meta);
+    s->huge = load(&tli_stats.huge_mapped);
+    s->huge_count = load(&tli_stats.huge_count);
+    s->meta = load(&tli_stats.meta);
     s->small_in_use = out > s->thread_cache ? out - s->thread_cache : 0;
     s->span_tail = s->small_spans > span_object_bytes ? s->small_spans - span_object_bytes : 0;
     s->in_use = s->small_in_use + s->large_in_use + s->huge;
@@ -180,138 +180,138 @@ static size_t field(const struct snapshot *s, size_t offset)
 }
 
 /* A label and the padding that lines values up. */
-static void put_label(struct tl_buf *b, const char *label)
+static void put_label(struct tli_buf *b, const char *label)
 {
-    tl_buf_str(b, "  ");
-    tl_buf_str(b, label);
+    tli_buf_str(b, "  ");
+    tli_buf_str(b, label);
     /* At least one space, even after a label as long as the column. */
-    tl_buf_str(b, " ");
+    tli_buf_str(b, " ");
     for (size_t pad = strlen(label) + 1; pad < 36; pad++)
-        tl_buf_str(b, " ");
+        tli_buf_str(b, " ");
 }
 
-static void print_text(struct tl_buf *b, const struct snapshot *s)
+static void print_text(struct tli_buf *b, const struct snapshot *s)
 {
-    tl_buf_str(b, "tlmalloc statistics\n");
+    tli_buf_str(b, "tlmalloc statistics\n");
     for (size_t i = 0; i < NFIGURES; i++) {
         put_label(b, figures[i].label);
-        tl_buf_size(b, field(s, figures[i].offset));
-        tl_buf_str(b, "\n");
+        tli_buf_size(b, field(s, figures[i].offset));
+        tli_buf_str(b, "\n");
     }
     for (size_t i = 0; i < NCOUNTERS; i++) {
         put_label(b, counters[i].label);
-        tl_buf_u64(b, field(s, counters[i].offset));
-        tl_buf_str(b, "\n");
+        tli_buf_u64(b, field(s, counters[i].offset));
+        tli_buf_str(b, "\n");
     }
-    tl_buf_str(b, "  threads with a cache                ");
-    tl_buf_u64(b, s->threads);
-    tl_buf_str(b, "\n  huge mappings                       ");
-    tl_buf_u64(b, s->huge_count);
-    tl_buf_str(b, "\n  size class: spans / central free / thread caches\n");
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+    tli_buf_str(b, "  threads with a cache                ");
+    tli_buf_u64(b, s->threads);
+    tli_buf_str(b, "\n  huge mappings                       ");
+    tli_buf_u64(b, s->huge_count);
+    tli_buf_str(b, "\n  size class: spans / central free / thread caches\n");
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         if (!s->span_class[cls] && !s->tc_class[cls])
             continue;
-        tl_buf_str(b, "    ");
-        tl_buf_u64(b, tl_classes[cls].size);
-        tl_buf_str(b, " B: ");
-        tl_buf_size(b, s->span_class[cls]);
-        tl_buf_str(b, " / ");
-        tl_buf_size(b, s->central_class[cls]);
-        tl_buf_str(b, " / ");
-        tl_buf_size(b, s->tc_class[cls]);
-        tl_buf_str(b, "\n");
+        tli_buf_str(b, "    ");
+        tli_buf_u64(b, tli_classes[cls].size);
+        tli_buf_str(b, " B: ");
+        tli_buf_size(b, s->span_class[cls]);
+        tli_buf_str(b, " / ");
+        tli_buf_size(b, s->central_class[cls]);
+        tli_buf_str(b, " / ");
+        tli_buf_size(b, s->tc_class[cls]);
+        tli_buf_str(b, "\n");
     }
 }
 
-static void print_json(struct tl_buf *b, const struct snapshot *s)
+static void print_json(struct tli_buf *b, const struct snapshot *s)
 {
-    tl_buf_str(b, "{");
+    tli_buf_str(b, "{");
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
-        tl_buf_str(b, i ? ", \"" : "\"");
-        tl_buf_str(b, figures[i].name);
-        tl_buf_str(b, "\": ");
-        tl_buf_u64(b, field(s, figures[i].offset));
+        tli_buf_str(b, i ? ", \"" : "\"");
+        tli_buf_str(b, figures[i].name);
+        tli_buf_str(b, "\": ");
+        tli_buf_u64(b, field(s, figures[i].offset));
     }
-    tl_buf_str(b, ", \"threads\": ");
-    tl_buf_u64(b, s->threads);
-    tl_buf_str(b, ", \"huge_count\": ");
-    tl_buf_u64(b, s->huge_count);
+    tli_buf_str(b, ", \"threads\": ");
+    tli_buf_u64(b, s->threads);
+    tli_buf_str(b, ", \"huge_count\": ");
+    tli_buf_u64(b, s->huge_count);
     for (size_t i = 0; i < NCOUNTERS; i++) {
-        tl_buf_str(b, ", \"");
-        tl_buf_str(b, counters[i].name);
-        tl_buf_str(b, "\": ");
-        tl_buf_u64(b, field(s, counters[i].offset));
+        tli_buf_str(b, ", \"");
+        tli_buf_str(b, counters[i].name);
+        tli_buf_str(b, "\": ");
+        tli_buf_u64(b, field(s, counters[i].offset));
     }
-    tl_buf_str(b, ", \"classes\": [");
+    tli_buf_str(b, ", \"classes\": [");
     bool first = true;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         if (!s->span_class[cls] && !s->tc_class[cls])
             continue;
-        tl_buf_str(b, first ? "{\"size\": " : ", {\"size\": ");
+        tli_buf_str(b, first ? "{\"size\": " : ", {\"size\": ");
         first = false;
-        tl_buf_u64(b, tl_classes[cls].size);
-        tl_buf_str(b, ", \"span_bytes\": ");
-        tl_buf_u64(b, s->span_class[cls]);
-        tl_buf_str(b, ", \"central_free_bytes\": ");
-        tl_buf_u64(b, s->central_class[cls]);
-        tl_buf_str(b, ", \"thread_cache_bytes\": ");
-        tl_buf_u64(b, s->tc_class[cls]);
-        tl_buf_str(b, "}");
+        tli_buf_u64(b, tli_classes[cls].size);
+        tli_buf_str(b, ", \"span_bytes\": ");
+        tli_buf_u64(b, s->span_class[cls]);
+        tli_buf_str(b, ", \"central_free_bytes\": ");
+        tli_buf_u64(b, s->central_class[cls]);
+        tli_buf_str(b, ", \"thread_cache_bytes\": ");
+        tli_buf_u64(b, s->tc_class[cls]);
+        tli_buf_str(b, "}");
     }
-    tl_buf_str(b, "]}\n");
+    tli_buf_str(b, "]}\n");
 }
 
 TL_EXPORT void tl_stats_print(int fd, int json)
 {
-    tl_ensure_init();
+    tli_ensure_init();
     struct snapshot s;
     take_snapshot(&s, NULL);
-    struct tl_buf b = {.fd = fd};
+    struct tli_buf b = {.fd = fd};
     if (json)
         print_json(&b, &s);
     else
         print_text(&b, &s);
-    tl_buf_flush(&b);
+    tli_buf_flush(&b);
 }
 
 /* One of glibc's malloc_stats lines: the label, then the figure right
  * aligned in ten columns, as glibc's "%10u". */
-static void put_glibc_line(struct tl_buf *b, const char *label, size_t v)
+static void put_glibc_line(struct tli_buf *b, const char *label, size_t v)
 {
     unsigned digits = 1;
     for (size_t rest = v / 10; rest; rest /= 10)
         digits++;
-    tl_buf_str(b, label);
+    tli_buf_str(b, label);
     for (; digits < 10; digits++)
-        tl_buf_str(b, " ");
-    tl_buf_u64(b, v);
-    tl_buf_str(b, "\n");
+        tli_buf_str(b, " ");
+    tli_buf_u64(b, v);
+    tli_buf_str(b, "\n");
 }
 
 /* malloc_stats: glibc's lines first, the whole heap as its one arena with
  * mallinfo2's figures, so that whatever reads them finds them; then
  * tlmalloc's own report. */
-void tl_malloc_stats(int fd)
+void tli_malloc_stats(int fd)
 {
-    tl_ensure_init();
+    tli_ensure_init();
     size_t arena, hblks, hblkhd, uordblks, fordblks, keepcost;
-    tl_stats_mallinfo(&arena, &hblks, &hblkhd, &uordblks, &fordblks, &keepcost);
-    struct tl_buf b = {.fd = fd};
-    tl_buf_str(&b, "Arena 0:\n");
+    tli_stats_mallinfo(&arena, &hblks, &hblkhd, &uordblks, &fordblks, &keepcost);
+    struct tli_buf b = {.fd = fd};
+    tli_buf_str(&b, "Arena 0:\n");
     put_glibc_line(&b, "system bytes     = ", arena);
     put_glibc_line(&b, "in use bytes     = ", uordblks);
-    tl_buf_str(&b, "Total (incl. mmap):\n");
+    tli_buf_str(&b, "Total (incl. mmap):\n");
     put_glibc_line(&b, "system bytes     = ", arena + hblkhd);
     put_glibc_line(&b, "in use bytes     = ", uordblks + hblkhd);
-    put_glibc_line(&b, "max mmap regions = ", atomic_load(&tl_stats.huge_count_max));
-    put_glibc_line(&b, "max mmap bytes   = ", atomic_load(&tl_stats.huge_mapped_max));
-    tl_buf_flush(&b);
+    put_glibc_line(&b, "max mmap regions = ", atomic_load(&tli_stats.huge_count_max));
+    put_glibc_line(&b, "max mmap bytes   = ", atomic_load(&tli_stats.huge_mapped_max));
+    tli_buf_flush(&b);
     tl_stats_print(fd, 0);
 }
 
 TL_EXPORT size_t tl_stat(const char *name)
 {
-    tl_ensure_init();
+    tli_ensure_init();
     struct snapshot s;
     take_snapshot(&s, NULL);
     for (size_t i = 0; i < NFIGURES; i++)
@@ -331,13 +331,13 @@ TL_EXPORT size_t tl_stat(const char *name)
  * mallinfo counts freed memory as free, and so does this. */
 static size_t quarantined(const struct snapshot *s)
 {
-    size_t held = tl_conf.check ? tl_check_quarantined() : 0;
+    size_t held = tli_conf.check ? tli_check_quarantined() : 0;
     return held > s->in_use ? s->in_use : held;
 }
 
 /* mallinfo2's fields, in glibc's meaning as far as they carry over. */
-void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,
-                       size_t *fordblks, size_t *keepcost)
+void tli_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uordblks,
+                        size_t *fordblks, size_t *keepcost)
 {
     struct snapshot s;
     take_snapshot(&s, NULL);
@@ -352,10 +352,10 @@ void tl_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uor
     *keepcost = s.returned;
 }
 
-void tl_stats_at_exit(void)
+void tli_stats_at_exit(void)
 {
-    if (tl_conf.stats_at_exit)
-        tl_stats_print(2, tl_conf.stats_at_exit == 2);
+    if (tli_conf.stats_at_exit)
+        tl_stats_print(2, tli_conf.stats_at_exit == 2);
 }
 
 /* ---- malloc_info ------------------------------------------------------- *
@@ -407,8 +407,8 @@ static void info_size(FILE *fp, size_t from, size_t to, size_t total, size_t cou
 static void info_classes(FILE *fp, const struct snapshot *s, struct info_heap *h)
 {
     fprintf(fp, "<heap nr=\"0\">\n<sizes>\n");
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-        size_t size = tl_classes[cls].size, bytes = s->tc_class[cls] + s->central_class[cls];
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
+        size_t size = tli_classes[cls].size, bytes = s->tc_class[cls] + s->central_class[cls];
         if (bytes)
             info_size(fp, size, size, bytes, bytes / size);
         h->fast_count += s->tc_class[cls] / size;
@@ -429,7 +429,7 @@ static void info_page_heap(FILE *fp, const struct snapshot *s, const struct span
 {
     fprintf(fp, "<heap nr=\"1\">\n<sizes>\n");
     for (unsigned i = 0; i < groups->n; i++) {
-        const struct tl_free_span_group *g = &groups->g[i];
+        const struct tli_free_span_group *g = &groups->g[i];
         info_size(fp, g->min_bytes, g->max_bytes, g->bytes, g->count);
         h->rest_count += g->count;
     }
@@ -450,7 +450,7 @@ TL_EXPORT int tl_malloc_info(int options, FILE *fp)
         errno = EINVAL;
         return EINVAL;
     }
-    tl_ensure_init();
+    tli_ensure_init();
     struct snapshot s;
     struct span_groups groups;
     take_snapshot(&s, &groups);

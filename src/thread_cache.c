@@ -11,7 +11,7 @@
  * a batch more each time), up to 1 MiB worth or 8192 objects (less for
  * objects above 4 KiB, see max_len_cap). limit_bytes = sum(max_len * size)
  * <= cap_bytes, and a thread never holds more than its limit. A thread's
- * cap grows in 256 KiB steps taken from the global pool tl_tc_unclaimed
+ * cap grows in 256 KiB steps taken from the global pool tli_tc_unclaimed
  * (the thread cache budget, 32 MiB by default) up to tc_max (4 MiB), and
  * shrinks back into the pool when its lists shrink (a list that looks idle
  * halves once a lap of the collector, gc_step; idle classes are emptied
@@ -30,12 +30,12 @@
  * cached object at each exit, on lines long gone from the cache, and then
  * refill the same classes in the new thread. At most MAX_KEPT exited
  * caches are kept; one that no thread has adopted after decay_ms/4 goes
- * back to the spans (tl_tc_release_kept, from the background thread or a
+ * back to the spans (tli_tc_release_kept, from the background thread or a
  * timed scavenge), and malloc_trim returns them all. Later calls from the
  * exiting thread (other destructors) go straight to the central lists
  * (state TC_DEAD).
  *
- * Lock: tl_registry_lock guards the list of live caches (for stats,
+ * Lock: tli_registry_lock guards the list of live caches (for stats,
  * requests for cap, fork) and is held while reading another thread's cache, so
  * the cache (in that thread's TLS) cannot vanish meanwhile. Its place in
  * the lock order: docs/DESIGN.md, "Locks".
@@ -46,17 +46,17 @@
 #include <pthread.h>
 #include <string.h>
 
-__thread struct thread_cache tl_tc __attribute__((tls_model("initial-exec")));
-struct tl_lock tl_registry_lock = TL_LOCK_INIT;
-_Atomic size_t tl_tc_unclaimed;
+__thread struct thread_cache tli_tc __attribute__((tls_model("initial-exec")));
+struct tli_lock tli_registry_lock = TL_LOCK_INIT;
+_Atomic size_t tli_tc_unclaimed;
 
-static struct tc_state *registry TL_GUARDED_BY(tl_registry_lock);
-static struct tc_state *ask_cursor TL_GUARDED_BY(tl_registry_lock);
+static struct tc_state *registry TL_GUARDED_BY(tli_registry_lock);
+static struct tc_state *ask_cursor TL_GUARDED_BY(tli_registry_lock);
 /* of exited threads, for reuse: with empty lists, and with lists kept for
  * the next thread (newest first); n_kept counts the latter, read without
  * the lock to skip the lock when there are none. */
-static struct tc_state *spare_states TL_GUARDED_BY(tl_registry_lock);
-static struct tc_state *kept_states TL_GUARDED_BY(tl_registry_lock);
+static struct tc_state *spare_states TL_GUARDED_BY(tli_registry_lock);
+static struct tc_state *kept_states TL_GUARDED_BY(tli_registry_lock);
 static _Atomic unsigned n_kept;
 /* Exited caches kept at once: enough for a server that replaces a thread
  * per core at a time; they are within the thread cache budget anyway. */
@@ -66,7 +66,7 @@ static bool exit_key_made; /* set once, before the allocator is ready */
 
 #define CAP_STEP ((size_t)256 << 10)
 
-static size_t class_size(unsigned cls) { return tl_classes[cls].size; }
+static size_t class_size(unsigned cls) { return tli_classes[cls].size; }
 
 /* The longest a class's list may grow: 1 MiB worth (at least two batches)
  * up to 4 KiB objects, 128 KiB worth above, 64 KiB worth from 16 KiB (at
@@ -81,7 +81,7 @@ static uint32_t max_len_cap(unsigned cls)
                    : size < ((size_t)16 << 10) ? (size_t)128 << 10
                                                : (size_t)64 << 10;
     uint32_t by_bytes = (uint32_t)(worth / size);
-    uint32_t floor = size <= 4096 ? 2u * tl_classes[cls].batch : 1;
+    uint32_t floor = size <= 4096 ? 2u * tli_classes[cls].batch : 1;
     uint32_t cap = by_bytes > floor ? by_bytes : floor;
     return cap > 8192 ? 8192 : cap;
 }
@@ -93,7 +93,7 @@ static uint32_t held(const struct tc_state *st, unsigned cls)
 }
 
 /* ---- registry ---------------------------------------------------------- */
-static void registry_add_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
+static void registry_add_locked(struct tc_state *st) TL_REQUIRES(tli_registry_lock)
 {
     st->reg_prev = NULL;
     st->reg_next = registry;
@@ -102,7 +102,7 @@ static void registry_add_locked(struct tc_state *st) TL_REQUIRES(tl_registry_loc
     registry = st;
 }
 
-static void registry_remove_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
+static void registry_remove_locked(struct tc_state *st) TL_REQUIRES(tli_registry_lock)
 {
     if (ask_cursor == st)
         ask_cursor = st->reg_next;
@@ -117,9 +117,9 @@ static void registry_remove_locked(struct tc_state *st) TL_REQUIRES(tl_registry_
 /* ---- budget ------------------------------------------------------------ */
 static bool take_unclaimed(size_t want)
 {
-    size_t have = atomic_load_explicit(&tl_tc_unclaimed, memory_order_relaxed);
+    size_t have = atomic_load_explicit(&tli_tc_unclaimed, memory_order_relaxed);
     while (have >= want)
-        if (atomic_compare_exchange_weak_explicit(&tl_tc_unclaimed, &have, have - want,
+        if (atomic_compare_exchange_weak_explicit(&tli_tc_unclaimed, &have, have - want,
                                                   memory_order_relaxed, memory_order_relaxed))
             return true;
     return false;
@@ -129,7 +129,7 @@ static bool take_unclaimed(size_t want)
  * bytes of cap; it does so at its next slow path or tick (honour_request). */
 static void ask_for_cap(struct tc_state *self, size_t want)
 {
-    tl_lock_acquire(&tl_registry_lock);
+    tli_lock_acquire(&tli_registry_lock);
     for (int tries = 0; registry && tries < 64; tries++) {
         struct tc_state *v = ask_cursor ? ask_cursor : registry;
         ask_cursor = v->reg_next;
@@ -138,7 +138,7 @@ static void ask_for_cap(struct tc_state *self, size_t want)
         atomic_fetch_add_explicit(&v->give_back, want, memory_order_relaxed);
         break;
     }
-    tl_lock_release(&tl_registry_lock);
+    tli_lock_release(&tli_registry_lock);
 }
 
 /* Cap the budget owes: thread_cache_budget was lowered (tl_ctl) by more
@@ -157,16 +157,16 @@ static void pool_return(size_t bytes)
             bytes -= pay;
     }
     if (bytes)
-        atomic_fetch_add_explicit(&tl_tc_unclaimed, bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&tli_tc_unclaimed, bytes, memory_order_relaxed);
 }
 
 /* Takes up to want bytes from the pool; returns how many it took. */
 static size_t take_up_to(size_t want)
 {
-    size_t have = atomic_load_explicit(&tl_tc_unclaimed, memory_order_relaxed);
+    size_t have = atomic_load_explicit(&tli_tc_unclaimed, memory_order_relaxed);
     for (;;) {
         size_t take = have < want ? have : want;
-        if (atomic_compare_exchange_weak_explicit(&tl_tc_unclaimed, &have, have - take,
+        if (atomic_compare_exchange_weak_explicit(&tli_tc_unclaimed, &have, have - take,
                                                   memory_order_relaxed, memory_order_relaxed))
             return take;
     }
@@ -175,9 +175,9 @@ static size_t take_up_to(size_t want)
 /* tl_ctl("thread_cache_budget"): the pool grows or shrinks by the
  * difference. What the pool cannot give at once becomes debt, which
  * threads pay at their next slow paths (maybe_scavenge). */
-void tl_tc_set_budget(size_t bytes)
+void tli_tc_set_budget(size_t bytes)
 {
-    size_t old = __atomic_exchange_n(&tl_conf.tc_budget, bytes, __ATOMIC_RELAXED);
+    size_t old = __atomic_exchange_n(&tli_conf.tc_budget, bytes, __ATOMIC_RELAXED);
     if (bytes >= old) {
         pool_return(bytes - old);
         return;
@@ -189,13 +189,13 @@ void tl_tc_set_budget(size_t bytes)
 
 /* tl_ctl("thread_cache_max"): growth stops at the new cap at once; a
  * thread above it shrinks at its next slow path (maybe_scavenge). */
-void tl_tc_set_max(size_t bytes) { __atomic_store_n(&tl_conf.tc_max, bytes, __ATOMIC_RELAXED); }
+void tli_tc_set_max(size_t bytes) { __atomic_store_n(&tli_conf.tc_max, bytes, __ATOMIC_RELAXED); }
 
 /* Returns the cap above what the lists may hold to the pool, in whole steps. */
 static void release_cap(struct tc_state *st)
 {
     size_t cap = atomic_load_explicit(&st->cap_bytes, memory_order_relaxed);
-    size_t keep = tl_round_up(st->limit_bytes, CAP_STEP);
+    size_t keep = tli_round_up(st->limit_bytes, CAP_STEP);
     if (cap > keep) {
         atomic_store_explicit(&st->cap_bytes, keep, memory_order_relaxed);
         pool_return(cap - keep);
@@ -208,8 +208,8 @@ static bool reserve(struct tc_state *st, size_t bytes)
     size_t cap = atomic_load_explicit(&st->cap_bytes, memory_order_relaxed);
     if (st->limit_bytes + bytes <= cap)
         return true;
-    size_t want = tl_round_up(st->limit_bytes + bytes - cap, CAP_STEP);
-    if (cap + want > __atomic_load_n(&tl_conf.tc_max, __ATOMIC_RELAXED))
+    size_t want = tli_round_up(st->limit_bytes + bytes - cap, CAP_STEP);
+    if (cap + want > __atomic_load_n(&tli_conf.tc_max, __ATOMIC_RELAXED))
         return false;
     if (!take_unclaimed(want)) {
         ask_for_cap(st, want);
@@ -226,18 +226,18 @@ static bool reserve(struct tc_state *st, size_t bytes)
  * list cannot be trusted past it. */
 TL_COLD static void bad_list(void *obj)
 {
-    tl_report_corruption(obj, "free",
-                         "double free or corrupted free block, detected when the thread cache "
-                         "gave it back");
+    tli_report_corruption(obj, "free",
+                          "double free or corrupted free block, detected when the thread cache "
+                          "gave it back");
 }
 
 /* The object after obj in a thread cache list, once obj's key says that
  * it is in one (I4): a walk never follows a link the user wrote. */
 static void *walk_next(void *obj)
 {
-    if (TL_UNLIKELY(!obj || tl_key_of(obj) != tl_free_key(obj)))
+    if (TL_UNLIKELY(!obj || tli_key_of(obj) != tli_free_key(obj)))
         bad_list(obj);
-    return tl_link_get(obj);
+    return tli_link_get(obj);
 }
 
 /* Detaches n objects from the head of a class's list (n <= held). */
@@ -247,7 +247,7 @@ static void *detach(struct tc_bin *bin, unsigned n)
     for (unsigned i = 1; i < n; i++)
         last = walk_next(last);
     bin->head = walk_next(last);
-    tl_link_set(last, NULL);
+    tli_link_set(last, NULL);
     bin->room += (int32_t)n;
     return first;
 }
@@ -260,7 +260,7 @@ static void *detach_bottom(struct tc_bin *bin, unsigned keep, unsigned n)
     for (unsigned i = 1; i < keep; i++)
         last = walk_next(last);
     void *rest = walk_next(last);
-    tl_link_set(last, NULL);
+    tli_link_set(last, NULL);
     bin->room += (int32_t)n;
     return rest;
 }
@@ -279,7 +279,7 @@ static bool was_used(const struct tc_state *st, unsigned cls)
  * may be waiting for it. */
 static void flush(struct tc_state *st, unsigned cls, unsigned n)
 {
-    tl_central_give(cls, detach(&st->tc->bins[cls], n), n, false);
+    tli_central_give(cls, detach(&st->tc->bins[cls], n), n, false);
     mark_used(st, cls);
     st->n_flushes++;
 }
@@ -291,7 +291,7 @@ static void flush(struct tc_state *st, unsigned cls, unsigned n)
 static void return_to_spans(struct tc_state *st, unsigned cls, unsigned n)
 {
     if (n)
-        tl_central_give(cls, detach(&st->tc->bins[cls], n), n, true);
+        tli_central_give(cls, detach(&st->tc->bins[cls], n), n, true);
 }
 
 static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
@@ -316,7 +316,7 @@ static void shrink_to(struct tc_state *st, size_t target)
 {
     while (st->limit_bytes > target) {
         bool changed = false;
-        for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+        for (unsigned cls = 1; cls < tli_num_classes; cls++) {
             if (st->max_len[cls] == 0)
                 continue;
             lower_limit(st, cls, st->max_len[cls] / 2);
@@ -359,7 +359,7 @@ static void halve_from_bottom(struct tc_state *st, unsigned cls)
     unsigned keep = h / 2, n = h - keep;
     struct tc_bin *bin = &st->tc->bins[cls];
     void *old = keep ? detach_bottom(bin, keep, n) : detach(bin, n);
-    tl_central_give(cls, old, n, true);
+    tli_central_give(cls, old, n, true);
 }
 
 /* Every decay_ms/4 (so that what they hold is free in the page heap, and
@@ -372,7 +372,7 @@ static void halve_from_bottom(struct tc_state *st, unsigned cls)
  * threads keep running. */
 static void flush_all(struct tc_state *st);
 
-/* A peak is being freed (tl_peak_epoch moved), and what this cache holds
+/* A peak is being freed (tli_peak_epoch moved), and what this cache holds
  * came from it, from spans all over the freed range: each keeps its pages
  * resident for an object or two. The cache is emptied into the spans, and
  * until the class's next refill (or the next timed scavenge) its frees go
@@ -383,7 +383,7 @@ static void flush_all(struct tc_state *st);
  * at every slow path: a peak is often freed in a few milliseconds. */
 static void check_peak(struct tc_state *st)
 {
-    uint32_t epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
+    uint32_t epoch = atomic_load_explicit(&tli_peak_epoch, memory_order_relaxed);
     if (TL_LIKELY(epoch == st->peak_epoch))
         return;
     st->peak_epoch = epoch;
@@ -393,8 +393,8 @@ static void check_peak(struct tc_state *st)
     /* The batches freed before the epoch moved sit on the central transfer
      * stacks (up to 1 MiB per class): empty them now, not at the next
      * timed decay, which a program that then goes idle never reaches. */
-    tl_central_decay_soon();
-    tl_central_decay(tl_os_now_ms());
+    tli_central_decay_soon();
+    tli_central_decay(tli_os_now_ms());
 }
 
 /* Draining stops after a whole scavenge interval without a new epoch, and
@@ -408,7 +408,7 @@ static void check_peak(struct tc_state *st)
  * slow path for good. */
 static bool drain_done(const struct tc_state *st)
 {
-    return st->peak_epoch == st->quiet_epoch && st->drained_bytes > 2 * tl_conf.tc_budget;
+    return st->peak_epoch == st->quiet_epoch && st->drained_bytes > 2 * tli_conf.tc_budget;
 }
 
 static bool draining(const struct tc_state *st, unsigned cls)
@@ -421,10 +421,10 @@ static bool draining(const struct tc_state *st, unsigned cls)
  * to the pool. */
 static void obey_limits(struct tc_state *st)
 {
-    size_t max = __atomic_load_n(&tl_conf.tc_max, __ATOMIC_RELAXED);
+    size_t max = __atomic_load_n(&tli_conf.tc_max, __ATOMIC_RELAXED);
     /* release_cap keeps whole steps: a cap up to max rounded up is obeyed */
     bool over =
-        atomic_load_explicit(&st->cap_bytes, memory_order_relaxed) > tl_round_up(max, CAP_STEP);
+        atomic_load_explicit(&st->cap_bytes, memory_order_relaxed) > tli_round_up(max, CAP_STEP);
     bool debt = atomic_load_explicit(&budget_debt, memory_order_relaxed) != 0;
     if (TL_LIKELY(!over && !debt))
         return;
@@ -439,16 +439,16 @@ static void maybe_scavenge(struct tc_state *st)
     check_peak(st);
     if (++st->slow_calls % 16)
         return; /* the clock is read on every 16th slow path only */
-    uint64_t now = tl_os_now_ms();
-    if (now - st->scavenged_ms < tl_conf.decay_ms / 4)
+    uint64_t now = tli_os_now_ms();
+    if (now - st->scavenged_ms < tli_conf.decay_ms / 4)
         return;
     /* A thread that only frees a class never refills it: its lists come
      * back here (drain_done). */
     if (drain_done(st))
         st->drain[0] = st->drain[1] = 0;
     st->quiet_epoch = st->peak_epoch;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
-        uint32_t len = st->max_len[cls], batch = tl_classes[cls].batch;
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
+        uint32_t len = st->max_len[cls], batch = tli_classes[cls].batch;
         if (len && !was_used(st, cls)) {
             empty_class(st, cls);
             continue;
@@ -460,13 +460,13 @@ static void maybe_scavenge(struct tc_state *st)
     st->used[0] = st->used[1] = 0;
     st->scavenged_ms = now;
     release_cap(st);
-    tl_tc_release_kept(now, false);
-    tl_central_decay(now);
+    tli_tc_release_kept(now, false);
+    tli_central_decay(now);
 }
 
 static void flush_all(struct tc_state *st)
 {
-    for (unsigned cls = 1; cls < tl_num_classes; cls++)
+    for (unsigned cls = 1; cls < tli_num_classes; cls++)
         empty_class(st, cls);
 }
 
@@ -478,16 +478,16 @@ static void cache_exit(void *arg);
  * (a late dlopen() into a program that used them all), threads run
  * uncached: a cache whose thread's exit goes unseen would be lost, and
  * any other key belongs to someone else. */
-void tl_tc_init_key(void) { exit_key_made = pthread_key_create(&exit_key, cache_exit) == 0; }
+void tli_tc_init_key(void) { exit_key_made = pthread_key_create(&exit_key, cache_exit) == 0; }
 
 static void cache_init(struct thread_cache *tc)
 {
     /* Calls below may re-enter malloc (pthread_setspecific allocates for
      * high key numbers); until the cache is ready, such calls bypass it. */
     tc->state = TC_DEAD;
-    if (tl_conf.check || !exit_key_made)
+    if (tli_conf.check || !exit_key_made)
         return; /* check mode sees every malloc and free; no key: see above */
-    tl_lock_acquire(&tl_registry_lock);
+    tli_lock_acquire(&tli_registry_lock);
     struct tc_state *st = kept_states;
     bool adopt = st != NULL;
     if (adopt) {
@@ -496,8 +496,8 @@ static void cache_init(struct thread_cache *tc)
     } else if ((st = spare_states)) {
         spare_states = st->reg_next;
     }
-    tl_lock_release(&tl_registry_lock);
-    if (!st && !(st = tl_meta_alloc(sizeof *st)))
+    tli_lock_release(&tli_registry_lock);
+    if (!st && !(st = tli_meta_alloc(sizeof *st)))
         return; /* no memory for the cache: run uncached */
     if (adopt) {
         /* lists, limits and cap as the exited thread left them */
@@ -514,15 +514,15 @@ static void cache_init(struct thread_cache *tc)
     st->used[0] = st->used[1] = 0;
     st->gc_used[0] = st->gc_used[1] = 0;
     st->gc_cursor = 1;
-    st->scavenged_ms = tl_os_now_ms();
-    st->peak_epoch = atomic_load_explicit(&tl_peak_epoch, memory_order_relaxed);
+    st->scavenged_ms = tli_os_now_ms();
+    st->peak_epoch = atomic_load_explicit(&tli_peak_epoch, memory_order_relaxed);
     st->quiet_epoch = st->peak_epoch;
     st->drain[0] = st->drain[1] = 0;
     st->n_refills = st->n_flushes = st->n_slow_frees = st->n_fast_frees = 0;
     st->tick_base = tc->tick;
     atomic_store_explicit(&st->give_back, 0, memory_order_relaxed);
     bool keyed = pthread_setspecific(exit_key, tc) == 0; /* fails with no memory */
-    tl_lock_acquire(&tl_registry_lock);
+    tli_lock_acquire(&tli_registry_lock);
     if (keyed) {
         st->tc = tc;
         tc->st = st;
@@ -536,7 +536,7 @@ static void cache_init(struct thread_cache *tc)
         st->reg_next = spare_states;
         spare_states = st;
     }
-    tl_lock_release(&tl_registry_lock);
+    tli_lock_release(&tli_registry_lock);
     if (!keyed)
         memset(tc->bins, 0, sizeof tc->bins);
 }
@@ -551,7 +551,7 @@ static void empty_all(struct tc_state *st)
 
 /* The lists of an exited thread move into its state, for the next thread
  * to adopt (see the top of this file). Registry lock held. */
-static bool keep_lists_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
+static bool keep_lists_locked(struct tc_state *st) TL_REQUIRES(tli_registry_lock)
 {
     if (!st->limit_bytes || atomic_load_explicit(&n_kept, memory_order_relaxed) >= MAX_KEPT)
         return false;
@@ -559,7 +559,7 @@ static bool keep_lists_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
     st->kept.st = st;
     st->kept.state = TC_DEAD;
     st->tc = &st->kept;
-    st->retired_ms = tl_os_now_ms();
+    st->retired_ms = tli_os_now_ms();
     st->reg_next = kept_states;
     kept_states = st;
     atomic_fetch_add_explicit(&n_kept, 1, memory_order_relaxed);
@@ -572,33 +572,33 @@ static bool keep_lists_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
 static void retire(struct tc_state *st)
 {
     struct thread_cache *tc = st->tc;
-    tl_lock_acquire(&tl_registry_lock);
+    tli_lock_acquire(&tli_registry_lock);
     bool kept = keep_lists_locked(st);
-    tl_lock_release(&tl_registry_lock);
+    tli_lock_release(&tli_registry_lock);
     if (!kept)
         empty_all(st);
     tc->state = TC_DEAD;
     tc->st = NULL;
     if (kept)
         return;
-    tl_lock_acquire(&tl_registry_lock);
+    tli_lock_acquire(&tli_registry_lock);
     st->reg_next = spare_states;
     spare_states = st;
-    tl_lock_release(&tl_registry_lock);
+    tli_lock_release(&tli_registry_lock);
 }
 
-bool tl_tc_any_kept(void) { return atomic_load_explicit(&n_kept, memory_order_relaxed) != 0; }
+bool tli_tc_any_kept(void) { return atomic_load_explicit(&n_kept, memory_order_relaxed) != 0; }
 
 /* Kept lists that no new thread adopted within decay_ms/4 (all of them
  * with all) go back to their spans, and their cap to the pool. Under the
  * registry lock, which the central and page heap locks nest inside, so
  * that a fork never finds a state in neither list. */
-void tl_tc_release_kept(uint64_t now, bool all)
+void tli_tc_release_kept(uint64_t now, bool all)
 {
-    if (!tl_tc_any_kept())
+    if (!tli_tc_any_kept())
         return;
-    uint64_t wait = __atomic_load_n(&tl_conf.decay_ms, __ATOMIC_RELAXED) / 4;
-    tl_lock_acquire(&tl_registry_lock);
+    uint64_t wait = __atomic_load_n(&tli_conf.decay_ms, __ATOMIC_RELAXED) / 4;
+    tli_lock_acquire(&tli_registry_lock);
     struct tc_state **link = &kept_states;
     while (*link) {
         struct tc_state *st = *link;
@@ -612,13 +612,13 @@ void tl_tc_release_kept(uint64_t now, bool all)
         st->reg_next = spare_states;
         spare_states = st;
     }
-    tl_lock_release(&tl_registry_lock);
+    tli_lock_release(&tli_registry_lock);
 }
 
 /* Frees the fast path made since the tick was last set: it counts down
  * from tick_base, and a free that takes it below 0 leaves for the slow
- * path (counted there, in tl_tc_free). Reads another thread's tick without
- * its cooperation, as tl_tc_counts does. */
+ * path (counted there, in tli_tc_free). Reads another thread's tick without
+ * its cooperation, as tli_tc_counts does. */
 __attribute__((no_sanitize("thread"))) static uint64_t fast_frees_pending(const struct tc_state *st)
 {
     int32_t tick = st->tc->tick;
@@ -628,12 +628,12 @@ __attribute__((no_sanitize("thread"))) static uint64_t fast_frees_pending(const 
 /* A cache leaves the registry: its counts go to the totals of exited
  * threads, in the same registry lock hold, so that no reader misses or
  * counts them twice. Registry lock held. */
-static void fold_counts_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock)
+static void fold_counts_locked(struct tc_state *st) TL_REQUIRES(tli_registry_lock)
 {
-    tl_stat_add(&tl_stats.exited_refills, st->n_refills);
-    tl_stat_add(&tl_stats.exited_flushes, st->n_flushes);
-    tl_stat_add(&tl_stats.exited_frees,
-                st->n_slow_frees + st->n_fast_frees + fast_frees_pending(st));
+    tli_stat_add(&tli_stats.exited_refills, st->n_refills);
+    tli_stat_add(&tli_stats.exited_flushes, st->n_flushes);
+    tli_stat_add(&tli_stats.exited_frees,
+                 st->n_slow_frees + st->n_fast_frees + fast_frees_pending(st));
     st->n_refills = st->n_flushes = st->n_slow_frees = st->n_fast_frees = 0;
     st->tick_base = st->tc->tick < 0 ? 0 : st->tc->tick;
 }
@@ -642,13 +642,13 @@ static void fold_counts_locked(struct tc_state *st) TL_REQUIRES(tl_registry_lock
 static void cache_exit(void *arg)
 {
     struct thread_cache *tc = arg;
-    if (tc != &tl_tc || tc->state != TC_ACTIVE)
+    if (tc != &tli_tc || tc->state != TC_ACTIVE)
         return;
     tc->state = TC_DEAD; /* re-entrant frees during the flush bypass the cache */
-    tl_lock_acquire(&tl_registry_lock);
+    tli_lock_acquire(&tli_registry_lock);
     fold_counts_locked(tc->st);
     registry_remove_locked(tc->st);
-    tl_lock_release(&tl_registry_lock);
+    tli_lock_release(&tli_registry_lock);
     retire(tc->st);
 }
 
@@ -665,14 +665,14 @@ static void cache_exit(void *arg)
 static void gc_step(struct tc_state *st)
 {
     unsigned cls = st->gc_cursor;
-    st->gc_cursor = cls + 1 < tl_num_classes ? cls + 1 : 1;
+    st->gc_cursor = cls + 1 < tli_num_classes ? cls + 1 : 1;
     struct tc_bin *bin = &st->tc->bins[cls];
     uint64_t bit = 1ull << (cls % 64);
     bool idle = !(st->gc_used[cls / 64] & bit) && bin->head == st->gc_head[cls] &&
                 bin->room == st->gc_room[cls];
     unsigned n = (held(st, cls) + 1) / 2;
     if (idle && n) {
-        tl_central_give(cls, detach(bin, n), n, true);
+        tli_central_give(cls, detach(bin, n), n, true);
         set_max_len(st, cls, st->max_len[cls] / 2);
         release_cap(st);
     }
@@ -684,9 +684,9 @@ static void gc_step(struct tc_state *st)
 /* Every TL_TICK frees, even when every call hits the cache: a step of the
  * list collector, and decay of idle lists, transfer stacks and free pages
  * on time. */
-void tl_tc_tick(void)
+void tli_tc_tick(void)
 {
-    struct thread_cache *tc = &tl_tc;
+    struct thread_cache *tc = &tli_tc;
     if (tc->state == TC_ACTIVE) {
         /* The caller has just set the tick back to TL_TICK: the count
          * from tick_base down to 0 were fast-path frees. */
@@ -696,12 +696,12 @@ void tl_tc_tick(void)
         tc->st->slow_calls = 15; /* look at the clock now */
         maybe_scavenge(tc->st);
     }
-    tl_page_heap_tick();
+    tli_page_heap_tick();
 }
 
-void tl_tc_flush_self(void)
+void tli_tc_flush_self(void)
 {
-    struct thread_cache *tc = &tl_tc;
+    struct thread_cache *tc = &tli_tc;
     if (tc->state == TC_ACTIVE)
         flush_all(tc->st);
 }
@@ -715,25 +715,25 @@ void tl_tc_flush_self(void)
 static bool salvageable(void *p, unsigned cls)
 {
     uintptr_t a = (uintptr_t)p;
-    struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
-    return !(a & 15) && leaf && leaf->hot[tl_pagemap_index(a)].size_class == cls &&
-           tl_key_of(p) == tl_free_key(p);
+    struct pagemap_leaf *leaf = tli_pagemap_leaf(a);
+    return !(a & 15) && leaf && leaf->hot[tli_pagemap_index(a)].size_class == cls &&
+           tli_key_of(p) == tli_free_key(p);
 }
 
 static void salvage(struct tc_state *st) TL_NO_LOCK_ANALYSIS
 {
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         struct tc_bin *bin = &st->tc->bins[cls];
         void *first = bin->head, *last = NULL, *p = first;
         unsigned n = 0;
         while (p && n <= st->max_len[cls] && salvageable(p, cls)) {
             last = p;
             n++;
-            p = tl_link_get(p);
+            p = tli_link_get(p);
         }
         if (n) {
-            tl_link_set(last, NULL);
-            tl_central_give(cls, first, n, false);
+            tli_link_set(last, NULL);
+            tli_central_give(cls, first, n, false);
         }
         bin->head = NULL;
         bin->room = 0;
@@ -752,12 +752,12 @@ static void salvage(struct tc_state *st) TL_NO_LOCK_ANALYSIS
  * that do not exist here go back to the central lists. No lock analysis
  * here or in salvage: the child has one thread and the registry lock was
  * just reset, so the registry is this thread's alone without the lock. */
-void tl_tc_child_after_fork(void) TL_NO_LOCK_ANALYSIS
+void tli_tc_child_after_fork(void) TL_NO_LOCK_ANALYSIS
 {
     struct tc_state *st = registry;
     while (st) {
         struct tc_state *next = st->reg_next;
-        if (st->tc != &tl_tc) {
+        if (st->tc != &tli_tc) {
             fold_counts_locked(st);
             registry_remove_locked(st);
             salvage(st);
@@ -790,7 +790,7 @@ static uint32_t first_len(unsigned cls)
 
 static void raise_max_len(struct tc_state *st, unsigned cls)
 {
-    uint32_t batch = tl_classes[cls].batch, len = st->max_len[cls];
+    uint32_t batch = tli_classes[cls].batch, len = st->max_len[cls];
     uint32_t next = len >= batch ? len + batch : len == 0 ? first_len(cls) : 2 * len;
     if (len < batch && next > batch)
         next = batch;
@@ -801,13 +801,13 @@ static void raise_max_len(struct tc_state *st, unsigned cls)
 static void refill(struct tc_state *st, unsigned cls)
 {
     struct tc_bin *bin = &st->tc->bins[cls];
-    uint32_t batch = tl_classes[cls].batch;
+    uint32_t batch = tli_classes[cls].batch;
     raise_max_len(st, cls);
     if (bin->room <= 0)
         return;
     unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
     void *head;
-    unsigned got = tl_central_take(cls, want, &head);
+    unsigned got = tli_central_take(cls, want, &head);
     st->drain[cls / 64] &= ~(1ull << (cls % 64));
     if (got) {
         bin->head = head;
@@ -821,16 +821,16 @@ static void refill(struct tc_state *st, unsigned cls)
      * refilled it, and then lost its objects and its room when this
      * refill wrote head and room over it. No lock is held here either
      * (see background.c). */
-    tl_background_check();
+    tli_background_check();
 }
 
 /* Pops an object of class cls from this thread's cache, refilling it from
  * the central list when empty. */
-void *tl_tc_alloc(unsigned cls)
+void *tli_tc_alloc(unsigned cls)
 {
-    struct thread_cache *tc = &tl_tc;
+    struct thread_cache *tc = &tli_tc;
     if (!ready(tc))
-        return tl_alloc_small_nocache(cls);
+        return tli_alloc_small_nocache(cls);
     struct tc_state *st = tc->st;
     struct tc_bin *bin = &tc->bins[cls];
     honour_request(st);
@@ -838,49 +838,49 @@ void *tl_tc_alloc(unsigned cls)
         maybe_scavenge(st);
         refill(st, cls);
         if (!bin->head)
-            return tl_alloc_small_nocache(cls);
+            return tli_alloc_small_nocache(cls);
     }
-    void *p = tl_tc_pop(&tl_tc_fs()->bins[cls], bin->head);
-    tl_vg_alloc(p, class_size(cls));
+    void *p = tli_tc_pop(&tli_tc_fs()->bins[cls], bin->head);
+    tli_vg_alloc(p, class_size(cls));
     return p;
 }
 
 /* p is a small object of class cls, already validated by the caller. */
-void tl_tc_free(void *p, unsigned cls)
+void tli_tc_free(void *p, unsigned cls)
 {
-    struct thread_cache *tc = &tl_tc;
+    struct thread_cache *tc = &tli_tc;
     if (!ready(tc)) {
-        tl_stat_add(&tl_stats.small_frees_uncached, 1);
-        tl_free_small_nocache(p, cls);
+        tli_stat_add(&tli_stats.small_frees_uncached, 1);
+        tli_free_small_nocache(p, cls);
         return;
     }
     struct tc_state *st = tc->st;
     struct tc_bin *bin = &tc->bins[cls];
     if (TL_UNLIKELY(p == bin->head)) { /* its key may have been wiped (I4) */
-        tl_report_double_free(p, cls, "free");
+        tli_report_double_free(p, cls, "free");
         return;
     }
     st->n_slow_frees++;
-    tl_vg_free_small(p);
+    tli_vg_free_small(p);
     honour_request(st);
     if (bin->room <= 0) {
         maybe_scavenge(st);
         if (draining(st, cls)) {
             st->drained_bytes += class_size(cls);
-            tl_central_give_one(p, cls);
+            tli_central_give_one(p, cls);
             return;
         }
-        uint32_t batch = tl_classes[cls].batch;
+        uint32_t batch = tli_classes[cls].batch;
         if (held(st, cls) >= batch)
             flush(st, cls, batch); /* a full batch: no lock on the way */
         else
             raise_max_len(st, cls); /* a thread that only frees this class */
     }
     if (bin->room <= 0) { /* no budget for this class */
-        tl_central_give_one(p, cls);
+        tli_central_give_one(p, cls);
         return;
     }
-    tl_tc_push(&tl_tc_fs()->bins[cls], p);
+    tli_tc_push(&tli_tc_fs()->bins[cls], p);
 }
 
 /* Sum of bytes cached by all threads (and per class when per_class is not
@@ -893,7 +893,7 @@ __attribute__((no_sanitize("thread"))) static size_t list_bytes(const struct tc_
                                                                 size_t *per_class)
 {
     size_t total = 0;
-    for (unsigned cls = 1; cls < tl_num_classes; cls++) {
+    for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         /* held(), spelt out so that the racy reads stay in this function,
          * which ThreadSanitizer is told to leave alone. */
         int32_t h = (int32_t)st->max_len[cls] - st->tc->bins[cls].room;
@@ -907,37 +907,37 @@ __attribute__((no_sanitize("thread"))) static size_t list_bytes(const struct tc_
 
 /* Bytes in all thread caches, those kept from exited threads included;
  * threads: the live ones. */
-size_t tl_tc_total_bytes(size_t *per_class, unsigned *threads)
+size_t tli_tc_total_bytes(size_t *per_class, unsigned *threads)
 {
     size_t total = 0;
     unsigned n = 0;
-    tl_lock_acquire(&tl_registry_lock);
+    tli_lock_acquire(&tli_registry_lock);
     for (struct tc_state *st = registry; st; st = st->reg_next, n++)
         total += list_bytes(st, per_class);
     for (struct tc_state *st = kept_states; st; st = st->reg_next)
         total += list_bytes(st, per_class);
-    tl_lock_release(&tl_registry_lock);
+    tli_lock_release(&tli_registry_lock);
     if (threads)
         *threads = n;
     return total;
 }
 
 /* Operation counts: live threads' own counters (read without their
- * cooperation, as in tl_tc_total_bytes: a snapshot, exact for threads
+ * cooperation, as in tli_tc_total_bytes: a snapshot, exact for threads
  * that are not running) plus those of exited threads and of the rare
  * paths. Frees are small frees here; stats.c adds large and huge. */
-__attribute__((no_sanitize("thread"))) void tl_tc_counts(struct tl_tc_counts *c)
+__attribute__((no_sanitize("thread"))) void tli_tc_counts(struct tli_tc_counts *c)
 {
     c->refills = c->flushes = c->small_frees = 0;
-    tl_lock_acquire(&tl_registry_lock);
+    tli_lock_acquire(&tli_registry_lock);
     for (struct tc_state *st = registry; st; st = st->reg_next) {
         c->refills += st->n_refills;
         c->flushes += st->n_flushes;
         c->small_frees += st->n_slow_frees + st->n_fast_frees + fast_frees_pending(st);
     }
-    c->refills += atomic_load_explicit(&tl_stats.exited_refills, memory_order_relaxed);
-    c->flushes += atomic_load_explicit(&tl_stats.exited_flushes, memory_order_relaxed);
-    c->small_frees += atomic_load_explicit(&tl_stats.exited_frees, memory_order_relaxed) +
-                      atomic_load_explicit(&tl_stats.small_frees_uncached, memory_order_relaxed);
-    tl_lock_release(&tl_registry_lock);
+    c->refills += atomic_load_explicit(&tli_stats.exited_refills, memory_order_relaxed);
+    c->flushes += atomic_load_explicit(&tli_stats.exited_flushes, memory_order_relaxed);
+    c->small_frees += atomic_load_explicit(&tli_stats.exited_frees, memory_order_relaxed) +
+                      atomic_load_explicit(&tli_stats.small_frees_uncached, memory_order_relaxed);
+    tli_lock_release(&tli_registry_lock);
 }

@@ -14,11 +14,11 @@
 
 #define PAGE TL_PAGE_SIZE
 
-static void setup(void) { tl_ensure_init(); }
+static void setup(void) { tli_ensure_init(); }
 
 static struct span *take_large(size_t npages)
 {
-    struct span *s = tl_page_heap_alloc(npages, 1, SPAN_LARGE, 0);
+    struct span *s = tli_page_heap_alloc(npages, 1, SPAN_LARGE, 0);
     cr_assert(s, "no span of %zu pages", npages);
     cr_assert_eq(s->npages, npages);
     return s;
@@ -27,19 +27,19 @@ static struct span *take_large(size_t npages)
 /* The free span whose first page is at a, or NULL. */
 static struct span *free_span_at(uintptr_t a)
 {
-    struct span *s = tl_pagemap_span(a);
+    struct span *s = tli_pagemap_span(a);
     return s && s->state == SPAN_FREE && s->start == a ? s : NULL;
 }
 
 /* ---- size classes --------------------------------------------------------- */
 Test(layers, size_class_tables, .init = setup)
 {
-    cr_assert_gt(tl_num_classes, 2);
-    for (unsigned c = 1; c < tl_num_classes; c++) {
-        const struct size_class_info *k = &tl_classes[c];
+    cr_assert_gt(tli_num_classes, 2);
+    for (unsigned c = 1; c < tli_num_classes; c++) {
+        const struct size_class_info *k = &tli_classes[c];
         cr_assert_eq(k->size % TL_ALIGNMENT, 0, "class %u: size %u (I1)", c, k->size);
         if (c > 1)
-            cr_assert_gt(k->size, tl_classes[c - 1].size, "class %u: sizes do not rise", c);
+            cr_assert_gt(k->size, tli_classes[c - 1].size, "class %u: sizes do not rise", c);
         cr_assert_geq(k->objects, 1);
         cr_assert_leq((size_t)k->objects * k->size, (size_t)k->span_pages * PAGE,
                       "class %u: its objects do not fit its span", c);
@@ -49,22 +49,22 @@ Test(layers, size_class_tables, .init = setup)
         /* the exact-division test: multiples of the size and no others */
         for (uint64_t i = 0; i < k->objects; i += 1 + k->objects / 64) {
             uint64_t off = i * k->size;
-            cr_assert(tl_divides(k->div_inv, k->div_limit, k->div_shift, off), "class %u, %lu", c,
+            cr_assert(tli_divides(k->div_inv, k->div_limit, k->div_shift, off), "class %u, %lu", c,
                       (unsigned long)i);
             cr_assert(k->size == 16 ||
-                          !tl_divides(k->div_inv, k->div_limit, k->div_shift, off + 16),
+                          !tli_divides(k->div_inv, k->div_limit, k->div_shift, off + 16),
                       "class %u: %lu is not a multiple", c, (unsigned long)(off + 16));
         }
     }
     /* every request maps to the smallest class that holds it */
     for (size_t n = 1; n <= TL_SMALL_MAX; n++) {
-        unsigned c = tl_size_to_class(n);
-        cr_assert(c > 0 && c < tl_num_classes, "size %zu: class %u", n, c);
-        cr_assert_geq(tl_classes[c].size, n, "size %zu: class %u too small", n, c);
-        cr_assert(c == 1 || tl_classes[c - 1].size < n, "size %zu: class %u not the smallest", n,
+        unsigned c = tli_size_to_class(n);
+        cr_assert(c > 0 && c < tli_num_classes, "size %zu: class %u", n, c);
+        cr_assert_geq(tli_classes[c].size, n, "size %zu: class %u too small", n, c);
+        cr_assert(c == 1 || tli_classes[c - 1].size < n, "size %zu: class %u not the smallest", n,
                   c);
     }
-    cr_assert_eq(tl_size_to_class(TL_SMALL_MAX + 1), 0);
+    cr_assert_eq(tli_size_to_class(TL_SMALL_MAX + 1), 0);
 }
 
 /* ---- pagemap ------------------------------------------------------------------ */
@@ -73,29 +73,29 @@ Test(layers, pagemap_maps_and_clears, .init = setup)
     size_t bytes = 4 * PAGE;
     char *m = mmap(NULL, bytes + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(m, MAP_FAILED);
-    uintptr_t a = tl_round_up((uintptr_t)m, PAGE);
-    cr_assert_null(tl_pagemap_span(a), "a page never given to the heap maps to a span");
-    cr_assert(tl_pagemap_ensure(a, bytes));
-    cr_assert(!tl_pagemap_ensure((uintptr_t)1 << 48, PAGE), "an address above 48 bits");
-    cr_assert_null(tl_pagemap_leaf((uintptr_t)1 << 48));
+    uintptr_t a = tli_round_up((uintptr_t)m, PAGE);
+    cr_assert_null(tli_pagemap_span(a), "a page never given to the heap maps to a span");
+    cr_assert(tli_pagemap_ensure(a, bytes));
+    cr_assert(!tli_pagemap_ensure((uintptr_t)1 << 48, PAGE), "an address above 48 bits");
+    cr_assert_null(tli_pagemap_leaf((uintptr_t)1 << 48));
     static struct span fake = {.state = SPAN_SMALL, .size_class = 3};
     fake.start = a;
     fake.npages = 4;
-    tl_lock_acquire(&tl_page_heap_lock);
-    tl_pagemap_set_range(a, 4, &fake, 3);
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_acquire(&tli_page_heap_lock);
+    tli_pagemap_set_range(a, 4, &fake, 3);
+    tli_lock_release(&tli_page_heap_lock);
     for (size_t i = 0; i < 4; i++) {
-        cr_assert_eq(tl_pagemap_span(a + i * PAGE + 100), &fake);
-        cr_assert_eq(tl_pagemap_leaf(a)->hot[tl_pagemap_index(a + i * PAGE)].size_class, 3);
+        cr_assert_eq(tli_pagemap_span(a + i * PAGE + 100), &fake);
+        cr_assert_eq(tli_pagemap_leaf(a)->hot[tli_pagemap_index(a + i * PAGE)].size_class, 3);
     }
-    cr_assert_null(tl_pagemap_span(a + 4 * PAGE));
-    tl_lock_acquire(&tl_page_heap_lock);
-    tl_pagemap_set_range(a, 4, NULL, 0);
-    tl_lock_release(&tl_page_heap_lock);
-    /* I3: a cleared entry is tl_no_span, read as no span */
-    cr_assert_eq(tl_pagemap_leaf(a)->span[tl_pagemap_index(a)], &tl_no_span);
-    cr_assert_null(tl_pagemap_span(a));
-    cr_assert_eq(tl_pagemap_leaf(a)->hot[tl_pagemap_index(a)].size_class, 0);
+    cr_assert_null(tli_pagemap_span(a + 4 * PAGE));
+    tli_lock_acquire(&tli_page_heap_lock);
+    tli_pagemap_set_range(a, 4, NULL, 0);
+    tli_lock_release(&tli_page_heap_lock);
+    /* I3: a cleared entry is tli_no_span, read as no span */
+    cr_assert_eq(tli_pagemap_leaf(a)->span[tli_pagemap_index(a)], &tli_no_span);
+    cr_assert_null(tli_pagemap_span(a));
+    cr_assert_eq(tli_pagemap_leaf(a)->hot[tli_pagemap_index(a)].size_class, 0);
     cr_assert_eq(tl_heap_check(), 0);
 }
 
@@ -110,16 +110,16 @@ Test(layers, page_heap_splits_and_coalesces, .init = setup)
     cr_assert(rest, "the rest of the split run is not a free span");
     cr_assert_eq(tl_heap_check(), 0);
     uintptr_t as = a->start, bs = b->start;
-    tl_page_heap_free(b);
+    tli_page_heap_free(b);
     struct span *hole = free_span_at(bs);
     cr_assert(hole && hole->npages == 4, "b's pages are not one free span of 4");
-    tl_page_heap_free(a);
+    tli_page_heap_free(a);
     struct span *joined = free_span_at(as);
     cr_assert(joined, "a's pages are not a free span");
     cr_assert_eq(joined->npages, 8, "a and the hole after it were not joined");
     cr_assert_null(free_span_at(bs), "the hole still stands on its own");
     cr_assert_eq(tl_heap_check(), 0);
-    tl_page_heap_free(c);
+    tli_page_heap_free(c);
     cr_assert_eq(tl_heap_check(), 0);
 }
 
@@ -128,25 +128,25 @@ Test(layers, page_heap_best_fit_and_high_small_spans, .init = setup)
     struct span *x1 = take_large(3), *sep1 = take_large(1), *x2 = take_large(5),
                 *sep2 = take_large(1);
     uintptr_t x1s = x1->start, x2s = x2->start;
-    tl_page_heap_free(x2);
-    tl_page_heap_free(x1);
+    tli_page_heap_free(x2);
+    tli_page_heap_free(x1);
     /* holes of 5 and 3 pages: 3 pages take the 3-page hole, exactly */
     struct span *fit = take_large(3);
     cr_assert_eq(fit->start, x1s, "3 pages did not take the 3-page hole");
     struct span *fit5 = take_large(5);
     cr_assert_eq(fit5->start, x2s, "5 pages did not take the 5-page hole");
     /* a small span goes to the top of the highest free run, above them */
-    unsigned cls = tl_size_to_class(64);
-    struct span *small = tl_page_heap_alloc(tl_classes[cls].span_pages, 1, SPAN_SMALL, cls);
+    unsigned cls = tli_size_to_class(64);
+    struct span *small = tli_page_heap_alloc(tli_classes[cls].span_pages, 1, SPAN_SMALL, cls);
     cr_assert(small);
     cr_assert_gt(small->start, sep2->start, "a small span was not placed high");
-    cr_assert_null(free_span_at(small->start + tl_span_bytes(small)),
+    cr_assert_null(free_span_at(small->start + tli_span_bytes(small)),
                    "a small span was not cut from the top of its run");
-    tl_page_heap_free(small);
-    tl_page_heap_free(fit);
-    tl_page_heap_free(fit5);
-    tl_page_heap_free(sep1);
-    tl_page_heap_free(sep2);
+    tli_page_heap_free(small);
+    tli_page_heap_free(fit);
+    tli_page_heap_free(fit5);
+    tli_page_heap_free(sep1);
+    tli_page_heap_free(sep2);
     cr_assert_eq(tl_heap_check(), 0);
 }
 
@@ -155,21 +155,21 @@ Test(layers, page_heap_decay_age_of_joined_spans, .init = setup)
 {
     struct span *a = take_large(6), *b = take_large(2), *guard = take_large(1);
     uintptr_t as = a->start;
-    tl_page_heap_free(a);
-    tl_lock_acquire(&tl_page_heap_lock);
+    tli_page_heap_free(a);
+    tli_lock_acquire(&tli_page_heap_lock);
     struct span *fa = free_span_at(as);
     cr_assert(fa);
-    uint64_t now = tl_os_now_ms();
+    uint64_t now = tli_os_now_ms();
     fa->freed_ms = now - 8000; /* free for 8 s */
-    tl_lock_release(&tl_page_heap_lock);
-    tl_page_heap_free(b); /* freed now, 2 pages beside 6 */
+    tli_lock_release(&tli_page_heap_lock);
+    tli_page_heap_free(b); /* freed now, 2 pages beside 6 */
     struct span *j = free_span_at(as);
     cr_assert(j && j->npages == 8);
     uint64_t expect = now - 8000 + 8000 * 2 / 8; /* 6 s old */
     cr_assert(j->freed_ms + 50 >= expect && j->freed_ms <= expect + 1000,
               "joined age %llu, expected about %llu", (unsigned long long)j->freed_ms,
               (unsigned long long)expect);
-    tl_page_heap_free(guard);
+    tli_page_heap_free(guard);
     cr_assert_eq(tl_heap_check(), 0);
 }
 
@@ -180,39 +180,39 @@ Test(layers, page_heap_release_gives_back_pagemap_pages, .init = setup)
     size_t npages = 8192; /* 64 MiB: 64 KiB of entries, 768 KiB of slots */
     struct span *big = take_large(npages);
     uintptr_t start = big->start;
-    struct pagemap_leaf *leaf = tl_pagemap_leaf(start + npages / 2 * PAGE);
-    const void *mid_entry = &leaf->span[tl_pagemap_index(start + npages / 2 * PAGE)];
-    const void *mid_slot = &leaf->slot[tl_pagemap_index(start + npages / 2 * PAGE)];
-    cr_assert(tl_os_resident(mid_entry), "an in-use span's entries are not resident");
-    tl_page_heap_free(big);
-    cr_assert_geq(tl_page_heap_release(SIZE_MAX, true), npages * PAGE);
-    struct span *s = tl_pagemap_span(start);
+    struct pagemap_leaf *leaf = tli_pagemap_leaf(start + npages / 2 * PAGE);
+    const void *mid_entry = &leaf->span[tli_pagemap_index(start + npages / 2 * PAGE)];
+    const void *mid_slot = &leaf->slot[tli_pagemap_index(start + npages / 2 * PAGE)];
+    cr_assert(tli_os_resident(mid_entry), "an in-use span's entries are not resident");
+    tli_page_heap_free(big);
+    cr_assert_geq(tli_page_heap_release(SIZE_MAX, true), npages * PAGE);
+    struct span *s = tli_pagemap_span(start);
     cr_assert(s && s->state == SPAN_FREE && s->unbacked && s->clean,
               "the freed span is not unbacked and clean");
     cr_assert_leq(s->start, start);
-    cr_assert(!tl_os_resident(mid_entry), "the interior's pagemap entries stayed resident");
-    cr_assert(!tl_os_resident(mid_slot), "the interior's slots stayed resident");
+    cr_assert(!tli_os_resident(mid_entry), "the interior's pagemap entries stayed resident");
+    cr_assert(!tli_os_resident(mid_slot), "the interior's slots stayed resident");
     cr_assert_eq(tl_heap_check(), 0);
 }
 
 /* ---- the partial-span heap of a central list ------------------------------------ */
 Test(layers, central_refills_from_the_highest_partial_span, .init = setup)
 {
-    unsigned cls = tl_size_to_class(1024);
-    const struct size_class_info *k = &tl_classes[cls];
+    unsigned cls = tli_size_to_class(1024);
+    const struct size_class_info *k = &tli_classes[cls];
     size_t total = (size_t)k->objects * 3;
     void **objs = calloc(total, sizeof *objs);
     size_t got = 0;
     while (got < total) {
         void *head;
-        unsigned n = tl_central_take(cls, 1, &head);
+        unsigned n = tli_central_take(cls, 1, &head);
         cr_assert_eq(n, 1);
         objs[got++] = head;
     }
     /* three full spans; one object of each back, lowest, highest, middle */
     uintptr_t starts[3];
     for (int i = 0; i < 3; i++)
-        starts[i] = tl_pagemap_span((uintptr_t)objs[(size_t)i * k->objects])->start;
+        starts[i] = tli_pagemap_span((uintptr_t)objs[(size_t)i * k->objects])->start;
     uintptr_t lo = starts[0], hi = starts[0];
     for (int i = 1; i < 3; i++) {
         lo = starts[i] < lo ? starts[i] : lo;
@@ -222,20 +222,20 @@ Test(layers, central_refills_from_the_highest_partial_span, .init = setup)
     for (int i = 0; i < 3; i++)
         order[starts[i] == lo ? 0 : starts[i] == hi ? 1 : 2] = (size_t)i * k->objects;
     for (int i = 0; i < 3; i++) {
-        tl_central_give_one(objs[order[i]], cls);
+        tli_central_give_one(objs[order[i]], cls);
         objs[order[i]] = NULL;
     }
     cr_assert_eq(tl_heap_check(), 0);
     void *head;
-    cr_assert_eq(tl_central_take(cls, 1, &head), 1);
-    cr_assert_eq(tl_pagemap_span((uintptr_t)head)->start, hi,
+    cr_assert_eq(tli_central_take(cls, 1, &head), 1);
+    cr_assert_eq(tli_pagemap_span((uintptr_t)head)->start, hi,
                  "a refill did not come from the highest partial span");
-    tl_clear_free_words(head);
-    tl_central_give_one(head, cls);
+    tli_clear_free_words(head);
+    tli_central_give_one(head, cls);
     for (size_t i = 0; i < total; i++)
         if (objs[i]) {
-            tl_clear_free_words(objs[i]);
-            tl_central_give_one(objs[i], cls);
+            tli_clear_free_words(objs[i]);
+            tli_central_give_one(objs[i], cls);
         }
     cr_assert_eq(tl_heap_check(), 0);
     free(objs);
@@ -244,18 +244,18 @@ Test(layers, central_refills_from_the_highest_partial_span, .init = setup)
 /* ---- the heap walk finds what is wrong ----------------------------------------- */
 Test(layers, heap_check_finds_a_miscounted_span, .init = setup)
 {
-    unsigned cls = tl_size_to_class(256);
+    unsigned cls = tli_size_to_class(256);
     void *head;
-    cr_assert_eq(tl_central_take(cls, 1, &head), 1);
-    struct span *s = tl_pagemap_span((uintptr_t)head);
+    cr_assert_eq(tli_central_take(cls, 1, &head), 1);
+    struct span *s = tli_pagemap_span((uintptr_t)head);
     cr_assert_eq(tl_heap_check(), 0);
-    tl_lock_acquire(&tl_central_locks[cls]);
+    tli_lock_acquire(&tli_central_locks[cls]);
     s->allocated++;
-    tl_lock_release(&tl_central_locks[cls]);
+    tli_lock_release(&tli_central_locks[cls]);
     cr_assert_gt(tl_heap_check(), 0, "a span counting one object too many went unseen");
-    tl_lock_acquire(&tl_central_locks[cls]);
+    tli_lock_acquire(&tli_central_locks[cls]);
     s->allocated--;
-    tl_lock_release(&tl_central_locks[cls]);
+    tli_lock_release(&tli_central_locks[cls]);
     cr_assert_eq(tl_heap_check(), 0);
 }
 
@@ -264,23 +264,23 @@ Test(layers, heap_check_finds_a_miscounted_span, .init = setup)
  * a pointer the span never handed out, or refuse a good one. */
 Test(layers, heap_check_finds_a_stale_hot_entry, .init = setup)
 {
-    unsigned cls = tl_size_to_class(512);
+    unsigned cls = tli_size_to_class(512);
     void *head;
-    cr_assert_eq(tl_central_take(cls, 1, &head), 1);
-    struct span *s = tl_pagemap_span((uintptr_t)head);
-    struct pagemap_hot *h = &tl_pagemap_leaf(s->start)->hot[tl_pagemap_index(s->start)];
+    cr_assert_eq(tli_central_take(cls, 1, &head), 1);
+    struct span *s = tli_pagemap_span((uintptr_t)head);
+    struct pagemap_hot *h = &tli_pagemap_leaf(s->start)->hot[tli_pagemap_index(s->start)];
     cr_assert_eq(h->start, s->start);
     cr_assert_eq(h->div_limit, s->div_limit);
     cr_assert_eq(tl_heap_check(), 0);
-    tl_lock_acquire(&tl_central_locks[cls]);
+    tli_lock_acquire(&tli_central_locks[cls]);
     h->div_limit++;
-    tl_lock_release(&tl_central_locks[cls]);
+    tli_lock_release(&tli_central_locks[cls]);
     cr_assert_gt(tl_heap_check(), 0, "a page's stale carved limit went unseen");
-    tl_lock_acquire(&tl_central_locks[cls]);
+    tli_lock_acquire(&tli_central_locks[cls]);
     h->div_limit--;
-    tl_lock_release(&tl_central_locks[cls]);
+    tli_lock_release(&tli_central_locks[cls]);
     cr_assert_eq(tl_heap_check(), 0);
-    tl_central_give_one(head, cls);
+    tli_central_give_one(head, cls);
     cr_assert_eq(tl_heap_check(), 0);
 }
 
@@ -288,22 +288,22 @@ Test(layers, heap_check_finds_unjoined_free_neighbours, .init = setup)
 {
     struct span *a = take_large(2), *b = take_large(2), *guard = take_large(1);
     uintptr_t as = a->start;
-    tl_page_heap_free(a);
-    tl_page_heap_free(b);
+    tli_page_heap_free(a);
+    tli_page_heap_free(b);
     cr_assert_eq(tl_heap_check(), 0);
     /* split the joined span by hand into two free spans: as the heap
      * looks when a free forgot to coalesce */
-    tl_lock_acquire(&tl_page_heap_lock);
+    tli_lock_acquire(&tli_page_heap_lock);
     struct span *j = free_span_at(as);
     cr_assert(j && j->npages == 4);
     j->npages = 2;
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_release(&tli_page_heap_lock);
     cr_assert_gt(tl_heap_check(), 0, "a free span not covering its run went unseen");
-    tl_lock_acquire(&tl_page_heap_lock);
+    tli_lock_acquire(&tli_page_heap_lock);
     j->npages = 4;
-    tl_lock_release(&tl_page_heap_lock);
+    tli_lock_release(&tli_page_heap_lock);
     cr_assert_eq(tl_heap_check(), 0);
-    tl_page_heap_free(guard);
+    tli_page_heap_free(guard);
 }
 
 /* ---- the thread-cache budget ----------------------------------------------------- */
@@ -315,35 +315,39 @@ static void *cache_user(void *arg)
         p[i] = tl_malloc(1024);
     for (int i = 0; i < 512; i++)
         tl_free(p[i]);
-    *during = atomic_load(&tl_tc_unclaimed);
+    *during = atomic_load(&tli_tc_unclaimed);
     return NULL;
 }
 
-/* A thread's cache claims cap from the pool as it grows, and the pool gets
- * all of it back when the thread exits. */
+/* A thread's cache claims cap from the pool as it grows. At its exit the
+ * cap stays with the lists kept for the next thread, and the pool gets all
+ * of it back when they are released. */
 Test(layers, thread_cache_budget_is_claimed_and_returned, .init = setup)
 {
-    size_t before = atomic_load(&tl_tc_unclaimed), during = 0;
-    cr_assert_eq(before, tl_conf.tc_budget, "the pool is not the whole budget at start");
+    size_t before = atomic_load(&tli_tc_unclaimed), during = 0;
+    cr_assert_eq(before, tli_conf.tc_budget, "the pool is not the whole budget at start");
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, cache_user, &during), 0);
     cr_assert_eq(pthread_join(t, NULL), 0);
     cr_assert_lt(during, before, "a growing cache claimed no cap");
-    cr_assert_eq(atomic_load(&tl_tc_unclaimed), before, "an exited thread kept cap");
+    cr_assert_lt(atomic_load(&tli_tc_unclaimed), before, "the kept lists gave their cap back");
+    tli_tc_release_kept(0, true);
+    cr_assert_eq(atomic_load(&tli_tc_unclaimed), before, "released kept lists kept cap");
+    cr_assert(!tli_tc_any_kept());
     cr_assert_eq(tl_heap_check(), 0);
 }
 
 /* ---- the one pointer validation ---------------------------------------------- */
-static enum tl_verdict verdict_of(uintptr_t a, struct tl_where *w)
+static enum tli_verdict verdict_of(uintptr_t a, struct tli_where *w)
 {
-    return tl_validate((const void *)a, w);
+    return tli_validate((const void *)a, w);
 }
 
 /* A class whose spans end in a tail no object fits in. */
 static unsigned class_with_tail(void)
 {
-    for (unsigned c = 1; c < tl_num_classes; c++) {
-        const struct size_class_info *k = &tl_classes[c];
+    for (unsigned c = 1; c < tli_num_classes; c++) {
+        const struct size_class_info *k = &tli_classes[c];
         if ((size_t)k->span_pages * PAGE - (size_t)k->objects * k->size >= TL_ALIGNMENT)
             return c;
     }
@@ -354,47 +358,47 @@ Test(layers, validate_small_objects, .init = setup)
 {
     unsigned cls = class_with_tail();
     cr_assert(cls, "no class leaves a tail in its spans");
-    const struct size_class_info *k = &tl_classes[cls];
+    const struct size_class_info *k = &tli_classes[cls];
     void *two[2];
-    cr_assert_eq(tl_central_take(cls, 1, &two[0]), 1);
-    cr_assert_eq(tl_central_take(cls, 1, &two[1]), 1);
-    tl_clear_free_words(two[0]); /* handed out: both words cleared (I4) */
-    tl_clear_free_words(two[1]);
+    cr_assert_eq(tli_central_take(cls, 1, &two[0]), 1);
+    cr_assert_eq(tli_central_take(cls, 1, &two[1]), 1);
+    tli_clear_free_words(two[0]); /* handed out: both words cleared (I4) */
+    tli_clear_free_words(two[1]);
     uintptr_t p = (uintptr_t)two[0];
-    struct span *s = tl_pagemap_span(p);
+    struct span *s = tli_pagemap_span(p);
     cr_assert(s && s->state == SPAN_SMALL && s->carved < k->objects);
-    const struct pagemap_hot *h = &tl_pagemap_leaf(p)->hot[tl_pagemap_index(p)];
-    struct tl_where w;
+    const struct pagemap_hot *h = &tli_pagemap_leaf(p)->hot[tli_pagemap_index(p)];
+    struct tli_where w;
 
     cr_assert_eq(verdict_of(p, &w), TL_PTR_BLOCK, "the start of a live object");
     cr_assert_eq(w.span, s);
     cr_assert_eq(w.block, p);
-    cr_assert(tl_hot_is_object_start(h, p), "the fast path's part refuses a live object");
+    cr_assert(tli_hot_is_object_start(h, p), "the fast path's part refuses a live object");
 
     cr_assert_eq(verdict_of(p + 16, &w), TL_PTR_INTERIOR, "16 bytes into a live object");
     cr_assert_eq(w.block, p);
-    cr_assert(!tl_hot_is_object_start(h, p + 16));
+    cr_assert(!tli_hot_is_object_start(h, p + 16));
 
     uintptr_t uncarved = s->start + (uintptr_t)s->carved * k->size;
     cr_assert_eq(verdict_of(uncarved, &w), TL_PTR_NOT_CARVED, "an object not yet carved");
     cr_assert_eq(w.block, uncarved);
-    cr_assert(!tl_hot_is_object_start(h, uncarved));
+    cr_assert(!tli_hot_is_object_start(h, uncarved));
 
     uintptr_t tail = s->start + (uintptr_t)k->objects * k->size;
     cr_assert_eq(verdict_of(tail, &w), TL_PTR_SPAN_TAIL, "past the last object of a span");
     cr_assert_eq(w.block, 0);
-    cr_assert(!tl_hot_is_object_start(h, tail));
+    cr_assert(!tli_hot_is_object_start(h, tail));
     cr_assert_eq(verdict_of(tail + 8, &w), TL_PTR_SPAN_TAIL, "inside the tail");
 
     /* back in a list: the thread cache key, then the span key (I4) */
-    ((uint64_t *)two[1])[1] = tl_free_key(two[1]);
+    ((uint64_t *)two[1])[1] = tli_free_key(two[1]);
     cr_assert_eq(verdict_of((uintptr_t)two[1], &w), TL_PTR_FREED, "an object with the free key");
     cr_assert_eq(w.span->size_class, cls);
     ((uint64_t *)two[1])[1] = 0;
-    tl_central_give_one(two[1], cls);
+    tli_central_give_one(two[1], cls);
     cr_assert_eq(verdict_of((uintptr_t)two[1], &w), TL_PTR_FREED, "an object with the span key");
     cr_assert_eq(verdict_of(p, &w), TL_PTR_BLOCK, "its neighbour is still live");
-    tl_central_give_one(two[0], cls);
+    tli_central_give_one(two[0], cls);
     cr_assert_eq(tl_heap_check(), 0);
 }
 
@@ -402,35 +406,35 @@ Test(layers, validate_large_and_free_spans, .init = setup)
 {
     struct span *a = take_large(4), *b = take_large(4), *guard = take_large(1);
     uintptr_t as = a->start, bs = b->start;
-    struct tl_where w;
+    struct tli_where w;
     cr_assert_eq(verdict_of(as, &w), TL_PTR_BLOCK, "a large block's start");
     cr_assert_eq(w.span, a);
     cr_assert_eq(verdict_of(as + 2 * PAGE + 48, &w), TL_PTR_INTERIOR, "inside a large block");
     cr_assert_eq(w.block, as);
     /* b between two spans in use: freed, it joins neither */
-    tl_page_heap_free(b);
+    tli_page_heap_free(b);
     cr_assert_eq(verdict_of(bs, &w), TL_PTR_FREED, "a free span's start");
     cr_assert_eq(w.block, 0);
     /* a free span maps its last page too (I2) */
     cr_assert_eq(verdict_of(bs + 3 * PAGE + 16, &w), TL_PTR_FREE_MEMORY, "a free span's last page");
-    tl_page_heap_free(a);
-    tl_page_heap_free(guard);
+    tli_page_heap_free(a);
+    tli_page_heap_free(guard);
     cr_assert_eq(tl_heap_check(), 0);
 }
 
 Test(layers, validate_foreign_and_huge, .init = setup)
 {
-    struct tl_where w;
+    struct tli_where w;
     char *m = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(m, MAP_FAILED);
-    uintptr_t never = tl_round_up((uintptr_t)m, PAGE);
+    uintptr_t never = tli_round_up((uintptr_t)m, PAGE);
     cr_assert_eq(verdict_of(never, &w), TL_PTR_FOREIGN, "a page never ours");
     cr_assert_null(w.span);
     cr_assert_eq(verdict_of((uintptr_t)&w, &w), TL_PTR_FOREIGN, "the stack");
     cr_assert_eq(verdict_of((uintptr_t)1 << 48, &w), TL_PTR_FOREIGN, "above 48 bits");
     cr_assert_eq(verdict_of(0, &w), TL_PTR_FOREIGN, "NULL");
 
-    void *huge = tl_huge_alloc(4 * PAGE, PAGE);
+    void *huge = tli_huge_alloc(4 * PAGE, PAGE);
     cr_assert_not_null(huge);
     uintptr_t hs = (uintptr_t)huge;
     cr_assert_eq(verdict_of(hs, &w), TL_PTR_BLOCK, "a huge block's start");
@@ -439,7 +443,7 @@ Test(layers, validate_foreign_and_huge, .init = setup)
     cr_assert_eq(verdict_of(hs + 16, &w), TL_PTR_INTERIOR, "inside a huge block's first page");
     /* only a huge block's first page is in the pagemap (I2) */
     cr_assert_eq(verdict_of(hs + 2 * PAGE, &w), TL_PTR_FOREIGN, "a huge block's later page");
-    tl_huge_free(s);
+    tli_huge_free(s);
     cr_assert_eq(verdict_of(hs, &w), TL_PTR_FREED_HUGE, "a huge block freed");
     cr_assert_null(w.span);
     munmap(m, 2 * PAGE);

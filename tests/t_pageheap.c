@@ -163,28 +163,28 @@ Test(pageheap, calloc_zero_after_freeing_a_locked_block)
 #pragma GCC visibility push(hidden)
 #include "../src/pagemap.c"
 
-__thread uint32_t tl_lock_id __attribute__((tls_model("initial-exec")));
-uint32_t tl_lock_id_assign(void) { return tl_lock_id = 1; }
-struct tl_counters tl_stats;
+__thread uint32_t tli_lock_id __attribute__((tls_model("initial-exec")));
+uint32_t tli_lock_id_assign(void) { return tli_lock_id = 1; }
+struct tli_counters tli_stats;
 
-void *tl_os_map(size_t size)
+void *tli_os_map(size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
-bool tl_os_decommit(void *p, size_t size) { return madvise(p, size, MADV_DONTNEED) == 0; }
+bool tli_os_decommit(void *p, size_t size) { return madvise(p, size, MADV_DONTNEED) == 0; }
 
-size_t tl_os_page_size(void) { return 4096; }
+size_t tli_os_page_size(void) { return 4096; }
 
 /* One thread: the pagemap's lock is never contended. */
-void tl_lock_wait(struct tl_lock *l, uint32_t me)
+void tli_lock_wait(struct tli_lock *l, uint32_t me)
 {
     (void)l;
     (void)me;
 }
 
-void tl_lock_wake(struct tl_lock *l) { (void)l; }
+void tli_lock_wake(struct tli_lock *l) { (void)l; }
 #pragma GCC visibility pop
 
 static uintptr_t order_pages[2]; /* [0] the class byte's page, [1] the span pointer's */
@@ -202,14 +202,14 @@ static void order_fault(int sig, siginfo_t *si, void *ctx)
     mprotect((void *)page, 4096, PROT_READ | PROT_WRITE);
 }
 
-/* Runs tl_pagemap_set_range(a, 1, v, cls) with both pages read-only and
+/* Runs tli_pagemap_set_range(a, 1, v, cls) with both pages read-only and
  * returns the stores' order as "class,span" or "span,class". */
 static const char *store_order(uintptr_t a, struct span *v, uint8_t cls)
 {
     order_len = 0;
     for (int i = 0; i < 2; i++)
         cr_assert_eq(mprotect((void *)order_pages[i], 4096, PROT_READ), 0);
-    tl_pagemap_set_range(a, 1, v, cls);
+    tli_pagemap_set_range(a, 1, v, cls);
     cr_assert_eq(order_len, 2, "%d stores instead of 2", (int)order_len);
     return order_log[0] == 0 ? "class,span" : "span,class";
 }
@@ -223,12 +223,12 @@ Test(pageheap, pagemap_store_order)
     sigemptyset(&sa.sa_mask);
     cr_assert_eq(sigaction(SIGSEGV, &sa, NULL), 0);
     uintptr_t a = ((uintptr_t)1 << 40) + 12345 * TL_PAGE_SIZE;
-    cr_assert(tl_pagemap_ensure(a, TL_PAGE_SIZE));
-    struct pagemap_leaf *leaf = tl_pagemap_leaf(a);
-    size_t i = tl_pagemap_index(a);
+    cr_assert(tli_pagemap_ensure(a, TL_PAGE_SIZE));
+    struct pagemap_leaf *leaf = tli_pagemap_leaf(a);
+    size_t i = tli_pagemap_index(a);
     order_pages[0] = (uintptr_t)&leaf->hot[i].size_class & ~(uintptr_t)4095;
     order_pages[1] = (uintptr_t)&leaf->span[i] & ~(uintptr_t)4095;
-    struct span *s = tl_pagemap_slot(a);
+    struct span *s = tli_pagemap_slot(a);
     const char *set = store_order(a, s, 7);
     cr_expect_str_eq(set, "span,class", "setting a small span: the stores went %s", set);
     const char *clear = store_order(a, NULL, 0);

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 /* size_class.c reports an impossible table through this. */
-void tl_fatal(const char *msg)
+void tli_fatal(const char *msg)
 {
     fprintf(stderr, "size_class_table: %s\n", msg);
     exit(1);
@@ -20,14 +20,14 @@ void tl_fatal(const char *msg)
 
 int main(void)
 {
-    tl_size_classes_init();
+    tli_size_classes_init();
     printf("| class | size (B) | span (pages) | objects/span | batch | rounding waste | span tail "
            "| worst total |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     double worst_above_128 = 0;
-    for (unsigned c = 1; c < tl_num_classes; c++) {
-        const struct size_class_info *k = &tl_classes[c];
-        unsigned prev = c > 1 ? tl_classes[c - 1].size : 0;
+    for (unsigned c = 1; c < tli_num_classes; c++) {
+        const struct size_class_info *k = &tli_classes[c];
+        unsigned prev = c > 1 ? tli_classes[c - 1].size : 0;
         double rounding = (double)(k->size - prev - 1) / (prev + 1);
         size_t span = (size_t)k->span_pages << TL_PAGE_SHIFT;
         size_t tail = span - (size_t)k->objects * k->size;
@@ -39,7 +39,7 @@ int main(void)
                k->span_pages, k->objects, k->batch, 100 * rounding, tail, 100.0 * tail / span,
                100 * total);
     }
-    printf("\nClasses: %u. Worst rounding waste above 128 B: %.1f%%.\n", tl_num_classes - 1,
+    printf("\nClasses: %u. Worst rounding waste above 128 B: %.1f%%.\n", tli_num_classes - 1,
            100 * worst_above_128);
     return 0;
 }
