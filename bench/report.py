@@ -322,7 +322,8 @@ def losses(d, cpu=False):
         best = None
         for a in d.allocs:
             r = d.ratio(c[0], a, cpu) if a != d.ref else None
-            if r is not None and r < 1 and (best is None or r < best[1]):
+            # below half a per cent is a tie, not a loss
+            if r is not None and r < 0.995 and (best is None or r < best[1]):
                 best = (a, r)
         if best:
             out.append((c[0], best[0], best[1]))
