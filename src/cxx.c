@@ -7,7 +7,7 @@
  *  delete, delete[]: plain, sized, align_val_t, sized + align_val_t,
  *                    nothrow, align_val_t + nothrow
  *
- * operator new(size) is malloc's fast path (fast_malloc.h) with its own
+ * operator new(size) is malloc's fast path (internal.h) with its own
  * miss handler. On failure the throwing forms call the installed
  * new_handler and try again, then throw std::bad_alloc; the nothrow forms
  * return NULL. The library stays C and does not need libstdc++: it reaches
@@ -20,7 +20,8 @@
  * tell check.c which family frees and the size a sized delete passed, so
  * that a mismatched pair is reported.
  */
-#include "fast_malloc.h"
+#include "internal.h"
+#include "memcheck.h"
 
 #include <stdbool.h>
 #include <stddef.h>
