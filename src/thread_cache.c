@@ -114,6 +114,21 @@ static void registry_remove_locked(struct tc_state *st) TL_REQUIRES(tli_registry
         st->reg_next->reg_prev = st->reg_prev;
 }
 
+/* An exited thread's state, emptied, waits for reuse. */
+static void push_spare_locked(struct tc_state *st) TL_REQUIRES(tli_registry_lock)
+{
+    st->reg_next = spare_states;
+    spare_states = st;
+}
+
+/* An exited thread's state, lists kept, waits for the next thread. */
+static void push_kept_locked(struct tc_state *st) TL_REQUIRES(tli_registry_lock)
+{
+    st->reg_next = kept_states;
+    kept_states = st;
+    atomic_fetch_add_explicit(&n_kept, 1, memory_order_relaxed);
+}
+
 /* ---- budget ------------------------------------------------------------ */
 static bool take_unclaimed(size_t want)
 {
@@ -190,6 +205,12 @@ void tli_tc_set_budget(size_t bytes)
 /* tl_ctl("thread_cache_max"): growth stops at the new cap at once; a
  * thread above it shrinks at its next slow path (maybe_scavenge). */
 void tli_tc_set_max(size_t bytes) { __atomic_store_n(&tli_conf.tc_max, bytes, __ATOMIC_RELAXED); }
+
+/* Returns all of a cache's cap to the pool: its lists are empty, or gone. */
+static void give_cap_back(struct tc_state *st)
+{
+    pool_return(atomic_exchange_explicit(&st->cap_bytes, 0, memory_order_relaxed));
+}
 
 /* Returns the cap above what the lists may hold to the pool, in whole steps. */
 static void release_cap(struct tc_state *st)
@@ -529,12 +550,9 @@ static void cache_init(struct thread_cache *tc)
         registry_add_locked(st);
         tc->state = TC_ACTIVE;
     } else if (adopt) { /* run uncached; the kept lists stay kept */
-        st->reg_next = kept_states;
-        kept_states = st;
-        atomic_fetch_add_explicit(&n_kept, 1, memory_order_relaxed);
+        push_kept_locked(st);
     } else { /* the exit would go unseen: run uncached */
-        st->reg_next = spare_states;
-        spare_states = st;
+        push_spare_locked(st);
     }
     tli_lock_release(&tli_registry_lock);
     if (!keyed)
@@ -545,8 +563,7 @@ static void cache_init(struct thread_cache *tc)
 static void empty_all(struct tc_state *st)
 {
     flush_all(st);
-    size_t cap = atomic_exchange_explicit(&st->cap_bytes, 0, memory_order_relaxed);
-    pool_return(cap);
+    give_cap_back(st);
 }
 
 /* The lists of an exited thread move into its state, for the next thread
@@ -560,9 +577,7 @@ static bool keep_lists_locked(struct tc_state *st) TL_REQUIRES(tli_registry_lock
     st->kept.state = TC_DEAD;
     st->tc = &st->kept;
     st->retired_ms = tli_os_now_ms();
-    st->reg_next = kept_states;
-    kept_states = st;
-    atomic_fetch_add_explicit(&n_kept, 1, memory_order_relaxed);
+    push_kept_locked(st);
     return true;
 }
 
@@ -582,8 +597,7 @@ static void retire(struct tc_state *st)
     if (kept)
         return;
     tli_lock_acquire(&tli_registry_lock);
-    st->reg_next = spare_states;
-    spare_states = st;
+    push_spare_locked(st);
     tli_lock_release(&tli_registry_lock);
 }
 
@@ -609,8 +623,7 @@ void tli_tc_release_kept(uint64_t now, bool all)
         *link = st->reg_next;
         atomic_fetch_sub_explicit(&n_kept, 1, memory_order_relaxed);
         empty_all(st);
-        st->reg_next = spare_states;
-        spare_states = st;
+        push_spare_locked(st);
     }
     tli_lock_release(&tli_registry_lock);
 }
@@ -742,10 +755,8 @@ static void salvage(struct tc_state *st) TL_NO_LOCK_ANALYSIS
     st->limit_bytes = 0;
     st->tc->state = TC_DEAD;
     st->tc->st = NULL;
-    size_t cap = atomic_exchange_explicit(&st->cap_bytes, 0, memory_order_relaxed);
-    pool_return(cap);
-    st->reg_next = spare_states;
-    spare_states = st;
+    give_cap_back(st);
+    push_spare_locked(st);
 }
 
 /* In the child after fork (locks reset, one thread): the caches of threads
