@@ -176,7 +176,7 @@ void tli_free_slow(void *p)
 
 void tli_free_slow_room(void *p, size_t cls)
 {
-    tli_tc.bins[cls].room++;
+    tli_tc.lists.room[cls]++;
     tli_free_slow(p);
 }
 

@@ -238,7 +238,7 @@ static void walk_own_cache(struct tli_heap_walk *w)
         return;
     for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         size_t n = 0;
-        for (void *obj = tli_tc.bins[cls].head; obj; obj = tli_link_get(obj)) {
+        for (void *obj = tli_tc.lists.head[cls]; obj; obj = tli_link_get(obj)) {
             if (++n > w->spans[cls] * tli_classes[cls].objects) {
                 tli_walk_problem(w, "a thread cache list loops", (uintptr_t)obj);
                 break;
@@ -247,9 +247,9 @@ static void walk_own_cache(struct tli_heap_walk *w)
         }
         /* room counts down as the list fills: max_len - objects held */
         const struct tc_state *st = tli_tc.st;
-        tli_walk_expect(w, !st || (int64_t)n == (int64_t)st->max_len[cls] - tli_tc.bins[cls].room,
+        tli_walk_expect(w, !st || (int64_t)n == (int64_t)st->max_len[cls] - tli_tc.lists.room[cls],
                         "a thread cache list's room does not match its length",
-                        (uintptr_t)tli_tc.bins[cls].head);
+                        (uintptr_t)tli_tc.lists.head[cls]);
     }
 }
 

@@ -469,15 +469,17 @@ void tli_central_decay_soon(void); /* decay_ms changed */
 void tli_central_check(struct tli_heap_walk *w, unsigned cls) TL_REQUIRES(tli_central_locks[cls]);
 
 /* ---- thread cache (thread_cache.c) ------------------------------------- */
-struct tc_bin {
-    void *head;   /* free objects of this class, encoded links */
-    int32_t room; /* frees that fit before a flush: max_len - objects held */
-    uint32_t pad;
+/* Two arrays, not an array of head-room pairs: the fast paths reach
+ * head[cls] and room[cls] with the class as a scaled index, with no
+ * multiply of their own (8 and 4 are x86-64 index scales, 16 is not). */
+struct tc_lists {
+    void *head[TL_MAX_CLASSES];   /* free objects of each class, encoded links */
+    int32_t room[TL_MAX_CLASSES]; /* frees that fit before a flush: max_len - objects held */
 };
-/* In static TLS, only what the fast paths touch (about 1.3 KiB, small
+/* In static TLS, only what the fast paths touch (about 1 KiB, small
  * enough for a dlopen()ed copy to find room in glibc's static TLS surplus). */
 struct thread_cache {
-    struct tc_bin bins[TL_MAX_CLASSES];
+    struct tc_lists lists;
     struct tc_state *st; /* the rest; NULL until first use */
     int32_t tick;        /* frees until the next decay check */
     uint8_t state;       /* enum tc_mode */
@@ -602,7 +604,7 @@ void *tli_pop_bad_link(void *p);
  * it is in a thread cache list, and its link must be plausible, before it
  * becomes the new head. The key and the link share the line the pop
  * loads anyway. The block is handed out with both words cleared. */
-static TL_ALWAYS_INLINE void *tli_tc_pop(struct tc_bin TL_TC_SEG *bin, void *p)
+static TL_ALWAYS_INLINE void *tli_tc_pop(struct tc_lists TL_TC_SEG *lists, unsigned cls, void *p)
 {
     uint64_t link_key = tli_link_key(p);
     if (TL_UNLIKELY(tli_key_of(p) != (link_key ^ tli_key_secret)))
@@ -610,27 +612,28 @@ static TL_ALWAYS_INLINE void *tli_tc_pop(struct tc_bin TL_TC_SEG *bin, void *p)
     void *next = (void *)(uintptr_t)(*(uint64_t *)p ^ link_key);
     if (TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
         return tli_pop_bad_link(p);
-    bin->head = next;
-    bin->room++;
+    lists->head[cls] = next;
+    lists->room[cls]++;
     tli_clear_free_words(p);
     return p;
 }
 
 /* Pushes p onto a list whose room the caller has already taken: stores
  * only, no load of p's line. */
-static TL_ALWAYS_INLINE void tli_tc_push_counted(struct tc_bin TL_TC_SEG *bin, void *p)
+static TL_ALWAYS_INLINE void tli_tc_push_counted(struct tc_lists TL_TC_SEG *lists, unsigned cls,
+                                                 void *p)
 {
     uint64_t link_key = tli_link_key(p);
-    ((uint64_t *)p)[0] = (uint64_t)(uintptr_t)bin->head ^ link_key;
+    ((uint64_t *)p)[0] = (uint64_t)(uintptr_t)lists->head[cls] ^ link_key;
     ((uint64_t *)p)[1] = link_key ^ tli_key_secret;
-    bin->head = p;
+    lists->head[cls] = p;
 }
 
 /* Pushes p onto a list with room. */
-static TL_ALWAYS_INLINE void tli_tc_push(struct tc_bin TL_TC_SEG *bin, void *p)
+static TL_ALWAYS_INLINE void tli_tc_push(struct tc_lists TL_TC_SEG *lists, unsigned cls, void *p)
 {
-    tli_tc_push_counted(bin, p);
-    bin->room--;
+    tli_tc_push_counted(lists, cls, p);
+    lists->room[cls]--;
 }
 
 /* Always inlined: the slow path passes the return address of the public
@@ -651,11 +654,11 @@ static TL_ALWAYS_INLINE void *tli_fast_malloc(size_t size, tli_alloc_miss *miss)
         cls = tli_class_medium[(size + 127) >> 7];
     else
         return miss(size, TL_CALLER);
-    struct tc_bin TL_TC_SEG *bin = &tli_tc_fs()->bins[cls];
-    void *p = bin->head;
+    struct tc_lists TL_TC_SEG *lists = &tli_tc_fs()->lists;
+    void *p = lists->head[cls];
     if (TL_UNLIKELY(!p))
         return miss(size, TL_CALLER);
-    p = tli_tc_pop(bin, p);
+    p = tli_tc_pop(lists, cls, p);
     tli_vg_alloc(p, tli_classes[cls].size);
     return p;
 }
@@ -673,24 +676,24 @@ static TL_ALWAYS_INLINE void tli_fast_free(void *p)
     size_t i = tli_pagemap_index(a);
     /* I3: acquire, so that the fields below are this class's or newer.
      * Class 0 (no small span in use here: a large block, a page given
-     * back, a racing free) needs no test of its own: bin 0 never has room
+     * back, a racing free) needs no test of its own: class 0's list never has room
      * (I3), so it leaves below by slow_room, which gives the room back. */
     const struct pagemap_hot *h = &leaf->hot[i];
     size_t cls = __atomic_load_n(&h->size_class, __ATOMIC_ACQUIRE);
     if (TL_UNLIKELY(!tli_hot_is_object_start(h, a)))
         goto slow;
-    struct tc_bin TL_TC_SEG *bin = &tli_tc_fs()->bins[cls];
+    struct tc_lists TL_TC_SEG *lists = &tli_tc_fs()->lists;
     /* free(p); free(p): found here, at no cost in lines (I4). */
-    if (TL_UNLIKELY(p == bin->head))
+    if (TL_UNLIKELY(p == lists->head[cls]))
         goto slow;
     /* Room taken first, given back if the free goes slow: one
      * read-modify-write instead of a load, a test and a store. */
-    if (TL_UNLIKELY(--bin->room < 0))
+    if (TL_UNLIKELY(--lists->room[cls] < 0))
         goto slow_room;
     if (TL_UNLIKELY(--tli_tc_fs()->tick < 0))
         goto slow_room;
     tli_vg_free_small(p);
-    tli_tc_push_counted(bin, p);
+    tli_tc_push_counted(lists, cls, p);
     return;
 slow_room:
     tli_free_slow_room(p, cls);

@@ -89,7 +89,7 @@ static uint32_t max_len_cap(unsigned cls)
 /* Objects in a class's list. */
 static uint32_t held(const struct tc_state *st, unsigned cls)
 {
-    return (uint32_t)((int32_t)st->max_len[cls] - st->tc->bins[cls].room);
+    return (uint32_t)((int32_t)st->max_len[cls] - st->tc->lists.room[cls]);
 }
 
 /* ---- registry ---------------------------------------------------------- */
@@ -262,27 +262,27 @@ static void *walk_next(void *obj)
 }
 
 /* Detaches n objects from the head of a class's list (n <= held). */
-static void *detach(struct tc_bin *bin, unsigned n)
+static void *detach(struct tc_lists *lists, unsigned cls, unsigned n)
 {
-    void *first = bin->head, *last = first;
+    void *first = lists->head[cls], *last = first;
     for (unsigned i = 1; i < n; i++)
         last = walk_next(last);
-    bin->head = walk_next(last);
+    lists->head[cls] = walk_next(last);
     tli_link_set(last, NULL);
-    bin->room += (int32_t)n;
+    lists->room[cls] += (int32_t)n;
     return first;
 }
 
 /* Cuts a list after its first keep objects (at least one) and returns the
  * rest, n objects: those freed longest ago. */
-static void *detach_bottom(struct tc_bin *bin, unsigned keep, unsigned n)
+static void *detach_bottom(struct tc_lists *lists, unsigned cls, unsigned keep, unsigned n)
 {
-    void *last = bin->head;
+    void *last = lists->head[cls];
     for (unsigned i = 1; i < keep; i++)
         last = walk_next(last);
     void *rest = walk_next(last);
     tli_link_set(last, NULL);
-    bin->room += (int32_t)n;
+    lists->room[cls] += (int32_t)n;
     return rest;
 }
 
@@ -300,7 +300,7 @@ static bool was_used(const struct tc_state *st, unsigned cls)
  * may be waiting for it. */
 static void flush(struct tc_state *st, unsigned cls, unsigned n)
 {
-    tli_central_give(cls, detach(&st->tc->bins[cls], n), n, false);
+    tli_central_give(cls, detach(&st->tc->lists, cls, n), n, false);
     mark_used(st, cls);
     st->n_flushes++;
 }
@@ -312,7 +312,7 @@ static void flush(struct tc_state *st, unsigned cls, unsigned n)
 static void return_to_spans(struct tc_state *st, unsigned cls, unsigned n)
 {
     if (n)
-        tli_central_give(cls, detach(&st->tc->bins[cls], n), n, true);
+        tli_central_give(cls, detach(&st->tc->lists, cls, n), n, true);
 }
 
 static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
@@ -320,7 +320,7 @@ static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
     int32_t delta = (int32_t)len - (int32_t)st->max_len[cls];
     st->limit_bytes = st->limit_bytes + (size_t)((int64_t)delta * (int64_t)class_size(cls));
     st->max_len[cls] = len;
-    st->tc->bins[cls].room += delta;
+    st->tc->lists.room[cls] += delta;
 }
 
 /* Lowers a class's limit to len, flushing what is above it. */
@@ -378,8 +378,8 @@ static void halve_from_bottom(struct tc_state *st, unsigned cls)
     if (h == 0)
         return;
     unsigned keep = h / 2, n = h - keep;
-    struct tc_bin *bin = &st->tc->bins[cls];
-    void *old = keep ? detach_bottom(bin, keep, n) : detach(bin, n);
+    struct tc_lists *lists = &st->tc->lists;
+    void *old = keep ? detach_bottom(lists, cls, keep, n) : detach(lists, cls, n);
     tli_central_give(cls, old, n, true);
 }
 
@@ -522,11 +522,11 @@ static void cache_init(struct thread_cache *tc)
         return; /* no memory for the cache: run uncached */
     if (adopt) {
         /* lists, limits and cap as the exited thread left them */
-        memcpy(tc->bins, st->kept.bins, sizeof tc->bins);
+        tc->lists = st->kept.lists;
     } else {
         for (unsigned cls = 0; cls < TL_MAX_CLASSES; cls++) {
-            tc->bins[cls].head = NULL;
-            tc->bins[cls].room = 0;
+            tc->lists.head[cls] = NULL;
+            tc->lists.room[cls] = 0;
             st->max_len[cls] = 0;
         }
         st->limit_bytes = 0;
@@ -556,7 +556,7 @@ static void cache_init(struct thread_cache *tc)
     }
     tli_lock_release(&tli_registry_lock);
     if (!keyed)
-        memset(tc->bins, 0, sizeof tc->bins);
+        memset(&tc->lists, 0, sizeof tc->lists);
 }
 
 /* Empties a cache's lists into their spans and gives its cap back. */
@@ -572,7 +572,7 @@ static bool keep_lists_locked(struct tc_state *st) TL_REQUIRES(tli_registry_lock
 {
     if (!st->limit_bytes || atomic_load_explicit(&n_kept, memory_order_relaxed) >= MAX_KEPT)
         return false;
-    memcpy(st->kept.bins, st->tc->bins, sizeof st->kept.bins);
+    st->kept.lists = st->tc->lists;
     st->kept.st = st;
     st->kept.state = TC_DEAD;
     st->tc = &st->kept;
@@ -679,19 +679,19 @@ static void gc_step(struct tc_state *st)
 {
     unsigned cls = st->gc_cursor;
     st->gc_cursor = cls + 1 < tli_num_classes ? cls + 1 : 1;
-    struct tc_bin *bin = &st->tc->bins[cls];
+    struct tc_lists *lists = &st->tc->lists;
     uint64_t bit = 1ull << (cls % 64);
-    bool idle = !(st->gc_used[cls / 64] & bit) && bin->head == st->gc_head[cls] &&
-                bin->room == st->gc_room[cls];
+    bool idle = !(st->gc_used[cls / 64] & bit) && lists->head[cls] == st->gc_head[cls] &&
+                lists->room[cls] == st->gc_room[cls];
     unsigned n = (held(st, cls) + 1) / 2;
     if (idle && n) {
-        tli_central_give(cls, detach(bin, n), n, true);
+        tli_central_give(cls, detach(lists, cls, n), n, true);
         set_max_len(st, cls, st->max_len[cls] / 2);
         release_cap(st);
     }
     st->gc_used[cls / 64] &= ~bit;
-    st->gc_head[cls] = bin->head;
-    st->gc_room[cls] = bin->room;
+    st->gc_head[cls] = lists->head[cls];
+    st->gc_room[cls] = lists->room[cls];
 }
 
 /* Every TL_TICK frees, even when every call hits the cache: a step of the
@@ -736,8 +736,7 @@ static bool salvageable(void *p, unsigned cls)
 static void salvage(struct tc_state *st) TL_NO_LOCK_ANALYSIS
 {
     for (unsigned cls = 1; cls < tli_num_classes; cls++) {
-        struct tc_bin *bin = &st->tc->bins[cls];
-        void *first = bin->head, *last = NULL, *p = first;
+        void *first = st->tc->lists.head[cls], *last = NULL, *p = first;
         unsigned n = 0;
         while (p && n <= st->max_len[cls] && salvageable(p, cls)) {
             last = p;
@@ -748,8 +747,8 @@ static void salvage(struct tc_state *st) TL_NO_LOCK_ANALYSIS
             tli_link_set(last, NULL);
             tli_central_give(cls, first, n, false);
         }
-        bin->head = NULL;
-        bin->room = 0;
+        st->tc->lists.head[cls] = NULL;
+        st->tc->lists.room[cls] = 0;
         st->max_len[cls] = 0;
     }
     st->limit_bytes = 0;
@@ -811,18 +810,18 @@ static void raise_max_len(struct tc_state *st, unsigned cls)
 
 static void refill(struct tc_state *st, unsigned cls)
 {
-    struct tc_bin *bin = &st->tc->bins[cls];
+    struct tc_lists *lists = &st->tc->lists;
     uint32_t batch = tli_classes[cls].batch;
     raise_max_len(st, cls);
-    if (bin->room <= 0)
+    if (lists->room[cls] <= 0)
         return;
-    unsigned want = (uint32_t)bin->room < batch ? (unsigned)bin->room : batch;
+    unsigned want = (uint32_t)lists->room[cls] < batch ? (unsigned)lists->room[cls] : batch;
     void *head;
     unsigned got = tli_central_take(cls, want, &head);
     st->drain[cls / 64] &= ~(1ull << (cls % 64));
     if (got) {
-        bin->head = head;
-        bin->room -= (int32_t)got;
+        lists->head[cls] = head;
+        lists->room[cls] -= (int32_t)got;
         mark_used(st, cls);
         st->n_refills++;
     }
@@ -843,15 +842,15 @@ void *tli_tc_alloc(unsigned cls)
     if (!ready(tc))
         return tli_alloc_small_nocache(cls);
     struct tc_state *st = tc->st;
-    struct tc_bin *bin = &tc->bins[cls];
+    struct tc_lists *lists = &tc->lists;
     honour_request(st);
-    if (!bin->head) {
+    if (!lists->head[cls]) {
         maybe_scavenge(st);
         refill(st, cls);
-        if (!bin->head)
+        if (!lists->head[cls])
             return tli_alloc_small_nocache(cls);
     }
-    void *p = tli_tc_pop(&tli_tc_fs()->bins[cls], bin->head);
+    void *p = tli_tc_pop(&tli_tc_fs()->lists, cls, lists->head[cls]);
     tli_vg_alloc(p, class_size(cls));
     return p;
 }
@@ -866,15 +865,15 @@ void tli_tc_free(void *p, unsigned cls)
         return;
     }
     struct tc_state *st = tc->st;
-    struct tc_bin *bin = &tc->bins[cls];
-    if (TL_UNLIKELY(p == bin->head)) { /* its key may have been wiped (I4) */
+    struct tc_lists *lists = &tc->lists;
+    if (TL_UNLIKELY(p == lists->head[cls])) { /* its key may have been wiped (I4) */
         tli_report_double_free(p, cls, "free");
         return;
     }
     st->n_slow_frees++;
     tli_vg_free_small(p);
     honour_request(st);
-    if (bin->room <= 0) {
+    if (lists->room[cls] <= 0) {
         maybe_scavenge(st);
         if (draining(st, cls)) {
             st->drained_bytes += class_size(cls);
@@ -887,11 +886,11 @@ void tli_tc_free(void *p, unsigned cls)
         else
             raise_max_len(st, cls); /* a thread that only frees this class */
     }
-    if (bin->room <= 0) { /* no budget for this class */
+    if (lists->room[cls] <= 0) { /* no budget for this class */
         tli_central_give_one(p, cls);
         return;
     }
-    tli_tc_push(&tli_tc_fs()->bins[cls], p);
+    tli_tc_push(&tli_tc_fs()->lists, cls, p);
 }
 
 /* Sum of bytes cached by all threads (and per class when per_class is not
@@ -907,7 +906,7 @@ __attribute__((no_sanitize("thread"))) static size_t list_bytes(const struct tc_
     for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         /* held(), spelt out so that the racy reads stay in this function,
          * which ThreadSanitizer is told to leave alone. */
-        int32_t h = (int32_t)st->max_len[cls] - st->tc->bins[cls].room;
+        int32_t h = (int32_t)st->max_len[cls] - st->tc->lists.room[cls];
         size_t b = (size_t)(h > 0 ? h : 0) * class_size(cls);
         total += b;
         if (per_class)
