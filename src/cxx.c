@@ -150,22 +150,33 @@ TL_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t alignment
 }
 
 /* ---- delete ----------------------------------------------------------------------- */
-/* Outside check mode every form is free: the size and alignment are not
- * needed (the pagemap knows the block), and trusting a size instead of the
- * pagemap would let a wrong one put a block on another class's list. */
-static TL_NOINLINE void delete_checked(void *p, enum tli_family family, size_t size)
+/* Every form is free's fast path (internal.h) with misses of its own.
+ * Outside check mode the size and alignment are not needed (the pagemap
+ * knows the block), and trusting a size instead of the pagemap would let a
+ * wrong one put a block on another class's list. In check mode the misses
+ * see every checked block, and tell check.c which family frees it. The
+ * fast path reaches them by a tail jump: the return address is the
+ * caller's, the site a report names. */
+TL_NOINLINE TL_NOIPA void tli_delete_slow(void *p, enum tli_family family, size_t size)
 {
-    tli_check_free_family(p, family, size, 0); /* the site: the first frame not ours */
+    if (TL_LIKELY(!tli_conf.check)) {
+        tli_free_slow(p);
+        return;
+    }
+    tli_check_free_family(p, family, size, (uintptr_t)__builtin_return_address(0));
+}
+
+TL_NOINLINE TL_NOIPA void tli_delete_slow_room(void *p, size_t cls, enum tli_family family,
+                                               size_t size)
+{
+    tli_tc.lists.room[cls]++;
+    tli_delete_slow(p, family, size);
 }
 
 static inline __attribute__((always_inline)) void cxx_delete(void *p, enum tli_family family,
                                                              size_t size)
 {
-    if (TL_UNLIKELY(tli_conf.check)) {
-        delete_checked(p, family, size);
-        return;
-    }
-    tli_free_direct(p);
+    tli_fast_free_as(p, family, size);
 }
 
 #define TL_DELETE_FORMS(plain, sized, aligned, sized_aligned, nothrow, aligned_nothrow, family)    \

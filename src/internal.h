@@ -568,6 +568,13 @@ void *tli_alloc_slow(size_t size, uintptr_t caller);
 void tli_free_slow(void *p);
 /* tli_free_slow after the fast path took room in p's class's list. */
 void tli_free_slow_room(void *p, size_t cls);
+/* Which allocation functions a block came from, or which free it. */
+enum tli_family { TL_FAMILY_MALLOC = 0, TL_FAMILY_NEW, TL_FAMILY_NEW_ARRAY };
+/* operator delete's miss handlers (cxx.c): tli_free_slow and
+ * tli_free_slow_room, except that check mode learns which delete freed p
+ * and the size a sized delete passed (0 for the other forms). */
+void tli_delete_slow(void *p, enum tli_family family, size_t size);
+void tli_delete_slow_room(void *p, size_t cls, enum tli_family family, size_t size);
 void *tli_alloc_small_nocache(unsigned cls);
 void tli_free_small_nocache(void *p, unsigned cls);
 void *tli_alloc_large(size_t size, size_t alignment);
@@ -663,7 +670,12 @@ static TL_ALWAYS_INLINE void *tli_fast_malloc(size_t size, tli_alloc_miss *miss)
     return p;
 }
 
-static TL_ALWAYS_INLINE void tli_fast_free(void *p)
+/* free, and each operator delete (family and size: see tli_delete_slow):
+ * always inlined with a constant family, so that each keeps only its own
+ * miss handlers, as direct tail jumps. Check mode's blocks never pass the
+ * object-start test on a small span, and its lists never have room, so
+ * the misses see every checked block. */
+static TL_ALWAYS_INLINE void tli_fast_free_as(void *p, enum tli_family family, size_t size)
 {
     uintptr_t a = (uintptr_t)p;
     /* An address above 48 bits lands, masked, in some leaf: its offset
@@ -696,11 +708,19 @@ static TL_ALWAYS_INLINE void tli_fast_free(void *p)
     tli_tc_push_counted(lists, cls, p);
     return;
 slow_room:
-    tli_free_slow_room(p, cls);
+    if (family == TL_FAMILY_MALLOC)
+        tli_free_slow_room(p, cls);
+    else
+        tli_delete_slow_room(p, cls, family, size);
     return;
 slow:
-    tli_free_slow(p);
+    if (family == TL_FAMILY_MALLOC)
+        tli_free_slow(p);
+    else
+        tli_delete_slow(p, family, size);
 }
+
+static TL_ALWAYS_INLINE void tli_fast_free(void *p) { tli_fast_free_as(p, TL_FAMILY_MALLOC, 0); }
 
 /* ---- check mode (check.c) --------------------------------------------- */
 /* caller: the return address of the public function (the allocation site
@@ -824,7 +844,6 @@ void tli_stats_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uo
 /* ---- C++ allocation functions (cxx.c) ---------------------------------- *
  * Which family allocated a block, or which one frees it; check mode keeps
  * it per block and reports a mismatched pair. */
-enum tli_family { TL_FAMILY_MALLOC = 0, TL_FAMILY_NEW, TL_FAMILY_NEW_ARRAY };
 void *tli_check_alloc_family(size_t size, size_t alignment, enum tli_family family,
                              uintptr_t caller);
 /* size: what a sized delete passed, 0 for the other forms. */
