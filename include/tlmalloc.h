@@ -71,6 +71,15 @@ int tl_malloc_info(int options, FILE *fp);
  * an error of the action. */
 int tl_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen);
 
+/* The heap profiler (TLMALLOC_CONF=prof=1; see tlmalloc(3)): writes a heap
+ * profile in the gperftools text format, which google-pprof reads, to
+ * path, or when path is NULL to <prof_prefix>.<pid>.<seq>.heap. Returns 0
+ * or an errno value: ENOENT when the process was not started with prof=1,
+ * EBUSY while another dump runs, or the error of opening or writing the
+ * file. tl_ctl's "prof.active" starts and stops sampling, "prof.dump"
+ * dumps. */
+int tl_prof_dump(const char *path);
+
 /* Walks the whole heap and checks its invariants (every span, free list,
  * bin and count; the calling thread's cache, not other threads'); writes
  * each problem found to stderr and returns how many. Takes the allocator's

@@ -111,6 +111,8 @@ void *tli_alloc_zeroed(size_t size)
 }
 
 /* ---- free, validated (validate.c) ------------------------------------------ */
+/* s is p's span, and tli_validate has found p the start of a block in use
+ * (a profiler's sample included: it is a large or huge block). */
 static void free_span_block(void *p, struct span *s)
 {
     switch (s->state) {
@@ -119,10 +121,14 @@ static void free_span_block(void *p, struct span *s)
         break;
     case SPAN_LARGE:
         tli_vg_free(p);
+        if (TL_UNLIKELY(s->sampled))
+            tli_prof_freed(s);
         tli_page_heap_free(s);
         break;
     default:
         tli_vg_free(p);
+        if (TL_UNLIKELY(s->sampled))
+            tli_prof_freed(s);
         tli_huge_free(s);
         break;
     }

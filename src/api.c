@@ -18,6 +18,7 @@
 #include "tlmalloc.h"
 
 #include <errno.h>
+#include <string.h>
 
 /* Out of line so that the fast path keeps no registers for them; with a
  * frame of their own, so that the report's backtrace reaches the caller.
@@ -55,8 +56,69 @@ static bool mul_overflows(size_t n, size_t m, size_t *total)
 
 static bool is_power_of_two(size_t a) { return a && !(a & (a - 1)); }
 
+/* ---- malloc, with and without the profiler's count ----------------------- *
+ * With prof=0, malloc is the fast path alone: the profiler costs it
+ * nothing. With prof=1, initialisation (which runs before the allocator
+ * hands out its first block) writes a jump to prof_malloc over the first
+ * bytes of tl_malloc, whose code every malloc alias shares; prof_malloc
+ * subtracts the size from the thread's sampling count and leaves for
+ * prof.c when it goes below zero: three instructions and the jump (the
+ * sample's path is a tail jump, so that the entry needs no frame of its
+ * own; see tli_prof_sample_malloc). cxx.c does the same for operator new.
+ * Why a patched entry and not an IFUNC: an IFUNC malloc in a preloaded
+ * library is bound while libc is relocated, before the library itself,
+ * and the loader then warns on every program start ("Relink ... for IFUNC
+ * symbol malloc"). */
+static void *prof_malloc(size_t size)
+{
+    int64_t left = tli_prof_left - (int64_t)size;
+    tli_prof_left = left;
+    if (TL_UNLIKELY(left < 0))
+        return tli_prof_sample_malloc(size); /* a jump: reads no return address here */
+    return fast_malloc(size);
+}
+
+/* Aligned so that the jump written over its first 8 bytes is one atomic
+ * store: a thread running the entry meanwhile sees the old bytes or the
+ * new ones. */
+TL_EXPORT __attribute__((aligned(16))) void *tl_malloc(size_t size) { return fast_malloc(size); }
+#if defined(__clang__)
+extern __typeof__(tl_malloc) tli_malloc_entry
+    __attribute__((alias("tl_malloc"), visibility("hidden")));
+#else
+extern __typeof__(tl_malloc) tli_malloc_entry
+    __attribute__((alias("tl_malloc"), copy(tl_malloc), visibility("hidden")));
+#endif
+
+/* Writes a jump to target over the first 5 bytes of entry (a function
+ * aligned to 16 bytes, into whose first 8 bytes no code jumps). */
+bool tli_redirect_entry(void *entry, const void *target)
+{
+#if defined(__x86_64__)
+    unsigned char *at = entry;
+    intptr_t rel = (intptr_t)(uintptr_t)target - (intptr_t)(uintptr_t)(at + 5);
+    if (rel != (int32_t)rel || ((uintptr_t)at & 7))
+        return false;
+    uint64_t word;
+    memcpy(&word, at, sizeof word);
+    unsigned char jump[5] = {0xe9};
+    int32_t rel32 = (int32_t)rel;
+    memcpy(jump + 1, &rel32, 4);
+    memcpy(&word, jump, 5); /* x86-64 is little-endian: the low 5 bytes */
+    return tli_os_patch_code(at, word);
+#else
+    (void)entry;
+    (void)target;
+    return false;
+#endif
+}
+
+bool tli_prof_install_entry(void)
+{
+    return tli_redirect_entry((void *)(uintptr_t)&tli_malloc_entry, (const void *)&prof_malloc);
+}
+
 /* ---- the tl_ API ------------------------------------------------------------ */
-TL_EXPORT void *tl_malloc(size_t size) { return fast_malloc(size); }
 
 TL_EXPORT void tl_free(void *p) { fast_free(p); }
 
@@ -68,13 +130,16 @@ TL_EXPORT void *tl_calloc(size_t n, size_t size)
     tli_ensure_init();
     if (TL_UNLIKELY(tli_conf.check))
         return tli_check_alloc(total, 0, true, TL_CALLER);
+    if (TL_UNLIKELY(tli_prof_enabled))
+        return tli_prof_count_alloc(total, 0, true);
     return tli_alloc_zeroed(total);
 }
 
 TL_EXPORT void *tl_realloc(void *p, size_t size)
 {
     if (!p)
-        return fast_malloc(size);
+        return TL_UNLIKELY(tli_prof_enabled) ? tli_prof_count_alloc(size, 0, false)
+                                             : fast_malloc(size);
     if (size == 0) {
         fast_free(p);
         return NULL;
@@ -82,6 +147,8 @@ TL_EXPORT void *tl_realloc(void *p, size_t size)
     tli_ensure_init();
     if (TL_UNLIKELY(tli_conf.check))
         return tli_check_realloc(p, size, TL_CALLER);
+    if (TL_UNLIKELY(tli_prof_enabled))
+        return tli_prof_count_realloc(p, size);
     return tli_realloc_impl(p, size);
 }
 
@@ -98,7 +165,18 @@ static void *aligned(size_t alignment, size_t size, uintptr_t caller)
     tli_ensure_init();
     if (TL_UNLIKELY(tli_conf.check))
         return tli_check_alloc(size, alignment, false, caller);
+    if (TL_UNLIKELY(tli_prof_enabled))
+        return tli_prof_count_alloc(size, alignment, false);
     return tli_alloc_aligned(alignment, size);
+}
+
+/* An aligned allocator's request that needs no more than malloc's
+ * alignment (the profiler counts it as malloc's profiling entry would). */
+static void *unaligned(size_t size)
+{
+    if (TL_UNLIKELY(tli_prof_enabled))
+        return tli_prof_count_alloc(size, 0, false);
+    return fast_malloc(size);
 }
 
 /* glibc's memalign: small alignments need nothing, others round up to a
@@ -106,7 +184,7 @@ static void *aligned(size_t alignment, size_t size, uintptr_t caller)
 TL_EXPORT void *tl_memalign(size_t alignment, size_t size)
 {
     if (alignment <= TL_ALIGNMENT)
-        return fast_malloc(size);
+        return unaligned(size);
     if (alignment > SIZE_MAX / 2 + 1)
         return einval();
     if (!is_power_of_two(alignment))
@@ -127,7 +205,7 @@ TL_EXPORT int tl_posix_memalign(void **memptr, size_t alignment, size_t size)
         return EINVAL;
     /* A failure leaves errno ENOMEM, as glibc's does: its inner allocation
      * sets errno and nothing restores it (programs check both). */
-    void *p = alignment <= TL_ALIGNMENT ? fast_malloc(size) : aligned(alignment, size, TL_CALLER);
+    void *p = alignment <= TL_ALIGNMENT ? unaligned(size) : aligned(alignment, size, TL_CALLER);
     if (!p)
         return ENOMEM;
     *memptr = p;

@@ -26,6 +26,12 @@ struct tli_config tli_conf = {
     .verbose = 0,
     .background = TL_BACKGROUND_AUTO,
     .debug_check_every = 1024,
+    .prof = 0,
+    .prof_sample = (size_t)512 << 10,
+    .prof_final = 0,
+    .prof_interval = 0,
+    .prof_gdump = 0,
+    .prof_prefix = "tlmalloc.prof",
 };
 
 static bool parse_u64(const char *s, size_t len, uint64_t *out)
@@ -103,6 +109,38 @@ static bool key_is(const char *k, size_t klen, const char *name)
     return strlen(name) == klen && !memcmp(k, name, klen);
 }
 
+/* The heap profiler's options (prof.c); false if the key or value is bad. */
+static bool apply_prof(const char *k, size_t klen, const char *v, size_t vlen, bool *known)
+{
+    size_t n;
+    int b;
+    if (key_is(k, klen, "prof") || key_is(k, klen, "prof_final") || key_is(k, klen, "prof_gdump")) {
+        if (!parse_bool(v, vlen, &b))
+            return false;
+        int *field = key_is(k, klen, "prof")         ? &tli_conf.prof
+                     : key_is(k, klen, "prof_final") ? &tli_conf.prof_final
+                                                     : &tli_conf.prof_gdump;
+        *field = b;
+    } else if (key_is(k, klen, "prof_sample")) {
+        if (!tli_parse_size(v, vlen, &n) || n == 0 || n > ((size_t)1 << 40))
+            return false;
+        tli_conf.prof_sample = n;
+    } else if (key_is(k, klen, "prof_interval")) {
+        if (!tli_parse_size(v, vlen, &n))
+            return false;
+        tli_conf.prof_interval = n;
+    } else if (key_is(k, klen, "prof_prefix")) {
+        if (vlen == 0 || vlen >= sizeof tli_conf.prof_prefix)
+            return false;
+        memcpy(tli_conf.prof_prefix, v, vlen);
+        tli_conf.prof_prefix[vlen] = 0;
+    } else {
+        *known = false;
+        return false;
+    }
+    return true;
+}
+
 /* Applies one key=value; false if the key or the value is bad. */
 static bool apply(const char *k, size_t klen, const char *v, size_t vlen, bool *known)
 {
@@ -160,8 +198,7 @@ static bool apply(const char *k, size_t klen, const char *v, size_t vlen, bool *
         else
             return false;
     } else {
-        *known = false;
-        return false;
+        return apply_prof(k, klen, v, vlen, known);
     }
     return true;
 }
@@ -273,6 +310,15 @@ void tli_config_report(void)
     report_size(&b, " error_action=", (uint64_t)tli_conf.error_action);
     report_size(&b, " quarantine=", tli_conf.quarantine_bytes);
     report_size(&b, " stats=", (uint64_t)tli_conf.stats_at_exit);
+    if (tli_conf.prof) { /* prof=0 adds nothing, as before the profiler */
+        tli_buf_str(&b, " prof=1");
+        report_size(&b, " prof_sample=", tli_conf.prof_sample);
+        report_size(&b, " prof_final=", (uint64_t)tli_conf.prof_final);
+        report_size(&b, " prof_interval=", tli_conf.prof_interval);
+        report_size(&b, " prof_gdump=", (uint64_t)tli_conf.prof_gdump);
+        tli_buf_str(&b, " prof_prefix=");
+        tli_buf_str(&b, tli_conf.prof_prefix);
+    }
     tli_buf_str(&b, "\n");
     tli_buf_flush(&b);
 }

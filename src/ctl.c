@@ -133,6 +133,32 @@ static int release_all(const void *in)
     return 0;
 }
 
+/* ---- the heap profiler (prof=1) ---------------------------------------- */
+/* prof.active (int): whether it samples; ENOENT to write without prof=1. */
+static int prof_active_get(void *out)
+{
+    int v = tli_prof_is_active();
+    memcpy(out, &v, sizeof v);
+    return 0;
+}
+
+static int prof_active_set(const void *in)
+{
+    int v;
+    memcpy(&v, in, sizeof v);
+    return tli_prof_set_active(v);
+}
+
+/* prof.dump (const char *, optional): tl_prof_dump's file, or without a
+ * value the automatic name. */
+static int prof_dump(const void *in)
+{
+    const char *path = NULL;
+    if (in)
+        memcpy(&path, in, sizeof path);
+    return tl_prof_dump(path);
+}
+
 static const struct ctl_entry table[] = {
     CTL_VALUE("decay_ms", uint64_t, decay_get, decay_set),
     CTL_VALUE("thread_cache_max", size_t, tc_max_get, tc_max_set),
@@ -141,6 +167,8 @@ static const struct ctl_entry table[] = {
     CTL_READ_ONLY("background_thread.running", int, bg_running_get),
     CTL_ACTION("thread.flush", 0, thread_flush),
     CTL_ACTION("release", 0, release_all),
+    CTL_VALUE("prof.active", int, prof_active_get, prof_active_set),
+    CTL_ACTION("prof.dump", sizeof(const char *), prof_dump),
 };
 
 static const struct ctl_entry *find(const char *name)

@@ -101,20 +101,95 @@ static void *nothrow_array_miss(size_t size, uintptr_t caller)
     return nothrow_slow(size, 0, TL_FAMILY_NEW_ARRAY, caller);
 }
 
-/* ---- new ------------------------------------------------------------------------ */
-TL_EXPORT void *_Znwm(size_t size) { return tli_fast_malloc(size, new_miss); }
-TL_EXPORT void *_Znam(size_t size) { return tli_fast_malloc(size, new_array_miss); }
+/* ---- new ------------------------------------------------------------------------ *
+ * Aligned to 16 bytes: with prof=1 the profiler writes a jump to a counting
+ * variant (below) over the first 8 bytes of each, in one atomic store (see
+ * api.c's malloc). */
+#define TL_NEW_ENTRY TL_EXPORT __attribute__((aligned(16)))
+TL_NEW_ENTRY void *_Znwm(size_t size) { return tli_fast_malloc(size, new_miss); }
+TL_NEW_ENTRY void *_Znam(size_t size) { return tli_fast_malloc(size, new_array_miss); }
 
 /* std::nothrow_t is an empty class: passed by reference, never read. */
-TL_EXPORT void *_ZnwmRKSt9nothrow_t(size_t size, const void *nothrow)
+TL_NEW_ENTRY void *_ZnwmRKSt9nothrow_t(size_t size, const void *nothrow)
 {
     (void)nothrow;
     return tli_fast_malloc(size, nothrow_miss);
 }
-TL_EXPORT void *_ZnamRKSt9nothrow_t(size_t size, const void *nothrow)
+TL_NEW_ENTRY void *_ZnamRKSt9nothrow_t(size_t size, const void *nothrow)
 {
     (void)nothrow;
     return tli_fast_malloc(size, nothrow_array_miss);
+}
+
+/* ---- the profiler's counting variants (prof=1) ----------------------------------- *
+ * Each subtracts the size from the thread's sampling count, as malloc's
+ * does (api.c); a sample gets its block from prof.c, and a sample that
+ * fails goes the ordinary way, through the miss handler (the new_handler
+ * and bad_alloc of the throwing forms). */
+/* Reached by a tail jump from the counting variant, which keeps no frame:
+ * the return address is operator new's caller. */
+static TL_NOIPA void *sampled_new(size_t size, tli_alloc_miss *miss)
+{
+    uintptr_t caller = TL_CALLER;
+    tli_ensure_init();
+    if (tli_prof_take_sample(size)) {
+        void *p = tli_prof_sample(size, 0, false, caller);
+        if (p)
+            return p;
+    }
+    return miss(size, caller);
+}
+
+static TL_ALWAYS_INLINE void *prof_new_common(size_t size, tli_alloc_miss *miss)
+{
+    int64_t left = tli_prof_left - (int64_t)size;
+    tli_prof_left = left;
+    if (TL_UNLIKELY(left < 0))
+        return sampled_new(size, miss);
+    return tli_fast_malloc(size, miss);
+}
+
+static void *prof_new(size_t size) { return prof_new_common(size, new_miss); }
+static void *prof_new_array(size_t size) { return prof_new_common(size, new_array_miss); }
+static void *prof_new_nothrow(size_t size, const void *nothrow)
+{
+    (void)nothrow;
+    return prof_new_common(size, nothrow_miss);
+}
+static void *prof_new_array_nothrow(size_t size, const void *nothrow)
+{
+    (void)nothrow;
+    return prof_new_common(size, nothrow_array_miss);
+}
+
+/* The entries' own addresses, not the PLT's or another object's that
+ * interposes them: hidden aliases. */
+#if defined(__clang__)
+#define TL_ENTRY_ALIAS(hidden_name, name)                                                          \
+    extern __typeof__(name) hidden_name __attribute__((alias(#name), visibility("hidden")))
+#else
+#define TL_ENTRY_ALIAS(hidden_name, name)                                                          \
+    extern __typeof__(name) hidden_name                                                            \
+        __attribute__((alias(#name), copy(name), visibility("hidden")))
+#endif
+TL_ENTRY_ALIAS(tli_new_entry, _Znwm);
+TL_ENTRY_ALIAS(tli_new_array_entry, _Znam);
+TL_ENTRY_ALIAS(tli_new_nothrow_entry, _ZnwmRKSt9nothrow_t);
+TL_ENTRY_ALIAS(tli_new_array_nothrow_entry, _ZnamRKSt9nothrow_t);
+
+bool tli_prof_install_cxx_entries(void)
+{
+    bool ok = tli_redirect_entry((void *)(uintptr_t)&tli_new_entry, (const void *)&prof_new);
+    ok = tli_redirect_entry((void *)(uintptr_t)&tli_new_array_entry,
+                            (const void *)&prof_new_array) &&
+         ok;
+    ok = tli_redirect_entry((void *)(uintptr_t)&tli_new_nothrow_entry,
+                            (const void *)&prof_new_nothrow) &&
+         ok;
+    ok = tli_redirect_entry((void *)(uintptr_t)&tli_new_array_nothrow_entry,
+                            (const void *)&prof_new_array_nothrow) &&
+         ok;
+    return ok;
 }
 
 /* std::align_val_t is a size_t; the standard requires a power of two (an
@@ -124,6 +199,16 @@ static void *aligned_new(size_t size, size_t alignment, enum tli_family family, 
 {
     if (TL_UNLIKELY(!alignment || (alignment & (alignment - 1))))
         size = SIZE_MAX; /* fails below, through the usual failure path */
+    tli_ensure_init();
+    if (TL_UNLIKELY(tli_prof_enabled)) {
+        int64_t left = tli_prof_left - (int64_t)(size > INT64_MAX / 2 ? INT64_MAX / 2 : size);
+        tli_prof_left = left;
+        if (left < 0 && tli_prof_take_sample(size)) {
+            void *p = tli_prof_sample(size, alignment, false, caller);
+            if (p)
+                return p;
+        }
+    }
     return nothrow ? nothrow_slow(size, alignment, family, caller)
                    : new_slow(size, alignment, family, caller);
 }

@@ -97,6 +97,7 @@ static void collect(void)
     nlocks = 0;
     locks[nlocks++] = &tli_registry_lock;
     locks[nlocks++] = &tli_check_lock;
+    locks[nlocks++] = &tli_prof_lock;
     locks[nlocks++] = &tli_stack_lock;
     for (unsigned cls = 1; cls < tli_num_classes; cls++)
         locks[nlocks++] = &tli_central_locks[cls];
@@ -304,6 +305,7 @@ static void child(void) TL_NO_LOCK_ANALYSIS
             tli_lock_reset(locks[i]);
     if (!f->skipped_any)
         tli_tc_child_after_fork();
+    tli_prof_child_after_fork();
     free_others_slots();
     level_pop();
 }

@@ -72,6 +72,7 @@ static void stage_one(void)
     tli_tc_init_key();
     atomic_store_explicit(&tli_tc_unclaimed, tli_conf.tc_budget, memory_order_relaxed);
     tli_check_init();
+    tli_prof_init();
 }
 
 static uint64_t init_me(void) { return (uint64_t)(uint32_t)tli_os_getpid() << 32 | tli_self_id(); }
@@ -114,6 +115,7 @@ __attribute__((constructor)) static void tli_constructor(void)
 {
     tli_ensure_init();
     tli_check_start();
+    tli_prof_start();
     tli_background_start();
 }
 
@@ -128,6 +130,7 @@ __attribute__((destructor)) static void tli_destructor(void)
             tli_fatal("the heap check at exit found the problems above");
 #endif
         tli_check_leak_report();
+        tli_prof_at_exit();
         tli_stats_at_exit();
     }
 }

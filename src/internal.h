@@ -133,6 +133,7 @@ extern struct tli_lock tli_meta_lock;
 extern struct tli_lock tli_central_locks[TL_MAX_CLASSES];
 extern struct tli_lock tli_registry_lock;
 extern struct tli_lock tli_check_lock;
+extern struct tli_lock tli_prof_lock;
 
 /* ---- debug checks (heapcheck.c) ----------------------------------------- *
  * TL_ASSERT(e): an invariant of this file that the code at hand relies on;
@@ -211,11 +212,12 @@ struct span {
     uint8_t in_bin;     /* free: on a page heap bin list */
     uint8_t on_central; /* small: in its central list's partial heap */
     uint8_t div_shift;
-    uint8_t pad;
+    uint8_t sampled;    /* large or huge: a profiler's sample; free_list holds its record */
     size_t npages;      /* length in pages (huge: bytes mapped >> page shift) */
     uint32_t allocated; /* small: objects out of the span (caches or users) */
     uint32_t carved;    /* small: objects taken from the never-used tail */
-    uint64_t free_list; /* small: encoded list of its free objects */
+    uint64_t free_list; /* small: encoded list of its free objects; sampled:
+                           the profiler's record (prof.c) */
     /* Free: bin list. Small: the central list's heap of partial spans
      * (pairing heap, highest address on top): next sibling, and prev, the
      * left sibling or, for a first child, the parent. */
@@ -764,6 +766,12 @@ struct tli_config {
     int verbose;
     int background;             /* TL_BACKGROUND_*: the background decay thread */
     uint64_t debug_check_every; /* debug builds: slow paths between heap walks, 0 never */
+    int prof;                   /* the heap profiler samples allocations */
+    size_t prof_sample;         /* mean bytes between samples */
+    int prof_final;             /* dump a profile at exit */
+    size_t prof_interval;       /* dump every so many bytes allocated; 0 never */
+    int prof_gdump;             /* dump when the in-use peak grows */
+    char prof_prefix[256];      /* dump file names: prefix.PID.SEQ.heap */
 };
 enum { TL_BACKGROUND_NEVER = 0, TL_BACKGROUND_ALWAYS = 1, TL_BACKGROUND_AUTO = 2 };
 extern struct tli_config tli_conf;
@@ -875,6 +883,45 @@ bool tli_in_self(uintptr_t pc); /* pc lies in the object holding tlmalloc's code
 /* "0x.. lib (sym+0x..)", or "0x.. lib+0x.." (offset in the file) when the
  * symbol cannot be looked up safely. */
 void tli_put_frame(struct tli_buf *b, uintptr_t pc);
+
+/* ---- heap profiler (prof.c) ---------------------------------------------- */
+/* Bytes the thread may still allocate before its next sample, less what
+ * it has allocated since: the profiling entries of malloc and operator new
+ * (api.c, cxx.c) subtract each size and sample when it goes below zero. */
+extern __thread int64_t tli_prof_left __attribute__((tls_model("initial-exec")));
+/* Set at initialisation when prof=1 (and check mode is off): then calloc,
+ * realloc and the aligned allocators count their sizes too. */
+extern bool tli_prof_enabled;
+/* tli_prof_left went below zero: a new count is drawn, and true if this
+ * allocation of size is the sample. */
+bool tli_prof_take_sample(size_t size) TL_EXCLUDES(tli_prof_lock);
+/* The sample's block, alone in a span of its own, recorded with the
+ * caller's stack (caller: the return address to record when no stack can
+ * be captured, or 0); NULL + ENOMEM on failure. */
+void *tli_prof_sample(size_t size, size_t alignment, bool zero, uintptr_t caller)
+    TL_EXCLUDES(tli_prof_lock);
+/* malloc's profiling entry, when tli_prof_left < 0; it jumps here, so that
+ * the return address here is malloc's caller. */
+void *tli_prof_sample_malloc(size_t size) TL_EXCLUDES(tli_prof_lock);
+/* calloc, realloc(NULL, n) and the aligned allocators with prof=1. */
+void *tli_prof_count_alloc(size_t size, size_t alignment, bool zero) TL_EXCLUDES(tli_prof_lock);
+void *tli_prof_count_realloc(void *p, size_t size) TL_EXCLUDES(tli_prof_lock);
+/* A sampled block is the only block of its span: span->sampled is set and
+ * span->free_list holds its record. Called by the validated free
+ * (alloc.c) before the span is freed. */
+void tli_prof_freed(struct span *s) TL_EXCLUDES(tli_prof_lock);
+void tli_prof_init(void);    /* stage one of initialisation: no allocation */
+void tli_prof_start(void);   /* from the constructor: the unwinder's set-up */
+void tli_prof_at_exit(void); /* prof_final */
+void tli_prof_child_after_fork(void);
+int tli_prof_set_active(int active); /* tl_ctl's prof.active: 0 or ENOENT */
+int tli_prof_is_active(void);
+/* api.c: malloc's profiling entry installed; cxx.c: operator new's. */
+bool tli_prof_install_entry(void);
+bool tli_prof_install_cxx_entries(void);
+/* api.c: a jump to target written over entry's first bytes (x86-64; entry
+ * 16-byte aligned, no jump into its first 8 bytes); false if refused. */
+bool tli_redirect_entry(void *entry, const void *target);
 
 /* ---- fork (fork.c) ------------------------------------------------------- */
 void tli_fork_install(void);

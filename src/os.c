@@ -315,6 +315,37 @@ void tli_os_close(int fd)
     errno = saved;
 }
 
+int tli_os_create(const char *path)
+{
+    int saved = errno, fd;
+    do
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        fd = -errno;
+    errno = saved;
+    return fd;
+}
+
+/* The page is made writable and executable at once: another thread may be
+ * running other code on it. Restored to read and execute after (if that
+ * fails, the code is patched all the same; the page merely stays
+ * writable). */
+bool tli_os_patch_code(void *p, uint64_t word)
+{
+    int saved = errno;
+    size_t page = tli_os_page_size();
+    void *start = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
+    size_t len = (uintptr_t)p + 8 - (uintptr_t)start > page ? 2 * page : page;
+    bool ok = mprotect(start, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0;
+    if (ok) {
+        __atomic_store_n((uint64_t *)p, word, __ATOMIC_SEQ_CST);
+        (void)mprotect(start, len, PROT_READ | PROT_EXEC);
+    }
+    errno = saved;
+    return ok;
+}
+
 /* ---- locks (lock.h) ------------------------------------------------------ */
 __thread uint32_t tli_lock_id __attribute__((tls_model("initial-exec")));
 static _Atomic uint32_t last_lock_id;

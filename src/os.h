@@ -72,5 +72,12 @@ int tli_os_pagemap_open(void); /* -1 if it cannot be read */
  * False if the entries cannot be read. */
 bool tli_os_pages_touched(int fd, uintptr_t start, size_t npages, bool *touched);
 void tli_os_close(int fd);
+/* Creates or truncates the file at path for writing (mode 0644): its fd,
+ * or minus the errno value of the failure. errno is unchanged. */
+int tli_os_create(const char *path);
+/* Replaces the 8 code bytes at p (8-byte aligned) with word in one atomic
+ * store; false if the kernel refused to make the page writable (then
+ * nothing changed). The heap profiler's patched entries (api.c). */
+bool tli_os_patch_code(void *p, uint64_t word);
 
 #endif

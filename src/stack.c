@@ -1,4 +1,4 @@
-/* stack.c - call stacks for check mode: capturing the caller's return
+/* stack.c - call stacks for check mode and the heap profiler: capturing the caller's return
  * addresses without frame pointers, and the stack depot, a table of unique
  * traces that allocations refer to by number.
  *
@@ -177,3 +177,5 @@ const struct tli_stack *tli_stack_get(uint32_t id)
         return NULL;
     return by_id[id / LEAF_SLOTS][id % LEAF_SLOTS];
 }
+
+uint32_t tli_stack_count(void) { return atomic_load_explicit(&n_published, memory_order_acquire); }

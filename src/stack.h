@@ -1,12 +1,14 @@
-/* stack.h - call stacks for check mode (stack.c): capture without frame
- * pointers, and the depot of unique traces they are kept in. */
+/* stack.h - call stacks for check mode and the heap profiler (stack.c):
+ * capture without frame pointers, and the depot of unique traces they are
+ * kept in. */
 #ifndef TL_STACK_H
 #define TL_STACK_H
 
 #include "internal.h"
 
-/* The deepest trace the depot keeps. */
-#define TL_STACK_MAX 32
+/* The deepest trace the depot keeps (the profiler's traces; check mode
+ * records fewer). */
+#define TL_STACK_MAX 64
 
 /* A unique trace in the depot: never freed, never changed once published. */
 struct tli_stack {
@@ -37,8 +39,11 @@ const struct tli_stack *tli_stack_intern(const uintptr_t *pcs, unsigned n)
 /* The entry numbered id, or NULL if there is none. No lock. */
 const struct tli_stack *tli_stack_get(uint32_t id);
 
+/* How many entries have been numbered: ids 0 .. count-1. No lock. */
+uint32_t tli_stack_count(void);
+
 /* From the constructor, with no allocator lock held, when check mode
- * records stacks: finds libstdc++'s operator new functions and does the
+ * or the profiler records stacks: finds libstdc++'s operator new functions and does the
  * unwinder's one-time set-up (so that none of it happens inside malloc). */
 void tli_stack_start(void);
 
