@@ -31,9 +31,9 @@ check_PROGRAMS += tests/test_linked tests/test_preload
 # (heap error reports, memory coming back, options).
 tests_test_linked_SOURCES = $(tests_general_sources) tests/t_tlapi.c tests/t_introspect.c \
 	tests/child.h tests/t_diag.c tests/t_memory.c tests/t_config.c tests/t_checkmode.c \
-	tests/t_heaperrors.c
+	tests/t_heaperrors.c tests/t_prof.c
 tests_test_linked_CFLAGS = $(TESTS_CFLAGS)
-tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl
+tests_test_linked_LDADD = libtlmalloc.la $(CRITERION_LIBS) $(PTHREAD_LIBS) -ldl -lm
 
 # Not linked with tlmalloc: run with LD_PRELOAD=.libs/libtlmalloc.so.
 tests_test_preload_SOURCES = $(tests_general_sources) tests/t_introspect.c
@@ -108,6 +108,20 @@ tests_leak_stacks_cxx_linked_LDADD = libtlmalloc.la
 tests_leak_stacks_cxx_plain_SOURCES = tests/leak_stacks_cxx.cc
 tests_leak_stacks_cxx_plain_CXXFLAGS = $(LEAK_STACKS_CXXFLAGS)
 tests_leak_stacks_cxx_plain_LDFLAGS = -export-dynamic
+
+# The heap profiler's program (t_prof.c): three allocation sites, one in a
+# thread and one through C++ operator new, linked and plain (LD_PRELOAD).
+PROF_CHILD_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -O2 -g -fno-omit-frame-pointer
+check_PROGRAMS += tests/prof_child_linked tests/prof_child_plain
+tests_prof_child_linked_SOURCES = tests/prof_child.c tests/prof_cxx.cc
+tests_prof_child_linked_CFLAGS = $(TESTS_CFLAGS)
+tests_prof_child_linked_CXXFLAGS = $(PROF_CHILD_CXXFLAGS)
+tests_prof_child_linked_LDFLAGS = -no-install
+tests_prof_child_linked_LDADD = libtlmalloc.la $(PTHREAD_LIBS) -ldl
+tests_prof_child_plain_SOURCES = tests/prof_child.c tests/prof_cxx.cc
+tests_prof_child_plain_CFLAGS = $(TESTS_CFLAGS)
+tests_prof_child_plain_CXXFLAGS = $(PROF_CHILD_CXXFLAGS)
+tests_prof_child_plain_LDADD = $(PTHREAD_LIBS) -ldl
 
 # The fast-path loop whose instructions tests/run.sh counts with callgrind
 # (run with LD_PRELOAD=libtlmalloc.so).

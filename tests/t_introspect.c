@@ -747,6 +747,24 @@ Test(ctl, release, .timeout = 60)
 }
 
 /* ---- the prefixed library ------------------------------------------------- */
+/* The profiler's names in a process started without prof=1 (this one):
+ * prof.active reads 0 and cannot be set, prof.dump has nothing to dump.
+ * With prof=1 they are tested in fresh processes (t_prof.c). */
+Test(ctl, prof_names_without_prof)
+{
+    struct api a = tlmalloc_api();
+    int active = 7;
+    size_t len = sizeof active;
+    cr_assert_eq(a.ctl("prof.active", &active, &len, NULL, 0), 0);
+    cr_assert_eq(active, 0);
+    int one = 1;
+    cr_assert_eq(a.ctl("prof.active", NULL, NULL, &one, sizeof one), ENOENT);
+    cr_assert_eq(a.ctl("prof.dump", NULL, NULL, NULL, 0), ENOENT);
+    const char *path = "/nonexistent/never.heap";
+    cr_assert_eq(a.ctl("prof.dump", NULL, NULL, &path, sizeof path), ENOENT);
+    cr_assert_eq(a.ctl("prof.dump", NULL, NULL, &path, 1), EINVAL);
+}
+
 Test(ctl, prefixed_library, .timeout = 60)
 {
     struct api a = prefixed_api();
