@@ -333,8 +333,8 @@ static char *run_error(enum child_variant v, const char *scenario, int *status)
     char prog[4096], dir[4096], out[4096], path[4300];
     program(v, "prof_child", prog, sizeof prog);
     make_tmpdir(dir, sizeof dir);
-    *status = run_prog(v, prog, "TLMALLOC_CONF=prof=1,prof_sample=1", scenario, dir, out,
-                       sizeof out);
+    *status =
+        run_prog(v, prog, "TLMALLOC_CONF=prof=1,prof_sample=1", scenario, dir, out, sizeof out);
     snprintf(path, sizeof path, "%s/err", dir);
     char *err = read_file(path);
     cr_assert_not_null(err);
