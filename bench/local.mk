@@ -51,6 +51,7 @@ bench_cxxmap_CXXFLAGS = -std=c++17 -O2 -pthread
 bench_cxxmap_LDFLAGS = -pthread
 
 EXTRA_DIST += bench/run.sh bench/main-job.sh bench/report.py bench/README.md bench/check-cost.sh bench/cxx.sh bench/cxxpairs.cc \
+	bench/prof-cost.sh \
 	bench/RESULTS.md bench/results/latest.md bench/results/ratios.png
 
 # The results (latest.md, ratios.png) go to the source tree's bench/results,
@@ -82,4 +83,8 @@ bench-cxx: libtlmalloc.la bench/cxxmap
 	bash $(top_srcdir)/bench/cxx.sh --lib $(abs_top_builddir)/.libs/libtlmalloc.so \
 	  --bin $(abs_top_builddir)/bench/cxxmap
 
-.PHONY: bench bench-quick bench-main-job bench-check-cost bench-cxx
+# What the heap profiler costs: prof=0 against prof=1 (default rate).
+bench-prof-cost: libtlmalloc.la
+	bash $(top_srcdir)/bench/prof-cost.sh
+
+.PHONY: bench bench-quick bench-main-job bench-check-cost bench-cxx bench-prof-cost

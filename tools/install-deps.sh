@@ -8,7 +8,8 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
   valgrind clang libclang-rt-14-dev
   python3 sqlite3 memcached redis-server redis-tools
   hyperfine gnuplot-nox time procps
-  libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0"
+  libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
+  google-perftools graphviz"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
