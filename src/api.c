@@ -62,17 +62,18 @@ static bool is_power_of_two(size_t a) { return a && !(a & (a - 1)); }
  * hands out its first block) writes a jump to prof_malloc over the first
  * bytes of tl_malloc, whose code every malloc alias shares; prof_malloc
  * subtracts the size from the thread's sampling count and leaves for
- * prof.c when it goes below zero: three instructions and the jump (the
- * sample's path is a tail jump, so that the entry needs no frame of its
- * own; see tli_prof_sample_malloc). cxx.c does the same for operator new.
+ * prof.c when it goes below zero: with the jump, three instructions more
+ * (the count is in the thread cache's TLS block, whose address the fast
+ * path loads anyway; the sample's path is a tail jump, so that the entry
+ * needs no frame of its own, see tli_prof_sample_malloc). cxx.c does the same for operator new.
  * Why a patched entry and not an IFUNC: an IFUNC malloc in a preloaded
  * library is bound while libc is relocated, before the library itself,
  * and the loader then warns on every program start ("Relink ... for IFUNC
  * symbol malloc"). */
 static void *prof_malloc(size_t size)
 {
-    int64_t left = tli_prof_left - (int64_t)size;
-    tli_prof_left = left;
+    int64_t left = tli_tc_fs()->prof_left - (int64_t)size;
+    tli_tc_fs()->prof_left = left;
     if (TL_UNLIKELY(left < 0))
         return tli_prof_sample_malloc(size); /* a jump: reads no return address here */
     return fast_malloc(size);

@@ -142,8 +142,8 @@ static TL_NOIPA void *sampled_new(size_t size, tli_alloc_miss *miss)
 
 static TL_ALWAYS_INLINE void *prof_new_common(size_t size, tli_alloc_miss *miss)
 {
-    int64_t left = tli_prof_left - (int64_t)size;
-    tli_prof_left = left;
+    int64_t left = tli_tc_fs()->prof_left - (int64_t)size;
+    tli_tc_fs()->prof_left = left;
     if (TL_UNLIKELY(left < 0))
         return sampled_new(size, miss);
     return tli_fast_malloc(size, miss);
@@ -201,8 +201,9 @@ static void *aligned_new(size_t size, size_t alignment, enum tli_family family, 
         size = SIZE_MAX; /* fails below, through the usual failure path */
     tli_ensure_init();
     if (TL_UNLIKELY(tli_prof_enabled)) {
-        int64_t left = tli_prof_left - (int64_t)(size > INT64_MAX / 2 ? INT64_MAX / 2 : size);
-        tli_prof_left = left;
+        int64_t left =
+            tli_tc_fs()->prof_left - (int64_t)(size > INT64_MAX / 2 ? INT64_MAX / 2 : size);
+        tli_tc_fs()->prof_left = left;
         if (left < 0 && tli_prof_take_sample(size)) {
             void *p = tli_prof_sample(size, alignment, false, caller);
             if (p)

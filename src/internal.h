@@ -485,6 +485,12 @@ struct thread_cache {
     struct tc_state *st; /* the rest; NULL until first use */
     int32_t tick;        /* frees until the next decay check */
     uint8_t state;       /* enum tc_mode */
+    /* The heap profiler's count (prof.c): bytes the thread may still
+     * allocate before its next sample. Here, beside the lists, so that
+     * the profiling entries of malloc and operator new (prof=1) find it
+     * from the address the fast path loads anyway. Never copied with the
+     * lists of an exited thread. */
+    int64_t prof_left;
 };                       /* glibc keeps 1664 bytes of static TLS for libraries dlopen()ed later
  * (TLS_STATIC_SURPLUS): the prefixed library's cache must fit there, beside
  * the lock id and what other late libraries take. */
@@ -885,14 +891,14 @@ bool tli_in_self(uintptr_t pc); /* pc lies in the object holding tlmalloc's code
 void tli_put_frame(struct tli_buf *b, uintptr_t pc);
 
 /* ---- heap profiler (prof.c) ---------------------------------------------- */
-/* Bytes the thread may still allocate before its next sample, less what
- * it has allocated since: the profiling entries of malloc and operator new
- * (api.c, cxx.c) subtract each size and sample when it goes below zero. */
-extern __thread int64_t tli_prof_left __attribute__((tls_model("initial-exec")));
+/* tli_tc.prof_left: bytes the thread may still allocate before its next
+ * sample, less what it has allocated since: the profiling entries of
+ * malloc and operator new (api.c, cxx.c) subtract each size and sample
+ * when it goes below zero. */
 /* Set at initialisation when prof=1 (and check mode is off): then calloc,
  * realloc and the aligned allocators count their sizes too. */
 extern bool tli_prof_enabled;
-/* tli_prof_left went below zero: a new count is drawn, and true if this
+/* tli_tc.prof_left went below zero: a new count is drawn, and true if this
  * allocation of size is the sample. */
 bool tli_prof_take_sample(size_t size) TL_EXCLUDES(tli_prof_lock);
 /* The sample's block, alone in a span of its own, recorded with the
@@ -900,7 +906,7 @@ bool tli_prof_take_sample(size_t size) TL_EXCLUDES(tli_prof_lock);
  * be captured, or 0); NULL + ENOMEM on failure. */
 void *tli_prof_sample(size_t size, size_t alignment, bool zero, uintptr_t caller)
     TL_EXCLUDES(tli_prof_lock);
-/* malloc's profiling entry, when tli_prof_left < 0; it jumps here, so that
+/* malloc's profiling entry, when tli_tc.prof_left < 0; it jumps here, so that
  * the return address here is malloc's caller. */
 void *tli_prof_sample_malloc(size_t size) TL_EXCLUDES(tli_prof_lock);
 /* calloc, realloc(NULL, n) and the aligned allocators with prof=1. */

@@ -41,7 +41,6 @@
 /* Guards the records, the figures of each trace and the totals; taken with
  * no other allocator lock held (DESIGN.md, "Locks"). */
 struct tli_lock tli_prof_lock = TL_LOCK_INIT;
-__thread int64_t tli_prof_left __attribute__((tls_model("initial-exec")));
 bool tli_prof_enabled; /* written once, in stage one of initialisation */
 
 static __thread uint64_t rng_state __attribute__((tls_model("initial-exec")));
@@ -279,26 +278,26 @@ static void *plain_alloc(size_t size, size_t alignment, bool zero)
     return alignment > TL_ALIGNMENT ? tli_alloc_aligned(alignment, size) : tli_alloc(size);
 }
 
-/* tli_prof_left has gone below zero: a new count, and whether this
+/* tli_tc.prof_left has gone below zero: a new count, and whether this
  * allocation is the sample (not for a thread's first allocation, which
  * only starts its count: the distribution has no memory, so the first
  * count may as well start there). */
 bool tli_prof_take_sample(size_t size)
 {
     if (TL_UNLIKELY(!tli_prof_enabled)) {
-        tli_prof_left = INT64_MAX; /* this process does not profile */
+        tli_tc.prof_left = INT64_MAX; /* this process does not profile */
         return false;
     }
     bool first = !rng_state;
     int64_t left = draw();
     if (first) {
         left -= (int64_t)(size > INT64_MAX / 2 ? INT64_MAX / 2 : size);
-        tli_prof_left = left;
+        tli_tc.prof_left = left;
         if (left >= 0)
             return false;
         left = draw();
     }
-    tli_prof_left = left;
+    tli_tc.prof_left = left;
     return atomic_load_explicit(&prof_active, memory_order_relaxed) != 0;
 }
 
@@ -318,8 +317,8 @@ TL_NOINLINE void *tli_prof_sample_malloc(size_t size)
 static bool count(size_t size)
 {
     int64_t s = size > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)size;
-    tli_prof_left -= s;
-    return TL_UNLIKELY(tli_prof_left < 0) && tli_prof_take_sample(size);
+    tli_tc.prof_left -= s;
+    return TL_UNLIKELY(tli_tc.prof_left < 0) && tli_prof_take_sample(size);
 }
 
 void *tli_prof_count_alloc(size_t size, size_t alignment, bool zero)
