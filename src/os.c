@@ -339,7 +339,14 @@ bool tli_os_patch_code(void *p, uint64_t word)
     size_t len = (uintptr_t)p + 8 - (uintptr_t)start > page ? 2 * page : page;
     bool ok = mprotect(start, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0;
     if (ok) {
+#if defined(__x86_64__)
+        /* An aligned 8-byte mov is one atomic store on x86-64. Written out,
+         * not __atomic_store_n: ThreadSanitizer instruments that, and its
+         * shadow of code pages does not exist (the store faulted). */
+        __asm__ volatile("movq %1, %0" : "=m"(*(uint64_t *)p) : "r"(word) : "memory");
+#else
         __atomic_store_n((uint64_t *)p, word, __ATOMIC_SEQ_CST);
+#endif
         (void)mprotect(start, len, PROT_READ | PROT_EXEC);
     }
     errno = saved;
