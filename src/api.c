@@ -72,7 +72,9 @@ static bool is_power_of_two(size_t a) { return a && !(a & (a - 1)); }
  * symbol malloc"). */
 static void *prof_malloc(size_t size)
 {
-    int64_t left = tli_tc_fs()->prof_left - (int64_t)size;
+    /* In unsigned arithmetic: a size above INT64_MAX wraps (and fails
+     * later as any such request), instead of overflowing. */
+    int64_t left = (int64_t)((uint64_t)tli_tc_fs()->prof_left - size);
     tli_tc_fs()->prof_left = left;
     if (TL_UNLIKELY(left < 0))
         return tli_prof_sample_malloc(size); /* a jump: reads no return address here */

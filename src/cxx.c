@@ -142,7 +142,9 @@ static TL_NOIPA void *sampled_new(size_t size, tli_alloc_miss *miss)
 
 static TL_ALWAYS_INLINE void *prof_new_common(size_t size, tli_alloc_miss *miss)
 {
-    int64_t left = tli_tc_fs()->prof_left - (int64_t)size;
+    /* In unsigned arithmetic: a size above INT64_MAX wraps (and fails
+     * later as any such request), instead of overflowing. */
+    int64_t left = (int64_t)((uint64_t)tli_tc_fs()->prof_left - size);
     tli_tc_fs()->prof_left = left;
     if (TL_UNLIKELY(left < 0))
         return sampled_new(size, miss);

@@ -19,6 +19,7 @@
  *                            every block sampled: prints whether each
  *                            block is usable and zeroed where it must be */
 #include <dlfcn.h>
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -166,6 +167,16 @@ static int other_calls(void)
     void *m = memalign(4096, 100);
     printf("memalign %d\n", m && ((uintptr_t)m & 4095) == 0);
     printf("usable %d\n", malloc_usable_size(c) >= 3000 && malloc_usable_size(r) >= 5000);
+    /* Sizes past INT64_MAX through the counting entry: NULL and ENOMEM. */
+    size_t huge_sizes[] = {(size_t)1 << 63, SIZE_MAX, SIZE_MAX / 2 + 2};
+    int huge_ok = 1;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        void *h = malloc(huge_sizes[i]);
+        huge_ok &= h == NULL && errno == ENOMEM;
+        free(h);
+    }
+    printf("huge %d\n", huge_ok);
     free(c);
     free(r);
     free(pm);
