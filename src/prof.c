@@ -307,9 +307,14 @@ TL_NOINLINE void *tli_prof_sample_malloc(size_t size)
 {
     uintptr_t caller = TL_CALLER;
     tli_ensure_init();
+    int saved = errno;
     void *p = tli_prof_take_sample(size) ? tli_prof_sample(size, 0, false, caller) : NULL;
-    /* A sample that found no pages still gets the block a malloc would. */
-    return p ? p : tli_alloc_slow(size, caller);
+    if (p)
+        return p;
+    /* A sample that found no pages still gets the block a malloc would,
+     * and errno as it would leave it. */
+    errno = saved;
+    return tli_alloc_slow(size, caller);
 }
 
 /* Subtracts size from the thread's count; true if this allocation is the
@@ -323,8 +328,12 @@ static bool count(size_t size)
 
 void *tli_prof_count_alloc(size_t size, size_t alignment, bool zero)
 {
+    int saved = errno;
     void *p = count(size) ? tli_prof_sample(size, alignment, zero, 0) : NULL;
-    return p ? p : plain_alloc(size, alignment, zero);
+    if (p)
+        return p;
+    errno = saved;
+    return plain_alloc(size, alignment, zero);
 }
 
 /* realloc of a block p, size > 0: a realloc counts its size; if it is
