@@ -348,9 +348,12 @@ void *tli_prof_count_realloc(void *p, size_t size)
     size_t old = tli_usable_size(p, "realloc");
     if (!old)
         return NULL; /* reported */
+    int saved = errno;
     void *q = tli_prof_sample(size, 0, false, 0);
-    if (!q)
-        return NULL;
+    if (!q) {
+        errno = saved;
+        return tli_realloc_impl(p, size); /* as without the sample */
+    }
     memcpy(q, p, old < size ? old : size);
     tli_free_checked(p, "realloc");
     return q;
