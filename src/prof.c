@@ -574,12 +574,12 @@ void tli_prof_init(void)
 {
     tli_prof_enabled = tli_conf.prof && !tli_conf.check;
     if (tli_conf.prof && tli_conf.check)
-        tli_warn("prof=1 is ignored in check mode", "");
+        tli_warn("prof=1 is ignored in check mode", NULL);
     else if (tli_prof_enabled && !install_entries())
         tli_warn("prof=1: the profiling entries of malloc and operator new could not be "
                  "installed (code pages not writable); only calloc, realloc and the aligned "
                  "allocators are sampled",
-                 "");
+                 NULL);
     atomic_store(&prof_active, tli_prof_enabled);
     tli_lock_acquire(&tli_prof_lock);
     next_interval_dump = (double)tli_conf.prof_interval;
