@@ -201,7 +201,8 @@ static void *aligned_new(size_t size, size_t alignment, enum tli_family family, 
 {
     if (TL_UNLIKELY(!alignment || (alignment & (alignment - 1))))
         size = SIZE_MAX; /* fails below, through the usual failure path */
-    tli_ensure_init();
+    /* prof=1: counted as malloc's entry counts (false until initialised,
+     * and the first allocation only starts a thread's count anyway). */
     if (TL_UNLIKELY(tli_prof_enabled)) {
         int64_t left =
             tli_tc_fs()->prof_left - (int64_t)(size > INT64_MAX / 2 ? INT64_MAX / 2 : size);

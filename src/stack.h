@@ -42,9 +42,10 @@ const struct tli_stack *tli_stack_get(uint32_t id);
 /* How many entries have been numbered: ids 0 .. count-1. No lock. */
 uint32_t tli_stack_count(void);
 
-/* From the constructor, with no allocator lock held, when check mode
- * or the profiler records stacks: finds libstdc++'s operator new functions and does the
- * unwinder's one-time set-up (so that none of it happens inside malloc). */
+/* From the constructor, with no allocator lock held, when check mode or
+ * the profiler records stacks: finds libstdc++'s operator new functions
+ * and does the unwinder's one-time set-up (so that none of it happens
+ * inside malloc). */
 void tli_stack_start(void);
 
 #endif
