@@ -15,7 +15,8 @@
  *   prof_child double_free   frees a block twice (run with prof_sample=1,
  *                            which samples every block): reported as any
  *   prof_child interior      frees a pointer into a block: reported as any
- *   prof_child other_calls   calloc, realloc, posix_memalign, memalign with
+ *   prof_child other_calls   calloc, realloc, posix_memalign, memalign,
+ *                            huge sizes, C++ aligned and nothrow new with
  *                            every block sampled: prints whether each
  *                            block is usable and zeroed where it must be */
 #include <dlfcn.h>
@@ -34,6 +35,7 @@
 
 void *site_cxx(size_t size); /* prof_cxx.cc */
 void run_cxx_site(void **keep, int n, size_t size);
+int cxx_other_news_ok(void);
 
 static void *main_blocks[MAIN_N], *thread_blocks[THREAD_N], *cxx_blocks[32000];
 
@@ -177,6 +179,7 @@ static int other_calls(void)
         free(h);
     }
     printf("huge %d\n", huge_ok);
+    printf("cxx_news %d\n", cxx_other_news_ok());
     free(c);
     free(r);
     free(pm);

@@ -379,8 +379,8 @@ Test(prof, sampled_other_calls_keep_their_contract, .timeout = 60)
                               "other_calls", dir, out, sizeof out);
         const char *vn = variant_name((enum child_variant)v);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: exit %d", vn, status);
-        static const char *const names[] = {"calloc",   "realloc", "posix_memalign",
-                                            "memalign", "usable",  "huge"};
+        static const char *const names[] = {"calloc", "realloc", "posix_memalign", "memalign",
+                                            "usable", "huge",    "cxx_news"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             cr_expect_eq(out_value(out, names[i], 99), 1, "%s: %s:\n%s", vn, names[i], out);
         remove_tmpdir(dir);
