@@ -491,7 +491,8 @@ struct thread_cache {
      * from the address the fast path loads anyway. Never copied with the
      * lists of an exited thread. */
     int64_t prof_left;
-};                       /* glibc keeps 1664 bytes of static TLS for libraries dlopen()ed later
+};
+/* glibc keeps 1664 bytes of static TLS for libraries dlopen()ed later
  * (TLS_STATIC_SURPLUS): the prefixed library's cache must fit there, beside
  * the lock id and what other late libraries take. */
 _Static_assert(sizeof(struct thread_cache) <= 1344, "the thread cache must fit static TLS");
