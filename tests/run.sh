@@ -317,7 +317,8 @@ else
     # shellcheck disable=SC2086
     if cc -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -shared -fvisibility=hidden -fno-builtin \
         -ftls-model=initial-exec -DTL_OVERRIDE=1 -DTL_VALGRIND=1 $defs -I"$srcdir/include" \
-        -I"$srcdir/src" $srcs -o "$tmp/libtlmalloc-vg.so" -pthread -ldl >"$tmp/vg.build" 2>&1 &&
+        -I"$srcdir/src" $srcs "$srcdir/src/cxx.c" -o "$tmp/libtlmalloc-vg.so" -pthread -ldl \
+        >"$tmp/vg.build" 2>&1 &&
         cc -O0 -g "$srcdir/tests/vg_errors.c" -o "$tmp/vg_errors" >>"$tmp/vg.build" 2>&1; then
         LD_PRELOAD="$tmp/libtlmalloc-vg.so" timeout 300 valgrind \
             --soname-synonyms=somalloc=nouserintercepts --leak-check=full \
