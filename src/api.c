@@ -72,11 +72,7 @@ static bool is_power_of_two(size_t a) { return a && !(a & (a - 1)); }
  * symbol malloc"). */
 static void *prof_malloc(size_t size)
 {
-    /* In unsigned arithmetic: a size above INT64_MAX wraps (and fails
-     * later as any such request), instead of overflowing. */
-    int64_t left = (int64_t)((uint64_t)tli_tc_fs()->prof_left - size);
-    tli_tc_fs()->prof_left = left;
-    if (TL_UNLIKELY(left < 0))
+    if (TL_UNLIKELY(tli_prof_count_down(size)))
         return tli_prof_sample_malloc(size); /* a jump: reads no return address here */
     return fast_malloc(size);
 }
@@ -85,13 +81,7 @@ static void *prof_malloc(size_t size)
  * store: a thread running the entry meanwhile sees the old bytes or the
  * new ones. */
 TL_EXPORT __attribute__((aligned(16))) void *tl_malloc(size_t size) { return fast_malloc(size); }
-#if defined(__clang__)
-extern __typeof__(tl_malloc) tli_malloc_entry
-    __attribute__((alias("tl_malloc"), visibility("hidden")));
-#else
-extern __typeof__(tl_malloc) tli_malloc_entry
-    __attribute__((alias("tl_malloc"), copy(tl_malloc), visibility("hidden")));
-#endif
+TL_ENTRY_ALIAS(tli_malloc_entry, tl_malloc);
 
 /* Writes a jump to target over the first 5 bytes of entry (a function
  * aligned to 16 bytes, into whose first 8 bytes no code jumps). */

@@ -142,11 +142,7 @@ static TL_NOIPA void *sampled_new(size_t size, tli_alloc_miss *miss)
 
 static TL_ALWAYS_INLINE void *prof_new_common(size_t size, tli_alloc_miss *miss)
 {
-    /* In unsigned arithmetic: a size above INT64_MAX wraps (and fails
-     * later as any such request), instead of overflowing. */
-    int64_t left = (int64_t)((uint64_t)tli_tc_fs()->prof_left - size);
-    tli_tc_fs()->prof_left = left;
-    if (TL_UNLIKELY(left < 0))
+    if (TL_UNLIKELY(tli_prof_count_down(size)))
         return sampled_new(size, miss);
     return tli_fast_malloc(size, miss);
 }
@@ -164,16 +160,6 @@ static void *prof_new_array_nothrow(size_t size, const void *nothrow)
     return prof_new_common(size, nothrow_array_miss);
 }
 
-/* The entries' own addresses, not the PLT's or another object's that
- * interposes them: hidden aliases. */
-#if defined(__clang__)
-#define TL_ENTRY_ALIAS(hidden_name, name)                                                          \
-    extern __typeof__(name) hidden_name __attribute__((alias(#name), visibility("hidden")))
-#else
-#define TL_ENTRY_ALIAS(hidden_name, name)                                                          \
-    extern __typeof__(name) hidden_name                                                            \
-        __attribute__((alias(#name), copy(name), visibility("hidden")))
-#endif
 TL_ENTRY_ALIAS(tli_new_entry, _Znwm);
 TL_ENTRY_ALIAS(tli_new_array_entry, _Znam);
 TL_ENTRY_ALIAS(tli_new_nothrow_entry, _ZnwmRKSt9nothrow_t);
@@ -204,10 +190,7 @@ static void *aligned_new(size_t size, size_t alignment, enum tli_family family, 
     /* prof=1: counted as malloc's entry counts (false until initialised,
      * and the first allocation only starts a thread's count anyway). */
     if (TL_UNLIKELY(tli_prof_enabled)) {
-        int64_t left =
-            tli_tc_fs()->prof_left - (int64_t)(size > INT64_MAX / 2 ? INT64_MAX / 2 : size);
-        tli_tc_fs()->prof_left = left;
-        if (left < 0 && tli_prof_take_sample(size)) {
+        if (tli_prof_count(size)) {
             void *p = tli_prof_sample(size, alignment, false, caller);
             if (p)
                 return p;

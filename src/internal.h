@@ -911,6 +911,17 @@ bool tli_in_self(uintptr_t pc); /* pc lies in the object holding tlmalloc's code
 void tli_put_frame(struct tli_buf *b, uintptr_t pc);
 
 /* ---- heap profiler (prof.c) ---------------------------------------------- */
+/* The entries' own addresses, not the PLT's or another object's that
+ * interposes them: hidden aliases. */
+#if defined(__clang__)
+#define TL_ENTRY_ALIAS(hidden_name, name)                                                          \
+    extern __typeof__(name) hidden_name __attribute__((alias(#name), visibility("hidden")))
+#else
+#define TL_ENTRY_ALIAS(hidden_name, name)                                                          \
+    extern __typeof__(name) hidden_name                                                            \
+        __attribute__((alias(#name), copy(name), visibility("hidden")))
+#endif
+
 /* tli_tc.prof_left: bytes the thread may still allocate before its next
  * sample, less what it has allocated since: the profiling entries of
  * malloc and operator new (api.c, cxx.c) subtract each size and sample
@@ -929,6 +940,19 @@ void *tli_prof_sample(size_t size, size_t alignment, bool zero, uintptr_t caller
 /* malloc's profiling entry, when tli_tc.prof_left < 0; it jumps here, so that
  * the return address here is malloc's caller. */
 void *tli_prof_sample_malloc(size_t size) TL_EXCLUDES(tli_prof_lock);
+/* Subtracts size (at most INT64_MAX / 2) from the thread's count; true if
+ * this allocation is the sample. For the entries that are not fast paths. */
+bool tli_prof_count(size_t size) TL_EXCLUDES(tli_prof_lock);
+/* The fast entries' count (malloc's and operator new's profiling entries):
+ * in unsigned arithmetic, so that a size above INT64_MAX wraps (and fails
+ * later as any such request) instead of overflowing; true when it went
+ * below zero (then tli_prof_take_sample decides). */
+static TL_ALWAYS_INLINE bool tli_prof_count_down(size_t size)
+{
+    int64_t left = (int64_t)((uint64_t)tli_tc_fs()->prof_left - size);
+    tli_tc_fs()->prof_left = left;
+    return left < 0;
+}
 /* calloc, realloc(NULL, n) and the aligned allocators with prof=1. */
 void *tli_prof_count_alloc(size_t size, size_t alignment, bool zero) TL_EXCLUDES(tli_prof_lock);
 void *tli_prof_count_realloc(void *p, size_t size) TL_EXCLUDES(tli_prof_lock);

@@ -317,9 +317,7 @@ TL_NOINLINE void *tli_prof_sample_malloc(size_t size)
     return tli_alloc_slow(size, caller);
 }
 
-/* Subtracts size from the thread's count; true if this allocation is the
- * sample. */
-static bool count(size_t size)
+bool tli_prof_count(size_t size)
 {
     int64_t s = size > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)size;
     tli_tc.prof_left -= s;
@@ -329,7 +327,7 @@ static bool count(size_t size)
 void *tli_prof_count_alloc(size_t size, size_t alignment, bool zero)
 {
     int saved = errno;
-    void *p = count(size) ? tli_prof_sample(size, alignment, zero, 0) : NULL;
+    void *p = tli_prof_count(size) ? tli_prof_sample(size, alignment, zero, 0) : NULL;
     if (p)
         return p;
     errno = saved;
@@ -341,7 +339,7 @@ void *tli_prof_count_alloc(size_t size, size_t alignment, bool zero)
  * realloc makes, tli_usable_size's). */
 void *tli_prof_count_realloc(void *p, size_t size)
 {
-    if (!count(size))
+    if (!tli_prof_count(size))
         return tli_realloc_impl(p, size);
     if (size > TL_MAX_REQUEST)
         return tli_no_memory();
