@@ -84,14 +84,15 @@ TL_EXPORT __attribute__((aligned(16))) void *tl_malloc(size_t size) { return fas
 TL_ENTRY_ALIAS(tli_malloc_entry, tl_malloc);
 
 /* Writes a jump to target over the first 5 bytes of entry (a function
- * aligned to 16 bytes, into whose first 8 bytes no code jumps). */
-bool tli_redirect_entry(void *entry, const void *target)
+ * aligned to 16 bytes, into whose first 8 bytes no code jumps: checked on
+ * each build by prof/nothing_jumps_into_a_patched_entry). */
+enum tli_patch tli_redirect_entry(void *entry, const void *target)
 {
 #if defined(__x86_64__)
     unsigned char *at = entry;
     intptr_t rel = (intptr_t)(uintptr_t)target - (intptr_t)(uintptr_t)(at + 5);
     if (rel != (int32_t)rel || ((uintptr_t)at & 7))
-        return false;
+        return TLI_PATCH_REFUSED;
     uint64_t word;
     memcpy(&word, at, sizeof word);
     unsigned char jump[5] = {0xe9};
@@ -102,11 +103,11 @@ bool tli_redirect_entry(void *entry, const void *target)
 #else
     (void)entry;
     (void)target;
-    return false;
+    return TLI_PATCH_REFUSED;
 #endif
 }
 
-bool tli_prof_install_entry(void)
+enum tli_patch tli_prof_install_entry(void)
 {
     return tli_redirect_entry((void *)(uintptr_t)&tli_malloc_entry, (const void *)&prof_malloc);
 }

@@ -165,19 +165,24 @@ TL_ENTRY_ALIAS(tli_new_array_entry, _Znam);
 TL_ENTRY_ALIAS(tli_new_nothrow_entry, _ZnwmRKSt9nothrow_t);
 TL_ENTRY_ALIAS(tli_new_array_nothrow_entry, _ZnamRKSt9nothrow_t);
 
-bool tli_prof_install_cxx_entries(void)
+enum tli_patch tli_prof_install_cxx_entries(void)
 {
-    bool ok = tli_redirect_entry((void *)(uintptr_t)&tli_new_entry, (const void *)&prof_new);
-    ok = tli_redirect_entry((void *)(uintptr_t)&tli_new_array_entry,
-                            (const void *)&prof_new_array) &&
-         ok;
-    ok = tli_redirect_entry((void *)(uintptr_t)&tli_new_nothrow_entry,
-                            (const void *)&prof_new_nothrow) &&
-         ok;
-    ok = tli_redirect_entry((void *)(uintptr_t)&tli_new_array_nothrow_entry,
-                            (const void *)&prof_new_array_nothrow) &&
-         ok;
-    return ok;
+    static const struct {
+        void *entry;
+        const void *target;
+    } entries[] = {
+        {(void *)(uintptr_t)&tli_new_entry, (const void *)&prof_new},
+        {(void *)(uintptr_t)&tli_new_array_entry, (const void *)&prof_new_array},
+        {(void *)(uintptr_t)&tli_new_nothrow_entry, (const void *)&prof_new_nothrow},
+        {(void *)(uintptr_t)&tli_new_array_nothrow_entry, (const void *)&prof_new_array_nothrow},
+    };
+    enum tli_patch worst = TLI_PATCH_DONE;
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
+        enum tli_patch r = tli_redirect_entry(entries[i].entry, entries[i].target);
+        if (r > worst)
+            worst = r;
+    }
+    return worst;
 }
 
 /* std::align_val_t is a size_t; the standard requires a power of two (an

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <elf.h>
+#include <errno.h>
 #include <link.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -16,11 +17,12 @@
 
 void tli_buf_flush(struct tli_buf *b)
 {
-    tli_os_write(b->fd, b->data, b->len);
+    if (b->len && !b->err && !tli_os_write(b->fd, b->data, b->len))
+        b->err = EIO;
     b->len = 0;
 }
 
-static void put(struct tli_buf *b, const char *s, size_t n)
+void tli_buf_bytes(struct tli_buf *b, const char *s, size_t n)
 {
     while (n > 0) {
         if (b->len == sizeof b->data)
@@ -35,7 +37,23 @@ static void put(struct tli_buf *b, const char *s, size_t n)
     }
 }
 
-void tli_buf_str(struct tli_buf *b, const char *s) { put(b, s, strlen(s)); }
+void tli_buf_str(struct tli_buf *b, const char *s) { tli_buf_bytes(b, s, strlen(s)); }
+
+void tli_buf_num(struct tli_buf *b, int64_t v, int width)
+{
+    char tmp[24];
+    int i = sizeof tmp;
+    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    for (int pad = width - ((int)sizeof tmp - i); pad > 0; pad--)
+        tli_buf_bytes(b, " ", 1);
+    tli_buf_bytes(b, tmp + i, sizeof tmp - (size_t)i);
+}
 
 void tli_buf_u64(struct tli_buf *b, uint64_t v)
 {
@@ -45,10 +63,10 @@ void tli_buf_u64(struct tli_buf *b, uint64_t v)
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    put(b, tmp + i, sizeof tmp - (size_t)i);
+    tli_buf_bytes(b, tmp + i, sizeof tmp - (size_t)i);
 }
 
-void tli_buf_hex(struct tli_buf *b, uint64_t v)
+void tli_buf_hex_digits(struct tli_buf *b, uint64_t v, int min_digits)
 {
     char tmp[18];
     int i = sizeof tmp;
@@ -56,10 +74,14 @@ void tli_buf_hex(struct tli_buf *b, uint64_t v)
         tmp[--i] = "0123456789abcdef"[v & 15];
         v >>= 4;
     } while (v);
+    while (i > 2 && (int)sizeof tmp - i < min_digits)
+        tmp[--i] = '0';
     tmp[--i] = 'x';
     tmp[--i] = '0';
-    put(b, tmp + i, sizeof tmp - (size_t)i);
+    tli_buf_bytes(b, tmp + i, sizeof tmp - (size_t)i);
 }
+
+void tli_buf_hex(struct tli_buf *b, uint64_t v) { tli_buf_hex_digits(b, v, 1); }
 
 /* "512 B", "12.5 KiB", "3.0 MiB", "1.2 GiB" */
 void tli_buf_size(struct tli_buf *b, uint64_t bytes)

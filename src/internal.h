@@ -885,14 +885,22 @@ void tli_check_free_family(void *p, enum tli_family family, size_t size, uintptr
 void tli_free_direct(void *p); /* tl_free, bound inside the library */
 
 /* ---- diagnostics (diag.c) ---------------------------------------------- */
+/* Text built without stdio, written to fd whenever data fills. After a
+ * write fails, nothing more is written and err holds EIO. */
 struct tli_buf {
     int fd;
+    int err; /* 0, or EIO after the first failed write */
     size_t len;
     char data[1024];
 };
+void tli_buf_bytes(struct tli_buf *b, const char *s, size_t n);
 void tli_buf_str(struct tli_buf *b, const char *s);
 void tli_buf_u64(struct tli_buf *b, uint64_t v);
-void tli_buf_hex(struct tli_buf *b, uint64_t v);
+/* v right-aligned in width columns, as printf's %<width>lld */
+void tli_buf_num(struct tli_buf *b, int64_t v, int width);
+void tli_buf_hex(struct tli_buf *b, uint64_t v); /* "0x1f" */
+/* "0x" and at least min_digits digits, as printf's 0x%0<min_digits>lx */
+void tli_buf_hex_digits(struct tli_buf *b, uint64_t v, int min_digits);
 uintptr_t tli_parse_hex(const char **s); /* hex digits at *s; *s moves past them */
 void tli_buf_flush(struct tli_buf *b);
 void tli_buf_size(struct tli_buf *b, uint64_t bytes); /* "12.5 MiB" */
@@ -966,12 +974,13 @@ void tli_prof_at_exit(void); /* prof_final */
 void tli_prof_child_after_fork(void);
 int tli_prof_set_active(int active); /* tl_ctl's prof.active: 0 or ENOENT */
 int tli_prof_is_active(void);
-/* api.c: malloc's profiling entry installed; cxx.c: operator new's. */
-bool tli_prof_install_entry(void);
-bool tli_prof_install_cxx_entries(void);
+/* api.c: malloc's profiling entry installed; cxx.c: operator new's (the
+ * worst of the four). */
+enum tli_patch tli_prof_install_entry(void);
+enum tli_patch tli_prof_install_cxx_entries(void);
 /* api.c: a jump to target written over entry's first bytes (x86-64; entry
- * 16-byte aligned, no jump into its first 8 bytes); false if refused. */
-bool tli_redirect_entry(void *entry, const void *target);
+ * 16-byte aligned, no jump into its first 8 bytes). */
+enum tli_patch tli_redirect_entry(void *entry, const void *target);
 
 /* ---- fork (fork.c) ------------------------------------------------------- */
 void tli_fork_install(void);

@@ -331,14 +331,14 @@ int tli_os_create(const char *path)
  * running other code on it. Restored to read and execute after (if that
  * fails, the code is patched all the same; the page merely stays
  * writable). */
-bool tli_os_patch_code(void *p, uint64_t word)
+enum tli_patch tli_os_patch_code(void *p, uint64_t word)
 {
     int saved = errno;
     size_t page = tli_os_page_size();
     void *start = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
     size_t len = (uintptr_t)p + 8 - (uintptr_t)start > page ? 2 * page : page;
-    bool ok = mprotect(start, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0;
-    if (ok) {
+    enum tli_patch done = TLI_PATCH_REFUSED;
+    if (mprotect(start, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0) {
 #if defined(__x86_64__)
         /* An aligned 8-byte mov is one atomic store on x86-64. Written out,
          * not __atomic_store_n: ThreadSanitizer instruments that, and its
@@ -347,10 +347,11 @@ bool tli_os_patch_code(void *p, uint64_t word)
 #else
         __atomic_store_n((uint64_t *)p, word, __ATOMIC_SEQ_CST);
 #endif
-        (void)mprotect(start, len, PROT_READ | PROT_EXEC);
+        done =
+            mprotect(start, len, PROT_READ | PROT_EXEC) == 0 ? TLI_PATCH_DONE : TLI_PATCH_WRITABLE;
     }
     errno = saved;
-    return ok;
+    return done;
 }
 
 /* ---- locks (lock.h) ------------------------------------------------------ */

@@ -75,9 +75,15 @@ void tli_os_close(int fd);
 /* Creates or truncates the file at path for writing (mode 0644): its fd,
  * or minus the errno value of the failure. errno is unchanged. */
 int tli_os_create(const char *path);
+/* What tli_os_patch_code did, from best to worst (of several patches, the
+ * largest value says how they went). */
+enum tli_patch {
+    TLI_PATCH_DONE,     /* written, and the page is read-only again */
+    TLI_PATCH_WRITABLE, /* written, but the page could not be made read-only again */
+    TLI_PATCH_REFUSED,  /* the page could not be made writable: nothing changed */
+};
 /* Replaces the 8 code bytes at p (8-byte aligned) with word in one atomic
- * store; false if the kernel refused to make the page writable (then
- * nothing changed). The heap profiler's patched entries (api.c). */
-bool tli_os_patch_code(void *p, uint64_t word);
+ * store. The heap profiler's patched entries (api.c). */
+enum tli_patch tli_os_patch_code(void *p, uint64_t word);
 
 #endif

@@ -358,75 +358,19 @@ void *tli_prof_count_realloc(void *p, size_t size)
 }
 
 /* ---- writing a profile --------------------------------------------------- */
-struct out {
-    int fd;
-    int err; /* first write error */
-    size_t len;
-    char data[4096];
-};
-
-static void out_flush(struct out *o)
-{
-    if (o->len && !o->err && !tli_os_write(o->fd, o->data, o->len))
-        o->err = EIO;
-    o->len = 0;
-}
-
-static void out_bytes(struct out *o, const char *s, size_t n)
-{
-    while (n--) {
-        if (o->len == sizeof o->data)
-            out_flush(o);
-        o->data[o->len++] = *s++;
-    }
-}
-
-static void out_str(struct out *o, const char *s) { out_bytes(o, s, strlen(s)); }
-
-/* v right-aligned in width columns, as printf's %<width>lld. */
-static void out_num(struct out *o, int64_t v, int width)
-{
-    char tmp[24];
-    int i = sizeof tmp;
-    uint64_t u = v < 0 ? (uint64_t)-v : (uint64_t)v;
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        tmp[--i] = '-';
-    for (int pad = width - ((int)sizeof tmp - i); pad > 0; pad--)
-        out_bytes(o, " ", 1);
-    out_bytes(o, tmp + i, sizeof tmp - (size_t)i);
-}
-
-static void out_hex(struct out *o, uint64_t v)
-{
-    char tmp[16];
-    int i = sizeof tmp;
-    do {
-        tmp[--i] = "0123456789abcdef"[v & 15];
-        v >>= 4;
-    } while (v);
-    while (i > (int)sizeof tmp - 8) /* at least 8 digits, as %08x */
-        tmp[--i] = '0';
-    out_str(o, " 0x");
-    out_bytes(o, tmp + i, sizeof tmp - (size_t)i);
-}
-
 static int64_t rounded(double x) { return x <= 0 ? 0 : (int64_t)(x + 0.5); }
 
 /* "inuse_objs: inuse_bytes [alloc_objs: alloc_bytes] @" */
-static void out_counts(struct out *o, const struct figures *f)
+static void out_counts(struct tli_buf *o, const struct figures *f)
 {
-    out_num(o, rounded(f->inuse_objs), 6);
-    out_str(o, ": ");
-    out_num(o, rounded(f->inuse_bytes), 8);
-    out_str(o, " [");
-    out_num(o, rounded(f->alloc_objs), 6);
-    out_str(o, ": ");
-    out_num(o, rounded(f->alloc_bytes), 8);
-    out_str(o, "] @");
+    tli_buf_num(o, rounded(f->inuse_objs), 6);
+    tli_buf_str(o, ": ");
+    tli_buf_num(o, rounded(f->inuse_bytes), 8);
+    tli_buf_str(o, " [");
+    tli_buf_num(o, rounded(f->alloc_objs), 6);
+    tli_buf_str(o, ": ");
+    tli_buf_num(o, rounded(f->alloc_bytes), 8);
+    tli_buf_str(o, "] @");
 }
 
 struct row {
@@ -434,17 +378,17 @@ struct row {
     struct figures f;
 };
 
-static void out_maps(struct out *o)
+static void out_maps(struct tli_buf *o)
 {
-    out_str(o, "\nMAPPED_LIBRARIES:\n");
-    out_flush(o);
+    tli_buf_str(o, "\nMAPPED_LIBRARIES:\n");
+    tli_buf_flush(o);
     int fd = tli_os_open_read("/proc/self/maps");
     if (fd < 0)
         return;
     long n;
     while ((n = tli_os_read(fd, o->data, sizeof o->data)) > 0) {
         o->len = (size_t)n;
-        out_flush(o);
+        tli_buf_flush(o);
     }
     tli_os_close(fd);
 }
@@ -472,15 +416,17 @@ static struct row *snapshot(size_t *nrows, size_t *bytes, struct figures *totals
     return rows;
 }
 
-static void out_row(struct out *o, const struct row *r)
+static void out_row(struct tli_buf *o, const struct row *r)
 {
     const struct tli_stack *st = tli_stack_get(r->stack);
     if (!st)
         return;
     out_counts(o, &r->f);
-    for (uint32_t d = 0; d < st->depth; d++)
-        out_hex(o, st->pcs[d]);
-    out_str(o, "\n");
+    for (uint32_t d = 0; d < st->depth; d++) {
+        tli_buf_str(o, " ");
+        tli_buf_hex_digits(o, st->pcs[d], 8);
+    }
+    tli_buf_str(o, "\n");
 }
 
 /* The gperftools heap profile text format, which google-pprof reads:
@@ -495,19 +441,19 @@ static int write_profile(int fd)
     struct row *rows = snapshot(&nrows, &map_bytes, &totals);
     if (!rows)
         return ENOMEM;
-    struct out *o = tli_os_map(sizeof *o);
+    struct tli_buf *o = tli_os_map(sizeof *o);
     if (!o) {
         tli_os_unmap(rows, map_bytes);
         return ENOMEM;
     }
     o->fd = fd;
-    out_str(o, "heap profile: ");
+    tli_buf_str(o, "heap profile: ");
     out_counts(o, &totals);
-    out_str(o, " heapprofile\n");
+    tli_buf_str(o, " heapprofile\n");
     for (size_t i = 0; i < nrows; i++)
         out_row(o, &rows[i]);
     out_maps(o);
-    out_flush(o);
+    tli_buf_flush(o);
     int err = o->err;
     tli_os_unmap(o, sizeof *o);
     tli_os_unmap(rows, map_bytes);
@@ -527,13 +473,13 @@ static int dump_to(const char *path)
 /* prefix.PID.SEQ.heap */
 static void auto_name(char *name, size_t cap)
 {
-    struct out o = {.fd = -1};
-    out_str(&o, tli_conf.prof_prefix);
-    out_str(&o, ".");
-    out_num(&o, tli_os_getpid(), 0);
-    out_str(&o, ".");
-    out_num(&o, (int64_t)atomic_fetch_add(&dump_seq, 1), 0);
-    out_str(&o, ".heap");
+    struct tli_buf o = {.fd = -1};
+    tli_buf_str(&o, tli_conf.prof_prefix);
+    tli_buf_str(&o, ".");
+    tli_buf_num(&o, tli_os_getpid(), 0);
+    tli_buf_str(&o, ".");
+    tli_buf_num(&o, (int64_t)atomic_fetch_add(&dump_seq, 1), 0);
+    tli_buf_str(&o, ".heap");
     size_t n = o.len < cap - 1 ? o.len : cap - 1;
     memcpy(name, o.data, n);
     name[n] = 0;
@@ -559,13 +505,15 @@ static int dump_named(const char *path)
 static void dump_auto(void) { (void)dump_named(NULL); }
 
 /* ---- life cycle and the public functions ---------------------------------- */
-static bool install_entries(void)
+static enum tli_patch install_entries(void)
 {
-    bool ok = tli_prof_install_entry();
+    enum tli_patch worst = tli_prof_install_entry();
 #if TL_OVERRIDE
-    ok = tli_prof_install_cxx_entries() && ok;
+    enum tli_patch cxx = tli_prof_install_cxx_entries();
+    if (cxx > worst)
+        worst = cxx;
 #endif
-    return ok;
+    return worst;
 }
 
 void tli_prof_init(void)
@@ -573,11 +521,22 @@ void tli_prof_init(void)
     tli_prof_enabled = tli_conf.prof && !tli_conf.check;
     if (tli_conf.prof && tli_conf.check)
         tli_warn("prof=1 is ignored in check mode", NULL);
-    else if (tli_prof_enabled && !install_entries())
-        tli_warn("prof=1: the profiling entries of malloc and operator new could not be "
-                 "installed (code pages not writable); only calloc, realloc and the aligned "
-                 "allocators are sampled",
-                 NULL);
+    else if (tli_prof_enabled)
+        switch (install_entries()) {
+        case TLI_PATCH_DONE:
+            break;
+        case TLI_PATCH_WRITABLE:
+            tli_warn("prof=1: a code page of malloc or operator new stayed writable after its "
+                     "profiling entry was installed (mprotect refused)",
+                     NULL);
+            break;
+        case TLI_PATCH_REFUSED:
+            tli_warn("prof=1: the profiling entries of malloc and operator new could not be "
+                     "installed (code pages not writable); only calloc, realloc and the "
+                     "aligned allocators are sampled",
+                     NULL);
+            break;
+        }
     atomic_store(&prof_active, tli_prof_enabled);
     tli_lock_acquire(&tli_prof_lock);
     next_interval_dump = (double)tli_conf.prof_interval;

@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define PAGE TL_PAGE_SIZE
 
@@ -448,4 +449,72 @@ Test(layers, validate_foreign_and_huge, .init = setup)
     cr_assert_null(w.span);
     munmap(m, 2 * PAGE);
     cr_assert_eq(tl_heap_check(), 0);
+}
+
+/* ---- the text buffer of reports and profiles (diag.c) ---------------------- */
+static size_t read_all(int fd, char *out, size_t cap)
+{
+    size_t n = 0;
+    ssize_t k;
+    while (n < cap - 1 && (k = read(fd, out + n, cap - 1 - n)) > 0)
+        n += (size_t)k;
+    out[n] = 0;
+    return n;
+}
+
+Test(layers, text_buffer_formats_and_flushes)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    struct tli_buf b = {.fd = fds[1]};
+    tli_buf_num(&b, 42, 6);
+    tli_buf_str(&b, "|");
+    tli_buf_num(&b, -7, 0);
+    tli_buf_str(&b, "|");
+    tli_buf_num(&b, INT64_MIN, 0);
+    tli_buf_str(&b, "|");
+    tli_buf_hex(&b, 0x1f);
+    tli_buf_str(&b, "|");
+    tli_buf_hex_digits(&b, 0x1f, 8);
+    tli_buf_str(&b, "|");
+    tli_buf_hex_digits(&b, UINT64_MAX, 8);
+    tli_buf_str(&b, "|");
+    tli_buf_u64(&b, 0);
+    tli_buf_flush(&b);
+    cr_assert_eq(b.err, 0);
+    cr_assert_eq(b.len, 0);
+    char text[256];
+    close(fds[1]);
+    read_all(fds[0], text, sizeof text);
+    close(fds[0]);
+    cr_expect_str_eq(text, "    42|-7|-9223372036854775808|0x1f|0x0000001f|0xffffffffffffffff|0");
+}
+
+/* More than the buffer holds goes out in order, through flushes on the
+ * way; a failed write sets err, and err stays set. */
+Test(layers, text_buffer_keeps_its_first_write_error)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    struct tli_buf b = {.fd = fds[1]};
+    static char line[3000];
+    for (size_t i = 0; i < sizeof line - 1; i++)
+        line[i] = (char)('a' + i % 26);
+    tli_buf_str(&b, line);
+    tli_buf_flush(&b);
+    cr_assert_eq(b.err, 0);
+    static char text[4000];
+    close(fds[1]);
+    cr_expect_eq(read_all(fds[0], text, sizeof text), sizeof line - 1);
+    cr_expect_str_eq(text, line);
+    close(fds[0]);
+
+    struct tli_buf bad = {.fd = -1};
+    tli_buf_str(&bad, "lost");
+    tli_buf_flush(&bad);
+    cr_expect_eq(bad.err, EIO);
+    tli_buf_str(&bad, "also lost");
+    tli_buf_flush(&bad);
+    cr_expect_eq(bad.err, EIO);
+    cr_expect_eq(bad.len, 0);
 }

@@ -386,3 +386,86 @@ Test(prof, sampled_other_calls_keep_their_contract, .timeout = 60)
         remove_tmpdir(dir);
     }
 }
+
+/* prof=1 writes a 5-byte jump over the first 8 bytes of malloc and of the
+ * four plain and nothrow operator new entries (api.c, cxx.c). That is safe
+ * only if no instruction of the library jumps to bytes 1..7 of an entry:
+ * one that did would land in the middle of the jump. The compiler decides
+ * that, so each build is checked here: every direct jump or call target
+ * in objdump's disassembly against every entry's first 8 bytes. */
+struct entry_addr {
+    const char *name;
+    unsigned long addr;
+};
+
+static void read_entries(const char *lib, struct entry_addr *e, size_t n)
+{
+    char cmd[4200], line[512];
+    snprintf(cmd, sizeof cmd, "nm -D --defined-only '%s'", lib);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f, "cannot run nm");
+    while (fgets(line, sizeof line, f)) {
+        unsigned long addr;
+        char type, name[256];
+        if (sscanf(line, "%lx %c %255s", &addr, &type, name) != 3)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(name, e[i].name))
+                e[i].addr = addr;
+    }
+    cr_expect_eq(pclose(f), 0, "nm -D failed on %s", lib);
+}
+
+/* The jumps and calls of lib whose target lies in bytes 1..7 of an entry. */
+static unsigned jumps_into_entries(const char *lib, const struct entry_addr *e, size_t n,
+                                   unsigned *direct)
+{
+    char cmd[4200], line[1024];
+    snprintf(cmd, sizeof cmd, "objdump -d --no-show-raw-insn '%s'", lib);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f, "cannot run objdump");
+    unsigned bad = 0;
+    *direct = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long at, target;
+        char op[32];
+        /* "   157f4:\tjne    15800 <tl_malloc+0x10>" */
+        if (sscanf(line, " %lx: %31s %lx <", &at, op, &target) != 3 ||
+            (op[0] != 'j' && strncmp(op, "call", 4) && strncmp(op, "loop", 4)))
+            continue;
+        (*direct)++;
+        for (size_t i = 0; i < n; i++)
+            if (e[i].addr && target > e[i].addr && target < e[i].addr + 8) {
+                cr_log_error("%s: %s at %#lx jumps to %s+%lu", lib, op, at, e[i].name,
+                             target - e[i].addr);
+                bad++;
+            }
+    }
+    cr_expect_eq(pclose(f), 0, "objdump -d failed on %s", lib);
+    return bad;
+}
+
+Test(prof, nothing_jumps_into_a_patched_entry, .timeout = 120)
+{
+    static const char *const libs[] = {".libs/libtlmalloc.so", ".libs/libtlmalloc-prefixed.so"};
+    for (size_t l = 0; l < sizeof libs / sizeof libs[0]; l++) {
+        char lib[4096];
+        cr_assert(find_in_build(libs[l], R_OK, lib, sizeof lib), "cannot find %s", libs[l]);
+        struct entry_addr e[] = {{"tl_malloc", 0},
+                                 {"_Znwm", 0},
+                                 {"_Znam", 0},
+                                 {"_ZnwmRKSt9nothrow_t", 0},
+                                 {"_ZnamRKSt9nothrow_t", 0}};
+        size_t n = l == 0 ? sizeof e / sizeof e[0] : 1; /* the prefixed one has no new */
+        read_entries(lib, e, n);
+        for (size_t i = 0; i < n; i++) {
+            cr_expect_neq(e[i].addr, 0, "%s: no symbol %s", lib, e[i].name);
+            cr_expect_eq(e[i].addr % 16, 0, "%s: %s at %#lx is not 16-byte aligned", lib, e[i].name,
+                         e[i].addr);
+        }
+        unsigned direct;
+        unsigned bad = jumps_into_entries(lib, e, n, &direct);
+        cr_expect_gt(direct, 1000, "%s: objdump showed only %u jumps and calls", lib, direct);
+        cr_expect_eq(bad, 0, "%s: %u jumps into the first 8 bytes of a patched entry", lib, bad);
+    }
+}
