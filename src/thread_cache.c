@@ -261,14 +261,25 @@ static void *walk_next(void *obj)
     return tli_link_get(obj);
 }
 
-/* Detaches n objects from the head of a class's list (n <= held). */
-static void *detach(struct tc_lists *lists, unsigned cls, unsigned n)
+/* Detaches n objects from the head of a class's list (n <= held). The
+ * whole list needs no walk: its last object's link already ends it. That
+ * is every flush of a thread that only frees a class (its list stops at a
+ * batch), and there the walk stalled on the lines its frees had just
+ * written (a store that missed completes later; a load waits for it).
+ * Nothing is followed unchecked: whoever takes the batch checks each key
+ * before it follows that object's link (I4). */
+static void *detach(struct tc_state *st, unsigned cls, unsigned n)
 {
+    struct tc_lists *lists = &st->tc->lists;
     void *first = lists->head[cls], *last = first;
-    for (unsigned i = 1; i < n; i++)
-        last = walk_next(last);
-    lists->head[cls] = walk_next(last);
-    tli_link_set(last, NULL);
+    if (n == held(st, cls)) {
+        lists->head[cls] = NULL;
+    } else {
+        for (unsigned i = 1; i < n; i++)
+            last = walk_next(last);
+        lists->head[cls] = walk_next(last);
+        tli_link_set(last, NULL);
+    }
     lists->room[cls] += (int32_t)n;
     return first;
 }
@@ -300,7 +311,7 @@ static bool was_used(const struct tc_state *st, unsigned cls)
  * may be waiting for it. */
 static void flush(struct tc_state *st, unsigned cls, unsigned n)
 {
-    tli_central_give(cls, detach(&st->tc->lists, cls, n), n, false);
+    tli_central_give(cls, detach(st, cls, n), n, false);
     mark_used(st, cls);
     st->n_flushes++;
 }
@@ -312,7 +323,7 @@ static void flush(struct tc_state *st, unsigned cls, unsigned n)
 static void return_to_spans(struct tc_state *st, unsigned cls, unsigned n)
 {
     if (n)
-        tli_central_give(cls, detach(&st->tc->lists, cls, n), n, true);
+        tli_central_give(cls, detach(st, cls, n), n, true);
 }
 
 static void set_max_len(struct tc_state *st, unsigned cls, uint32_t len)
@@ -379,7 +390,7 @@ static void halve_from_bottom(struct tc_state *st, unsigned cls)
         return;
     unsigned keep = h / 2, n = h - keep;
     struct tc_lists *lists = &st->tc->lists;
-    void *old = keep ? detach_bottom(lists, cls, keep, n) : detach(lists, cls, n);
+    void *old = keep ? detach_bottom(lists, cls, keep, n) : detach(st, cls, n);
     tli_central_give(cls, old, n, true);
 }
 
@@ -685,7 +696,7 @@ static void gc_step(struct tc_state *st)
                 lists->room[cls] == st->gc_room[cls];
     unsigned n = (held(st, cls) + 1) / 2;
     if (idle && n) {
-        tli_central_give(cls, detach(lists, cls, n), n, true);
+        tli_central_give(cls, detach(st, cls, n), n, true);
         set_max_len(st, cls, st->max_len[cls] / 2);
         release_cap(st);
     }
