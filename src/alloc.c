@@ -180,9 +180,20 @@ void tli_free_slow(void *p)
         tli_free_checked(p, "free");
 }
 
+/* The fast path found p to be an object start on a small span of class
+ * cls (the page's hot entry, I3), and not its list's head; only the list's
+ * room or the tick sent it here. That is all the fast path asks before it
+ * pushes, so a class other than 0 goes to the cache with no second look:
+ * tli_validate would load the span struct, a cold line, once a batch.
+ * Class 0 (no small span there: a large block, a page given back, a racing
+ * free), the tick and check mode take the whole slow path. */
 void tli_free_slow_room(void *p, size_t cls)
 {
     tli_tc.lists.room[cls]++;
+    if (TL_LIKELY(cls && tli_tc.tick >= 0 && !tli_conf.check)) {
+        tli_tc_free(p, (unsigned)cls);
+        return;
+    }
     tli_free_slow(p);
 }
 

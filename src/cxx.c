@@ -246,8 +246,12 @@ TL_NOINLINE TL_NOIPA void tli_delete_slow(void *p, enum tli_family family, size_
 TL_NOINLINE TL_NOIPA void tli_delete_slow_room(void *p, size_t cls, enum tli_family family,
                                                size_t size)
 {
+    if (TL_LIKELY(!tli_conf.check)) {
+        tli_free_slow_room(p, cls);
+        return;
+    }
     tli_tc.lists.room[cls]++;
-    tli_delete_slow(p, family, size);
+    tli_check_free_family(p, family, size, (uintptr_t)__builtin_return_address(0));
 }
 
 static inline __attribute__((always_inline)) void cxx_delete(void *p, enum tli_family family,
