@@ -547,6 +547,8 @@ static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tli_page_he
 static size_t eager_budget TL_GUARDED_BY(tli_page_heap_lock) = EAGER_MIN_BYTES;
 /* last eager release; 0 once a refault has counted */
 static uint64_t eager_ms TL_GUARDED_BY(tli_page_heap_lock);
+/* the dirty bytes the last eager release started from */
+static size_t eager_dirty TL_GUARDED_BY(tli_page_heap_lock);
 /* last refault, or last halving of the budget */
 static uint64_t refault_ms TL_GUARDED_BY(tli_page_heap_lock);
 /* last eager try the kernel refused (locked memory) */
@@ -561,6 +563,8 @@ static void note_refault(size_t bytes) TL_REQUIRES(tli_page_heap_lock)
         eager_budget *= 2;
         if (bytes < SIZE_MAX / 4 && eager_budget < 2 * bytes)
             eager_budget = 2 * bytes;
+        if (eager_dirty < SIZE_MAX / 4 && eager_budget < 2 * eager_dirty)
+            eager_budget = 2 * eager_dirty;
     }
     eager_ms = 0;
     refault_ms = now;
@@ -579,6 +583,7 @@ static void release_eagerly(void) TL_REQUIRES(tli_page_heap_lock)
         eager_budget /= 2;
         refault_ms = now;
     }
+    eager_dirty = dirty_bytes;
     size_t done = release_locked(dirty_bytes - eager_budget / 2, true);
     refused_ms = done ? 0 : now;
     eager_ms = now;
@@ -608,6 +613,8 @@ bool tli_page_heap_try_grow(struct span *s, size_t new_npages)
     if (next && next->state == SPAN_FREE && next->in_bin && next->start == s->start + bytes_of(s) &&
         s->npages + next->npages >= new_npages) {
         size_t extra = new_npages - s->npages;
+        if (next->unbacked) /* realloc grows into pages given back */
+            note_refault(extra << TL_PAGE_SHIFT);
         unlink_free(next);
         tli_pagemap_set_range(next->start + bytes_of(next) - TL_PAGE_SIZE, 1, NULL, 0);
         split_front(next, extra);
@@ -649,7 +656,7 @@ static bool give_back(struct span *s) TL_REQUIRES(tli_page_heap_lock)
     unlink_free(s);
     if (!tli_os_decommit((void *)s->start, bytes_of(s))) {
         s->freed_ms = tli_os_now_ms();
-        link_free(s);
+        link_free(coalesce(s)); /* joined again, if it was split to go back */
         return false;
     }
     uintptr_t lo = s->start - TL_PAGE_SIZE, hi = s->start + bytes_of(s) + TL_PAGE_SIZE;
@@ -693,6 +700,27 @@ _Atomic uint32_t tli_peak_epoch;
  * few spans: neighbours are always joined), once: a span the kernel refused
  * goes to the newest end, after the last one looked at. Page heap lock
  * held. */
+/* A span more than this larger than what is left to give back is split,
+ * and only its back part goes: a large block's span, given back whole
+ * past a small excess, is paid for in page faults at its next use
+ * (bench/large -m gave back 377 MiB to shed 120 MiB of excess). A smaller
+ * overshoot is not worth a span more. */
+#define RELEASE_SPLIT_MIN ((size_t)1 << 20)
+
+/* Cuts free dirty span s (linked) so that its last `bytes` (whole pages)
+ * are a span of their own, and returns it. Both stay linked, unjoined, the
+ * front with its age: only until give_back, which joins them again if the
+ * kernel refuses. */
+static struct span *split_for_release(struct span *s, size_t bytes) TL_REQUIRES(tli_page_heap_lock)
+{
+    size_t back_pages = tli_round_up(bytes, TL_PAGE_SIZE) >> TL_PAGE_SHIFT;
+    unlink_free(s);
+    struct span *back = cut(s, s->npages - back_pages);
+    link_free(s);
+    link_free(back);
+    return back;
+}
+
 static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tli_page_heap_lock)
 {
     uint64_t now = tli_os_now_ms();
@@ -700,12 +728,17 @@ static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tli_page_he
     struct span *s = lru_oldest, *last = lru_newest;
     while (s && done < max_bytes) {
         struct span *newer = s == last ? NULL : s->lru_prev;
-        size_t bytes = bytes_of(s);
-        /* give_back may join s with unbacked neighbours, never with newer */
-        if ((all || now - s->freed_ms >= decay_after(s)) && give_back(s)) {
-            done += bytes;
-            counts.releases++;
-            counts.release_bytes += bytes;
+        if (all || now - s->freed_ms >= decay_after(s)) {
+            if (bytes_of(s) > max_bytes - done &&
+                bytes_of(s) - (max_bytes - done) >= RELEASE_SPLIT_MIN)
+                s = split_for_release(s, max_bytes - done);
+            size_t bytes = bytes_of(s);
+            /* give_back may join s with unbacked neighbours, never with newer */
+            if (give_back(s)) {
+                done += bytes;
+                counts.releases++;
+                counts.release_bytes += bytes;
+            }
         }
         s = newer;
     }

@@ -196,6 +196,43 @@ Test(layers, page_heap_release_gives_back_pagemap_pages, .init = setup)
     cr_assert_eq(tl_heap_check(), 0);
 }
 
+/* Giving back part of a span: when a span is more than 1 MiB larger than
+ * what is left to give back, only its back part goes (whole pages); the
+ * front stays dirty, keeps its age, and the two are joined again when the
+ * front goes too. Before, the whole span went back, and a large block's
+ * pages were paid for in page faults at their next use. */
+Test(layers, page_heap_release_splits_a_large_span, .init = setup)
+{
+    /* no giving back at the free (a single-threaded process's) meanwhile */
+    __atomic_store_n(&tli_conf.background, TL_BACKGROUND_NEVER, __ATOMIC_RELAXED);
+    size_t npages = 512, want = ((size_t)1 << 20) + 3 * PAGE / 2; /* 4 MiB; 1 MiB + 1.5 pages */
+    struct span *big = take_large(npages), *guard = take_large(1);
+    uintptr_t start = big->start;
+    tli_page_heap_free(big);
+    size_t dirty = atomic_load(&tli_stats.page_free);
+    cr_assert_geq(dirty, npages * PAGE);
+    size_t done = tli_page_heap_release(want, true);
+    cr_assert_eq(done, ((size_t)1 << 20) + 2 * PAGE, "gave back %zu bytes to shed %zu", done, want);
+    cr_assert_eq(atomic_load(&tli_stats.page_free), dirty - done);
+    tli_lock_acquire(&tli_page_heap_lock);
+    struct span *front = free_span_at(start);
+    cr_assert(front && !front->unbacked, "the front part is not a dirty free span");
+    cr_assert_eq(front->npages, npages - done / PAGE);
+    struct span *back = tli_pagemap_span(start + tli_span_bytes(front));
+    cr_assert(back && back->state == SPAN_FREE && back->unbacked, "the back part is not unbacked");
+    tli_lock_release(&tli_page_heap_lock);
+    cr_assert_eq(tl_heap_check(), 0);
+    cr_assert_geq(tli_page_heap_release(SIZE_MAX, true), npages * PAGE - done);
+    tli_lock_acquire(&tli_page_heap_lock);
+    struct span *all = tli_pagemap_span(start);
+    cr_assert(all && all->unbacked && all->start <= start &&
+                  all->start + all->npages * PAGE >= start + npages * PAGE,
+              "the two parts were not joined again");
+    tli_lock_release(&tli_page_heap_lock);
+    tli_page_heap_free(guard);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
 /* ---- the partial-span heap of a central list ------------------------------------ */
 Test(layers, central_refills_from_the_highest_partial_span, .init = setup)
 {
