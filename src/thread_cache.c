@@ -866,6 +866,21 @@ void *tli_tc_alloc(unsigned cls)
     return p;
 }
 
+/* A free found its list full: a full batch goes, or a shorter limit grows.
+ * The scavenge just before may have halved the list; then there is room
+ * already, and raising the limit would take a thread that only frees past
+ * one batch, so that each of its flushes walked the list (see detach). */
+static void make_room(struct tc_state *st, unsigned cls)
+{
+    uint32_t batch = tli_classes[cls].batch;
+    if (st->tc->lists.room[cls] > 0)
+        return;
+    if (held(st, cls) >= batch)
+        flush(st, cls, batch); /* a full batch: no lock on the way */
+    else
+        raise_max_len(st, cls); /* a thread that only frees this class */
+}
+
 /* p is a small object of class cls, already validated by the caller. */
 void tli_tc_free(void *p, unsigned cls)
 {
@@ -891,11 +906,7 @@ void tli_tc_free(void *p, unsigned cls)
             tli_central_give_one(p, cls);
             return;
         }
-        uint32_t batch = tli_classes[cls].batch;
-        if (held(st, cls) >= batch)
-            flush(st, cls, batch); /* a full batch: no lock on the way */
-        else
-            raise_max_len(st, cls); /* a thread that only frees this class */
+        make_room(st, cls);
     }
     if (lists->room[cls] <= 0) { /* no budget for this class */
         tli_central_give_one(p, cls);

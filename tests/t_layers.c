@@ -375,6 +375,53 @@ Test(layers, thread_cache_budget_is_claimed_and_returned, .init = setup)
     cr_assert_eq(tl_heap_check(), 0);
 }
 
+/* A thread that only frees a class keeps one batch in its list, so every
+ * flush gives the whole list away without walking it. A scavenge that
+ * halved the list from the bottom left room, and the free that had found
+ * the list full went on to raise the limit past a batch: from then on each
+ * flush walked the batch (detach in xmalloc-test's profile). */
+enum { FREE_ONLY_BLOCKS = 16384 };
+struct free_only {
+    void **blocks;
+    unsigned cls;
+    uint32_t max_len_seen;
+};
+
+static void *free_only_thread(void *arg)
+{
+    struct free_only *f = arg;
+    for (int i = 0; i < FREE_ONLY_BLOCKS; i++) {
+        tl_free(f->blocks[i]);
+        if (i % 64 == 63)
+            usleep(100); /* scavenges run every decay_ms/4 = 1 ms */
+        if (tli_tc.st && tli_tc.st->max_len[f->cls] > f->max_len_seen)
+            f->max_len_seen = tli_tc.st->max_len[f->cls];
+    }
+    return NULL;
+}
+
+Test(layers, free_only_list_stays_at_one_batch, .init = setup)
+{
+    __atomic_store_n(&tli_conf.decay_ms, 4, __ATOMIC_RELAXED);
+    struct free_only f = {.blocks = calloc(FREE_ONLY_BLOCKS, sizeof(void *))};
+    cr_assert(f.blocks);
+    for (unsigned c = 1; c < tli_num_classes && !f.cls; c++)
+        if (tli_classes[c].size == 64)
+            f.cls = c;
+    cr_assert(f.cls, "no class of 64 bytes");
+    for (int i = 0; i < FREE_ONLY_BLOCKS; i++)
+        cr_assert(f.blocks[i] = tl_malloc(64));
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, free_only_thread, &f), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_leq(f.max_len_seen, tli_classes[f.cls].batch,
+                  "a thread that only frees class %u raised its list limit to %u, past its "
+                  "batch of %u",
+                  f.cls, f.max_len_seen, tli_classes[f.cls].batch);
+    free(f.blocks);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
 /* ---- the one pointer validation ---------------------------------------------- */
 static enum tli_verdict verdict_of(uintptr_t a, struct tli_where *w)
 {
