@@ -693,13 +693,6 @@ static uint64_t decay_after(const struct span *s)
 
 _Atomic uint32_t tli_peak_epoch;
 
-/* Gives back dirty spans, oldest first: all of them, or those free for at
- * least decay_ms (see island), up to max_bytes; returns the bytes the
- * kernel took. The LRU is in order of freeing, and a joined span's age can
- * be older than its place says, so the whole list is looked at (it holds a
- * few spans: neighbours are always joined), once: a span the kernel refused
- * goes to the newest end, after the last one looked at. Page heap lock
- * held. */
 /* A span more than this larger than what is left to give back is split,
  * and only its back part goes: a large block's span, given back whole
  * past a small excess, is paid for in page faults at its next use
@@ -721,6 +714,13 @@ static struct span *split_for_release(struct span *s, size_t bytes) TL_REQUIRES(
     return back;
 }
 
+/* Gives back dirty spans, oldest first: all of them, or those free for at
+ * least decay_ms (see island), up to max_bytes; returns the bytes the
+ * kernel took. The LRU is in order of freeing, and a joined span's age can
+ * be older than its place says, so the whole list is looked at (it holds a
+ * few spans: neighbours are always joined), once: a span the kernel refused
+ * goes to the newest end, after the last one looked at. The last span
+ * given back may be split (split_for_release). Page heap lock held. */
 static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tli_page_heap_lock)
 {
     uint64_t now = tli_os_now_ms();
