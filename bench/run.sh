@@ -175,8 +175,11 @@ addcfg() { # workload threads args...
 	CONFIGS+=("$w-t$t|$w|$t|$*")
 }
 if [ "$MODE" = main-job ]; then
-	for t in 2 8; do addcfg larson "$t" larson -n 60m; done
-	for t in 2 8; do addcfg server "$t" server -n 24m; done
+	# sized so that the fastest takes a second or more with the machine
+	# nearly idle (at 07:04 UTC on 2026-11-29, load average 0.5-2: larson
+	# -n 100m 0.80 s, server -n 96m 0.84 s, prodcons -n 40m 2.5 s)
+	for t in 2 8; do addcfg larson "$t" larson -n 130m; done
+	for t in 2 8; do addcfg server "$t" server -n 120m; done
 	for t in 2 8; do addcfg prodcons "$t" prodcons -n 20m; done
 else
 	for t in 1 2 8; do addcfg fastpath-pairs "$t" fastpath -m pairs -n $S_FP; done
