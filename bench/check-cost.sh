@@ -21,6 +21,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 srcs=$(sed -n '/^tl_sources *=/,/^[^	 ]/p' "$SRC/Makefile.am" | tr ' \\\t' '\n' | grep '^src/.*\.c$' | sed "s|^|$SRC/|")
+srcs="$srcs $SRC/src/cxx.c" # libtlmalloc's sources (Makefile.am)
 no_builtins=$(sed -n '/^TL_NO_ALLOC_BUILTINS *=/,/^[^	 ]/p' "$SRC/Makefile.am" | tr ' \\\t' '\n' | grep '^-fno-builtin')
 flags="-std=gnu11 -D_GNU_SOURCE -O2 -g -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec
   $no_builtins -fno-omit-frame-pointer -DTL_OVERRIDE=1 -I$SRC/include -I$SRC/src"
@@ -29,7 +30,7 @@ cc $flags $srcs -o "$tmp/lib.so" -pthread
 cc -O2 -pthread "$BENCH_DIR/fastpath.c" -o "$tmp/fastpath" -ldl
 
 # The lines of the checks in src/internal.h, by their text.
-check_lines='tli_hot_is_object_start\(h, a\)|h->div_limit, __ATOMIC_RELAXED|unsigned shift = h->div_shift|return tli_divides\(h->div_inv|uint64_t x = offset \* inv|x = \(x >> shift\)|tli_key_of\(p\) != \(link_key \^ tli_key_secret\)|\(uintptr_t\)next & TL_LINK_BAD_MASK|p == bin->head'
+check_lines='tli_hot_is_object_start\(h, cls, a\)|h->div_limit, __ATOMIC_RELAXED|unsigned shift = tli_class_div.shift|x = \(p - h->start\) \* tli_class_div.inv|x = \(x >> shift\)|tli_key_of\(p\) != \(link_key \^ tli_key_secret\)|\(uintptr_t\)next & TL_LINK_BAD_MASK|p == bin->head'
 
 total=() checks=()
 for n in 200000 2200000; do
