@@ -167,8 +167,9 @@ static void check_page(struct tli_heap_walk *w, const struct span *s, uintptr_t 
                     "a page's class entry is wrong (I3)", a);
     if (s->state == SPAN_SMALL)
         tli_walk_expect(w,
-                        h->start == s->start && h->div_inv == s->div_inv &&
-                            h->div_limit == s->div_limit && h->div_shift == s->div_shift,
+                        h->start == s->start && h->div_limit == s->div_limit &&
+                            tli_class_div.inv[cls] == s->div_inv &&
+                            tli_class_div.shift[cls] == s->div_shift,
                         "a page's copy of its span's object-start constants is stale", a);
 }
 

@@ -25,13 +25,15 @@
  *     span's size class when the span is small and in use, else 0. Class 0
  *     is never a real class, and its thread cache list never has a head or
  *     room, so the fast paths need no other test to leave for the slow
- *     path. A page never has a class without a span pointer
- *     and its hot entry's constants: setting a small span stores the
- *     pointer, the constants, then the class (release); clearing stores
- *     class 0, then the pointer. The free fast path loads the class with
- *     acquire and then reads only the hot entry (one line). A free racing
- *     with the span's last free (a double free or a free of a block in use
- *     elsewhere) may read a newer span's constants; as with the span
+ *     path. A page never has a class without a span pointer and its
+ *     hot entry's start and limit: setting a small span stores the
+ *     pointer, the start and limit, then the class (release); clearing
+ *     stores class 0, then the pointer. The free fast path loads the class
+ *     with acquire and then reads only the hot entry (one line of the
+ *     heap's) and its class's division constants (tli_class_div, written
+ *     once at init). A free racing with the span's last free (a double
+ *     free or a free of a block in use elsewhere) may read a newer span's
+ *     start and limit; as with the span
  *     pointer that free read before this layout, it is not always caught.
  *     A cleared span pointer is tli_no_span, which fails every object-start
  *     test; tli_pagemap_span() reads it as NULL.
@@ -260,20 +262,31 @@ void tli_span_set_carved(struct span *s, uint32_t carved);
 #define TL_PM_LEAF_BITS 18
 #define TL_PM_ROOT_BITS (48 - TL_PAGE_SHIFT - TL_PM_LEAF_BITS)
 #define TL_PM_LEAF_SIZE ((size_t)1 << TL_PM_LEAF_BITS)
-/* What the free fast path needs of a page, in one 32-byte entry (one cache
- * line): the class (I3) and, for a page of a small span, a copy of the
- * span's object-start constants (tli_is_object_start). Free reads this one
- * line, not a class byte, a span pointer and the span struct, three lines
- * in three places; on a heap larger than the cache each of them missed. */
+/* What the free fast path needs of a page, in one 16-byte entry (four to
+ * a cache line): the class (I3) and, for a page of a small span, a copy of
+ * the span's start and carved limit. The class's own division constants
+ * come from tli_class_div, indexed by the class just read: a line every
+ * free of any class shares, so it stays in the cache, while the hot
+ * entries cover the whole heap, 32 KiB of it per line. On a heap larger
+ * than the cache this line is free's one metadata miss, and half the
+ * entry size is twice the heap per line (DESIGN.md, "The free fast path's
+ * lines"). */
 struct pagemap_hot {
     uintptr_t start;    /* small: the span's first byte */
-    uint64_t div_inv;   /* small: the class's exact-division constants */
-    uint64_t div_limit; /* small: the span's highest object index carved */
+    uint32_t div_limit; /* small: the span's highest object index carved */
     uint8_t size_class; /* I3: the span's class when small and in use, else 0 */
-    uint8_t div_shift;
-    uint8_t pad[6];
+    uint8_t pad[3];
 };
-_Static_assert(sizeof(struct pagemap_hot) == 32, "a page's hot entry is 32 bytes");
+_Static_assert(sizeof(struct pagemap_hot) == 16, "a page's hot entry is 16 bytes");
+/* Each class's exact-division constants (tli_divides), as free reads them:
+ * by class, with one base address for both. Class 0's admit only offset 0
+ * of a page that has no small span; its list never has room (I3). Written
+ * once at init. */
+struct tli_class_div {
+    uint64_t inv[TL_MAX_CLASSES];
+    uint8_t shift[TL_MAX_CLASSES];
+};
+extern struct tli_class_div tli_class_div;
 struct pagemap_leaf {
     struct pagemap_hot hot[TL_PM_LEAF_SIZE]; /* I3 */
     struct span *span[TL_PM_LEAF_SIZE];      /* I2 */
@@ -362,11 +375,12 @@ TL_COLD void tli_report_pointer(void *p, enum tli_verdict v, const struct tli_wh
  * the page's hot entry (I3). The same test as tli_is_object_start, on the
  * copy of the span's constants free reads anyway. Any other answer sends
  * free to the slow path, whose tli_validate says what p is. */
-static inline bool tli_hot_is_object_start(const struct pagemap_hot *h, uintptr_t p)
+static inline bool tli_hot_is_object_start(const struct pagemap_hot *h, size_t cls, uintptr_t p)
 {
-    uint64_t limit = __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED);
-    unsigned shift = h->div_shift;
-    return tli_divides(h->div_inv, limit, shift, p - h->start);
+    unsigned shift = tli_class_div.shift[cls];
+    uint64_t x = (p - h->start) * tli_class_div.inv[cls];
+    x = (x >> shift) | (x << ((64 - shift) & 63));
+    return x <= __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED);
 }
 
 /* ---- safe-linking and the free key (I4) -------------------------------- *
@@ -720,7 +734,7 @@ static TL_ALWAYS_INLINE void tli_fast_free_as(void *p, enum tli_family family, s
      * (I3), so it leaves below by slow_room, which gives the room back. */
     const struct pagemap_hot *h = &leaf->hot[i];
     size_t cls = __atomic_load_n(&h->size_class, __ATOMIC_ACQUIRE);
-    if (TL_UNLIKELY(!tli_hot_is_object_start(h, a)))
+    if (TL_UNLIKELY(!tli_hot_is_object_start(h, cls, a)))
         goto slow;
     struct tc_lists TL_TC_SEG *lists = &tli_tc_fs()->lists;
     /* free(p); free(p): found here, at no cost in lines (I4). */

@@ -3,9 +3,9 @@
  *
  * A two-level radix tree over 48-bit addresses: a static root of 2^17
  * pointers (1 MiB of .bss, touched only where used) to leaves of 2^18 pages
- * (2 GiB of address space each). A leaf holds a 32-byte hot entry (the
- * class and object-start constants free reads), a span pointer and a
- * 96-byte span slot per page (34 MiB of address space, of which
+ * (2 GiB of address space each). A leaf holds a 16-byte hot entry (the
+ * class, span start and carved limit free reads), a span pointer and a
+ * 96-byte span slot per page (30 MiB of address space, of which
  * only the written parts become resident, and the parts that only a
  * unbacked free span's interior used are given back). Leaves are never
  * unmapped, so a reader needs no lock: a root entry goes from NULL to a
@@ -81,41 +81,32 @@ static void set_span(struct pagemap_leaf *leaf, size_t idx, struct span *v)
         __atomic_store_n(&leaf->span[idx], v, __ATOMIC_RELEASE);
 }
 
-/* A small span's page gets its hot entry's start before its class
- * (release), with constants that admit only the span's first object
- * (a free racing with the span's creation finds no other object start);
- * the central list then sets the class's constants and the carved limit
- * (tli_span_set_carved). */
+/* A small span's page gets its hot entry's start and a limit of 0 before
+ * its class (release): with the class's division constants, limit 0
+ * admits only the span's first object (a free racing with the span's
+ * creation finds no other object start); the central list then sets the
+ * carved limit (tli_span_set_carved). */
 static void set_class(struct pagemap_leaf *leaf, size_t idx, struct span *v, uint8_t cls)
 {
     struct pagemap_hot *h = &leaf->hot[idx];
     if (cls) {
         h->start = v->start;
-        h->div_inv = 1;
-        h->div_shift = 0;
         __atomic_store_n(&h->div_limit, 0, __ATOMIC_RELAXED);
     }
     if (__atomic_load_n(&h->size_class, __ATOMIC_RELAXED) != cls)
         __atomic_store_n(&h->size_class, cls, __ATOMIC_RELEASE);
 }
 
-/* The span's constants (set before the first call) and limit go to each
- * of its pages' hot entries. */
+/* The span's limit goes to each of its pages' hot entries. A span holds
+ * fewer than 2^32 objects, so the entry's 32-bit copy is exact. */
 void tli_span_set_carved(struct span *s, uint32_t carved)
 {
-    uint64_t limit = carved ? (uint64_t)carved - 1 : 0;
-    __atomic_store_n(&s->div_limit, limit, __ATOMIC_RELAXED);
+    uint32_t limit = carved ? carved - 1 : 0;
+    __atomic_store_n(&s->div_limit, (uint64_t)limit, __ATOMIC_RELAXED);
     uintptr_t a = s->start;
-    for (size_t i = 0; i < s->npages; i++, a += TL_PAGE_SIZE) {
-        struct pagemap_hot *h = &tli_pagemap_leaf(a)->hot[tli_pagemap_index(a)];
-        if (h->div_inv != s->div_inv || h->div_shift != s->div_shift) {
-            /* Only on the span's first carve, before any of its objects is
-             * out: later carves race with frees reading these fields. */
-            h->div_inv = s->div_inv;
-            h->div_shift = s->div_shift;
-        }
-        __atomic_store_n(&h->div_limit, limit, __ATOMIC_RELAXED);
-    }
+    for (size_t i = 0; i < s->npages; i++, a += TL_PAGE_SIZE)
+        __atomic_store_n(&tli_pagemap_leaf(a)->hot[tli_pagemap_index(a)].div_limit, limit,
+                         __ATOMIC_RELAXED);
 }
 
 /* The order of the two stores is part of I3: a page never has a class

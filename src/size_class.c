@@ -37,6 +37,10 @@ static uint64_t inverse_mod_2_64(uint64_t d)
     return x;
 }
 
+/* Class 0: inverse 1, shift 0, so that with a limit of 0 only offset 0
+ * passes (internal.h). */
+struct tli_class_div tli_class_div = {.inv = {1}};
+
 static void set_division(struct size_class_info *c)
 {
     uint64_t d = c->size;
@@ -85,6 +89,8 @@ static void add_class(uint32_t size)
     c->objects = (uint32_t)((c->span_pages << TL_PAGE_SHIFT) / size);
     c->batch = (uint16_t)batch_for(size);
     set_division(c);
+    tli_class_div.inv[tli_num_classes - 1] = c->div_inv;
+    tli_class_div.shift[tli_num_classes - 1] = (uint8_t)c->div_shift;
 }
 
 void tli_size_classes_init(void)

@@ -182,3 +182,31 @@ Test(hardening, double_free_of_block_in_its_span_after_wiped_key, .timeout = 60)
     cr_assert(!strstr(r.text, "handed out twice"), "%s", r.text);
     assert_reported(&r, "double free", scenario_ptr(&r, "wiped"));
 }
+
+/* A live block's address with bits above 47 set (a tagged pointer, or a
+ * stray high bit) finds the block's own page once the pagemap masks it to
+ * 48 bits. free must still refuse it: cached, malloc would hand out an
+ * address that faults, or whose user frees the block a second time. The
+ * free fast path sees it because its object-start test takes the offset
+ * from the span's start in all 64 bits. */
+static void free_tagged(void *bit)
+{
+    void *keep = malloc(48);
+    char *a = malloc(48);
+    void *tagged = (void *)((uintptr_t)a | ((uintptr_t)1 << (uintptr_t)bit));
+    fprintf(stderr, "tagged %p\n", tagged);
+    free(opq_ptr(tagged));
+    void *got = malloc(48);
+    if (got == tagged)
+        fprintf(stderr, "handed out %p\n", got);
+    free(keep);
+}
+
+Test(hardening, free_of_a_live_block_with_high_bits_set_is_refused, .timeout = 60)
+{
+    for (uintptr_t bit = 48; bit < 64; bit += 8) {
+        struct report r = run_bad_free(free_tagged, (void *)bit);
+        cr_assert(!strstr(r.text, "handed out"), "bit %lu: %s", (unsigned long)bit, r.text);
+        assert_reported(&r, "invalid pointer", scenario_ptr(&r, "tagged"));
+    }
+}

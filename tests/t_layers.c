@@ -458,21 +458,21 @@ Test(layers, validate_small_objects, .init = setup)
     cr_assert_eq(verdict_of(p, &w), TL_PTR_BLOCK, "the start of a live object");
     cr_assert_eq(w.span, s);
     cr_assert_eq(w.block, p);
-    cr_assert(tli_hot_is_object_start(h, p), "the fast path's part refuses a live object");
+    cr_assert(tli_hot_is_object_start(h, cls, p), "the fast path's part refuses a live object");
 
     cr_assert_eq(verdict_of(p + 16, &w), TL_PTR_INTERIOR, "16 bytes into a live object");
     cr_assert_eq(w.block, p);
-    cr_assert(!tli_hot_is_object_start(h, p + 16));
+    cr_assert(!tli_hot_is_object_start(h, cls, p + 16));
 
     uintptr_t uncarved = s->start + (uintptr_t)s->carved * k->size;
     cr_assert_eq(verdict_of(uncarved, &w), TL_PTR_NOT_CARVED, "an object not yet carved");
     cr_assert_eq(w.block, uncarved);
-    cr_assert(!tli_hot_is_object_start(h, uncarved));
+    cr_assert(!tli_hot_is_object_start(h, cls, uncarved));
 
     uintptr_t tail = s->start + (uintptr_t)k->objects * k->size;
     cr_assert_eq(verdict_of(tail, &w), TL_PTR_SPAN_TAIL, "past the last object of a span");
     cr_assert_eq(w.block, 0);
-    cr_assert(!tli_hot_is_object_start(h, tail));
+    cr_assert(!tli_hot_is_object_start(h, cls, tail));
     cr_assert_eq(verdict_of(tail + 8, &w), TL_PTR_SPAN_TAIL, "inside the tail");
 
     /* back in a list: the thread cache key, then the span key (I4) */
