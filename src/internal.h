@@ -525,6 +525,7 @@ struct tc_state {
     uint64_t scavenged_ms;           /* last look for idle lists */
     uint32_t slow_calls;             /* slow paths taken, to space out clock reads */
     uint64_t used[2];                /* classes refilled or flushed since then */
+    uint64_t ran_empty[2];           /* classes refilled since then: lists that ran empty */
     uint64_t gc_used[2];             /* classes refilled or flushed since gc_cursor passed */
     uint32_t gc_cursor;              /* the class the next tick looks at */
     uint32_t peak_epoch;             /* tli_peak_epoch last seen */

@@ -306,6 +306,10 @@ static bool was_used(const struct tc_state *st, unsigned cls)
 {
     return st->used[cls / 64] & (1ull << (cls % 64));
 }
+static bool ran_empty(const struct tc_state *st, unsigned cls)
+{
+    return st->ran_empty[cls / 64] & (1ull << (cls % 64));
+}
 
 /* A full list's batch goes to the transfer stack, where another thread
  * may be waiting for it. */
@@ -401,7 +405,11 @@ static void halve_from_bottom(struct tc_state *st, unsigned cls)
  * the cost of a few refills), and then give their older half to their
  * spans (halve_from_bottom); and batches that sat unused on central
  * transfer stacks go back to their spans: memory comes back while the
- * threads keep running. */
+ * threads keep running. A list that ran empty since the last look is left
+ * as it is: it holds what it refilled since, from the central list, and
+ * cutting it made it refill again with batches other threads had flushed
+ * (on server -t 8 a quarter of all refills, which spread each thread's
+ * blocks over the other threads' pages: docs/DESIGN.md, "Central lists"). */
 static void flush_all(struct tc_state *st);
 
 /* A peak is being freed (tli_peak_epoch moved), and what this cache holds
@@ -485,11 +493,14 @@ static void maybe_scavenge(struct tc_state *st)
             empty_class(st, cls);
             continue;
         }
+        if (ran_empty(st, cls))
+            continue;
         if (len > batch)
             lower_limit(st, cls, batch);
         halve_from_bottom(st, cls);
     }
     st->used[0] = st->used[1] = 0;
+    st->ran_empty[0] = st->ran_empty[1] = 0;
     st->scavenged_ms = now;
     release_cap(st);
     tli_tc_release_kept(now, false);
@@ -544,6 +555,7 @@ static void cache_init(struct thread_cache *tc)
         atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     }
     st->used[0] = st->used[1] = 0;
+    st->ran_empty[0] = st->ran_empty[1] = 0;
     st->gc_used[0] = st->gc_used[1] = 0;
     st->gc_cursor = 1;
     st->scavenged_ms = tli_os_now_ms();
@@ -834,6 +846,7 @@ static void refill(struct tc_state *st, unsigned cls)
         lists->head[cls] = head;
         lists->room[cls] -= (int32_t)got;
         mark_used(st, cls);
+        st->ran_empty[cls / 64] |= 1ull << (cls % 64);
         st->n_refills++;
     }
     /* Last, with the list whole: starting the thread allocates (glibc's

@@ -422,6 +422,53 @@ Test(layers, free_only_list_stays_at_one_batch, .init = setup)
     cr_assert_eq(tl_heap_check(), 0);
 }
 
+/* The timed scavenge cuts a busy list back to one batch and gives its
+ * older half to the spans. A list that ran empty since the last scavenge
+ * was refilled from the central list since, so cutting it only makes it
+ * refill again: on server -t 8 those refills moved each thread's blocks
+ * into other threads' spans. It is left alone until a scavenge finds it
+ * has not run empty. */
+static uint32_t held_in(unsigned cls)
+{
+    return (uint32_t)((int32_t)tli_tc.st->max_len[cls] - tli_tc.lists.room[cls]);
+}
+
+static void *scavenge_thread(void *arg)
+{
+    unsigned cls = *(unsigned *)arg, n = 4 * tli_classes[cls].batch;
+    void **p = calloc(n, sizeof *p);
+    cr_assert(p);
+    for (unsigned i = 0; i < n; i++) /* the list runs empty: refills */
+        cr_assert(p[i] = tl_malloc(tli_classes[cls].size));
+    for (unsigned i = 0; i < n; i++)
+        tl_free(p[i]);
+    cr_assert(tli_tc.st, "the thread has no cache");
+    uint32_t before = held_in(cls), limit = tli_tc.st->max_len[cls];
+    cr_assert_gt(before, tli_classes[cls].batch / 2, "too few objects cached to see a halving");
+    /* From here, every tick scavenges; none ran before (decay_ms/4 of the
+     * default 500 has not passed since the cache was made). */
+    __atomic_store_n(&tli_conf.decay_ms, 0, __ATOMIC_RELAXED);
+    tli_tc.st->gc_cursor = cls + 1 < tli_num_classes ? cls + 1 : 1; /* not this class */
+    tli_tc_tick();
+    cr_expect_eq(held_in(cls), before, "a list that ran empty lost objects at the scavenge");
+    cr_expect_eq(tli_tc.st->max_len[cls], limit);
+    tli_tc.st->gc_cursor = cls + 1 < tli_num_classes ? cls + 1 : 1;
+    tli_tc_tick();
+    cr_expect_lt(held_in(cls), before, "a list that did not run empty kept all its objects");
+    free(p);
+    return NULL;
+}
+
+Test(layers, scavenge_leaves_a_list_that_ran_empty, .init = setup)
+{
+    __atomic_store_n(&tli_conf.decay_ms, 500, __ATOMIC_RELAXED);
+    unsigned cls = tli_size_to_class(64);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, scavenge_thread, &cls), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(tl_heap_check(), 0);
+}
+
 /* ---- the one pointer validation ---------------------------------------------- */
 static enum tli_verdict verdict_of(uintptr_t a, struct tli_where *w)
 {
