@@ -23,6 +23,10 @@
 #               slow and its walks hold every lock, on purpose
 #   lock rules  CC=clang: the library builds with -Wthread-safety and
 #               -Werror (src/lock.h), one check
+# and one that builds from the sources alone:
+#   check-cost  bench/check-cost.sh, one timed run: it compiles the library
+#               from Makefile.am's list of sources with its own flags, so a
+#               source that list misses breaks it and nothing else
 set -u
 make_cmd=${MAKE:-make}
 log=$(mktemp -d)
@@ -145,6 +149,16 @@ clang_lock_rules() (
     [ -f .libs/libtlmalloc.so ]
 )
 
+# make bench-check-cost's script, shortened to one timed run: it must build
+# the library and print its instruction counts.
+check_cost() {
+    srcdir=$(cd "$(dirname "$0")/.." && pwd -P)
+    out=$(bash "$srcdir/bench/check-cost.sh" 1 2>&1)
+    rc=$?
+    echo "$out"
+    [ "$rc" -eq 0 ] && echo "$out" | grep -q '^instructions per malloc+free pair (loop included): [0-9]'
+}
+
 # Prints what git reports as changed or not ignored, and fails if anything.
 tree_clean() {
     srcdir=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -170,6 +184,7 @@ if [ "${CHECK_ALL_CI:-0}" = 1 ]; then
     single "clean tree" tree_clean
     part debug debug_suites
     single "lock rules (clang -Wthread-safety -Werror)" clang_lock_rules
+    single check-cost check_cost
 fi
 echo "==== all parts"
 echo "$total_passed passed, $total_failed failed"
