@@ -377,10 +377,9 @@ TL_COLD void tli_report_pointer(void *p, enum tli_verdict v, const struct tli_wh
  * free to the slow path, whose tli_validate says what p is. */
 static inline bool tli_hot_is_object_start(const struct pagemap_hot *h, size_t cls, uintptr_t p)
 {
-    unsigned shift = tli_class_div.shift[cls];
-    uint64_t x = (p - h->start) * tli_class_div.inv[cls];
-    x = (x >> shift) | (x << ((64 - shift) & 63));
-    return x <= __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED);
+    uint64_t offset = p - h->start;
+    return tli_divides(tli_class_div.inv[cls], __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED),
+                       tli_class_div.shift[cls], offset);
 }
 
 /* ---- safe-linking and the free key (I4) -------------------------------- *
