@@ -297,18 +297,26 @@ static void *detach_bottom(struct tc_lists *lists, unsigned cls, unsigned keep, 
     return rest;
 }
 
+/* Sets of classes, a bit each, in two words (used, ran_empty, drain...). */
+_Static_assert(TL_MAX_CLASSES <= 128, "a set of classes is two 64-bit words");
+static void class_set_add(uint64_t set[2], unsigned cls) { set[cls / 64] |= 1ull << (cls % 64); }
+static void class_set_remove(uint64_t set[2], unsigned cls)
+{
+    set[cls / 64] &= ~(1ull << (cls % 64));
+}
+static bool class_set_has(const uint64_t set[2], unsigned cls)
+{
+    return set[cls / 64] & (1ull << (cls % 64));
+}
+
 static void mark_used(struct tc_state *st, unsigned cls)
 {
-    st->used[cls / 64] |= 1ull << (cls % 64);
-    st->gc_used[cls / 64] |= 1ull << (cls % 64);
+    class_set_add(st->used, cls);
+    class_set_add(st->gc_used, cls);
 }
 static bool was_used(const struct tc_state *st, unsigned cls)
 {
-    return st->used[cls / 64] & (1ull << (cls % 64));
-}
-static bool ran_empty(const struct tc_state *st, unsigned cls)
-{
-    return st->ran_empty[cls / 64] & (1ull << (cls % 64));
+    return class_set_has(st->used, cls);
 }
 
 /* A full list's batch goes to the transfer stack, where another thread
@@ -453,7 +461,7 @@ static bool drain_done(const struct tc_state *st)
 
 static bool draining(const struct tc_state *st, unsigned cls)
 {
-    return st->drain[cls / 64] & (1ull << (cls % 64));
+    return class_set_has(st->drain, cls);
 }
 
 /* The run-time controls lowered this thread's cap (thread_cache_max) or
@@ -493,7 +501,7 @@ static void maybe_scavenge(struct tc_state *st)
             empty_class(st, cls);
             continue;
         }
-        if (ran_empty(st, cls))
+        if (class_set_has(st->ran_empty, cls))
             continue;
         if (len > batch)
             lower_limit(st, cls, batch);
@@ -703,8 +711,7 @@ static void gc_step(struct tc_state *st)
     unsigned cls = st->gc_cursor;
     st->gc_cursor = cls + 1 < tli_num_classes ? cls + 1 : 1;
     struct tc_lists *lists = &st->tc->lists;
-    uint64_t bit = 1ull << (cls % 64);
-    bool idle = !(st->gc_used[cls / 64] & bit) && lists->head[cls] == st->gc_head[cls] &&
+    bool idle = !class_set_has(st->gc_used, cls) && lists->head[cls] == st->gc_head[cls] &&
                 lists->room[cls] == st->gc_room[cls];
     unsigned n = (held(st, cls) + 1) / 2;
     if (idle && n) {
@@ -712,7 +719,7 @@ static void gc_step(struct tc_state *st)
         set_max_len(st, cls, st->max_len[cls] / 2);
         release_cap(st);
     }
-    st->gc_used[cls / 64] &= ~bit;
+    class_set_remove(st->gc_used, cls);
     st->gc_head[cls] = lists->head[cls];
     st->gc_room[cls] = lists->room[cls];
 }
@@ -841,12 +848,12 @@ static void refill(struct tc_state *st, unsigned cls)
     unsigned want = (uint32_t)lists->room[cls] < batch ? (unsigned)lists->room[cls] : batch;
     void *head;
     unsigned got = tli_central_take(cls, want, &head);
-    st->drain[cls / 64] &= ~(1ull << (cls % 64));
+    class_set_remove(st->drain, cls);
     if (got) {
         lists->head[cls] = head;
         lists->room[cls] -= (int32_t)got;
         mark_used(st, cls);
-        st->ran_empty[cls / 64] |= 1ull << (cls % 64);
+        class_set_add(st->ran_empty, cls);
         st->n_refills++;
     }
     /* Last, with the list whole: starting the thread allocates (glibc's
