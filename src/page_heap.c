@@ -554,6 +554,13 @@ static uint64_t refault_ms TL_GUARDED_BY(tli_page_heap_lock);
 /* last eager try the kernel refused (locked memory) */
 static uint64_t refused_ms TL_GUARDED_BY(tli_page_heap_lock);
 
+/* The eager budget becomes at least twice `bytes` (when that fits). */
+static void budget_at_least_twice(size_t bytes) TL_REQUIRES(tli_page_heap_lock)
+{
+    if (bytes < SIZE_MAX / 4 && eager_budget < 2 * bytes)
+        eager_budget = 2 * bytes;
+}
+
 static void note_refault(size_t bytes) TL_REQUIRES(tli_page_heap_lock)
 {
     if (!eager_ms)
@@ -561,10 +568,8 @@ static void note_refault(size_t bytes) TL_REQUIRES(tli_page_heap_lock)
     uint64_t now = tli_os_now_ms();
     if (now - eager_ms < tli_conf.decay_ms && eager_budget < SIZE_MAX / 4) {
         eager_budget *= 2;
-        if (bytes < SIZE_MAX / 4 && eager_budget < 2 * bytes)
-            eager_budget = 2 * bytes;
-        if (eager_dirty < SIZE_MAX / 4 && eager_budget < 2 * eager_dirty)
-            eager_budget = 2 * eager_dirty;
+        budget_at_least_twice(bytes);
+        budget_at_least_twice(eager_dirty);
     }
     eager_ms = 0;
     refault_ms = now;
@@ -729,9 +734,9 @@ static size_t release_locked(size_t max_bytes, bool all) TL_REQUIRES(tli_page_he
     while (s && done < max_bytes) {
         struct span *newer = s == last ? NULL : s->lru_prev;
         if (all || now - s->freed_ms >= decay_after(s)) {
-            if (bytes_of(s) > max_bytes - done &&
-                bytes_of(s) - (max_bytes - done) >= RELEASE_SPLIT_MIN)
-                s = split_for_release(s, max_bytes - done);
+            size_t rest = max_bytes - done;
+            if (bytes_of(s) > rest && bytes_of(s) - rest >= RELEASE_SPLIT_MIN)
+                s = split_for_release(s, rest);
             size_t bytes = bytes_of(s);
             /* give_back may join s with unbacked neighbours, never with newer */
             if (give_back(s)) {
