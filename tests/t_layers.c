@@ -403,12 +403,10 @@ static void *free_only_thread(void *arg)
 Test(layers, free_only_list_stays_at_one_batch, .init = setup)
 {
     __atomic_store_n(&tli_conf.decay_ms, 4, __ATOMIC_RELAXED);
-    struct free_only f = {.blocks = calloc(FREE_ONLY_BLOCKS, sizeof(void *))};
+    struct free_only f = {.blocks = calloc(FREE_ONLY_BLOCKS, sizeof(void *)),
+                          .cls = tli_size_to_class(64)};
     cr_assert(f.blocks);
-    for (unsigned c = 1; c < tli_num_classes && !f.cls; c++)
-        if (tli_classes[c].size == 64)
-            f.cls = c;
-    cr_assert(f.cls, "no class of 64 bytes");
+    cr_assert(f.cls && tli_classes[f.cls].size == 64, "no class of 64 bytes");
     for (int i = 0; i < FREE_ONLY_BLOCKS; i++)
         cr_assert(f.blocks[i] = tl_malloc(64));
     pthread_t t;
