@@ -172,15 +172,18 @@ struct size_class_info { /* 32 bytes: one shift to index */
 };
 extern struct size_class_info tli_classes[TL_MAX_CLASSES];
 extern unsigned tli_num_classes; /* classes are 1..tli_num_classes-1 */
-/* Class of a size: index (size+15)>>4 for sizes <= 1024, and
- * (size+127)>>7 in the second table up to TL_SMALL_MAX. 0 until init. */
-extern uint8_t tli_class_small[1024 / 16 + 1];
+/* Class of a size: indexed by the size itself up to 1024 bytes, and by
+ * (size+127)>>7 in the second table up to TL_SMALL_MAX. 0 until init.
+ * The first is a byte per size, not per 16 bytes, so that malloc's fast
+ * path indexes it without rounding the size first: two instructions for
+ * 960 bytes (DESIGN.md, "Size classes"). */
+extern uint8_t tli_class_small[1024 + 1];
 extern uint8_t tli_class_medium[(64 << 10) / 128 + 1];
 
 static inline unsigned tli_size_to_class(size_t size)
 {
     if (TL_LIKELY(size <= 1024))
-        return tli_class_small[(size + 15) >> 4];
+        return tli_class_small[size];
     if (size <= TL_SMALL_MAX)
         return tli_class_medium[(size + 127) >> 7];
     return 0;
@@ -643,6 +646,11 @@ static TL_ALWAYS_INLINE void *tli_tc_pop(struct tc_lists TL_TC_SEG *lists, unsig
     if (TL_UNLIKELY((uintptr_t)next & TL_LINK_BAD_MASK))
         return tli_pop_bad_link(p);
     lists->head[cls] = next;
+    /* The next pop reads next's line: start fetching it now, so that
+     * a list refilled with objects last written by another core, or
+     * long ago, does not wait for each line in turn (DESIGN.md,
+     * "Thread caches"). A prefetch of NULL does not fault. */
+    __builtin_prefetch(next);
     lists->room[cls]++;
     tli_clear_free_words(p);
     return p;
@@ -698,7 +706,7 @@ static TL_ALWAYS_INLINE void *tli_fast_malloc(size_t size, tli_alloc_miss *miss)
 {
     unsigned cls;
     if (TL_LIKELY(size <= 1024))
-        cls = tli_class_small[(size + 15) >> 4];
+        cls = tli_class_small[size];
     else if (size <= TL_SMALL_MAX)
         cls = tli_class_medium[(size + 127) >> 7];
     else

@@ -25,7 +25,7 @@
 
 struct size_class_info tli_classes[TL_MAX_CLASSES];
 unsigned tli_num_classes;
-uint8_t tli_class_small[1024 / 16 + 1];
+uint8_t tli_class_small[1024 + 1];
 uint8_t tli_class_medium[(64 << 10) / 128 + 1];
 
 /* Inverse of an odd d modulo 2^64, by Newton's iteration. */
@@ -105,11 +105,10 @@ void tli_size_classes_init(void)
     if (tli_num_classes > TL_MAX_CLASSES)
         tli_fatal("size class table larger than TL_MAX_CLASSES");
     unsigned cls = 1;
-    for (size_t i = 0; i < sizeof tli_class_small; i++) {
-        size_t size = i * 16;
+    for (size_t size = 0; size < sizeof tli_class_small; size++) {
         while (tli_classes[cls].size < size)
             cls++;
-        tli_class_small[i] = (uint8_t)cls;
+        tli_class_small[size] = (uint8_t)cls;
     }
     cls = 1;
     for (size_t i = 0; i < sizeof tli_class_medium; i++) {
