@@ -203,9 +203,12 @@ static inline bool tli_divides(uint64_t inv, uint64_t limit, unsigned shift, uin
 enum span_state { SPAN_FREE = 0, SPAN_SMALL, SPAN_LARGE, SPAN_HUGE };
 
 struct span {
-    /* The first 32 bytes are all that the free fast path reads; a page
-     * heap span's struct sits in a 96-byte pagemap slot (I5), at offset 0
-     * or 32 of a cache line, so they never straddle two lines. */
+    /* The first 32 bytes hold what the object-start test reads
+     * (tli_is_object_start: the slow path's validation and the central
+     * list's walks; the free fast path reads the page's hot entry
+     * instead). A page heap span's struct sits in a 96-byte pagemap slot
+     * (I5), at offset 0 or 32 of a cache line, so they never straddle two
+     * lines. */
     uintptr_t start;    /* first byte; page aligned */
     uint64_t div_inv;   /* small: the class's exact-division constants, here */
     uint64_t div_limit; /* beside start so that free reads one cache line;
@@ -237,7 +240,7 @@ struct span {
 /* The layout promises the free fast path and the pagemap rely on. */
 _Static_assert(sizeof(struct span) == 96, "a span is one 96-byte pagemap slot (I5)");
 _Static_assert(offsetof(struct span, div_shift) < 32 && offsetof(struct span, div_limit) < 32,
-               "free reads only the first 32 bytes of a span");
+               "the object-start test reads one line of a span");
 
 /* Bytes a span covers: for a large or huge block, what the user may use. */
 static inline size_t tli_span_bytes(const struct span *s) { return s->npages << TL_PAGE_SHIFT; }
