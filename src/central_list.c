@@ -143,10 +143,7 @@ static struct span *new_span(unsigned cls) TL_REQUIRES(tli_central_locks[cls])
 {
     struct span *s = tli_page_heap_alloc(tli_classes[cls].span_pages, 1, SPAN_SMALL, cls);
     if (s) {
-        const struct size_class_info *c = &tli_classes[cls];
-        s->div_inv = c->div_inv;
-        s->div_shift = (uint8_t)c->div_shift;
-        tli_span_set_carved(s, 0); /* after the constants: it copies them */
+        tli_span_set_carved(s, 0);
         /* May have been a freed large block, which memcheck sees as no-access. */
         tli_vg_defined((void *)s->start, s->npages << TL_PAGE_SHIFT);
         s->allocated = 0;

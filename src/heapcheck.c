@@ -97,12 +97,14 @@ static void check_small(struct tli_heap_walk *w, const struct span *s)
         return;
     }
     tli_walk_expect(w, s->npages == c->span_pages, "a small span of the wrong length", s->start);
+    tli_walk_expect(
+        w, tli_class_div.inv[cls] == c->div_inv && tli_class_div.shift[cls] == c->div_shift,
+        "a class's object-start constants differ from its size class", s->start);
     tli_walk_expect(w, s->allocated <= s->carved && s->carved <= c->objects,
                     "a small span's counts out of range", s->start);
     tli_walk_expect(w, s->allocated > 0, "an empty small span not given back", s->start);
-    tli_walk_expect(w,
-                    s->div_limit == (s->carved ? s->carved - 1u : 0u) && s->div_inv == c->div_inv,
-                    "a small span's object-start constants stale", s->start);
+    tli_walk_expect(w, s->div_limit == (s->carved ? s->carved - 1u : 0u),
+                    "a small span's carved limit stale", s->start);
     size_t on_list = 0;
     for (void *obj = tli_link_get(&s->free_list); obj; obj = tli_link_get(obj)) {
         if (tli_pagemap_span((uintptr_t)obj) != s || ++on_list > s->carved) {
@@ -166,11 +168,8 @@ static void check_page(struct tli_heap_walk *w, const struct span *s, uintptr_t 
     tli_walk_expect(w, cls == (s->state == SPAN_SMALL ? s->size_class : 0u),
                     "a page's class entry is wrong (I3)", a);
     if (s->state == SPAN_SMALL)
-        tli_walk_expect(w,
-                        h->start == s->start && h->div_limit == s->div_limit &&
-                            tli_class_div.inv[cls] == s->div_inv &&
-                            tli_class_div.shift[cls] == s->div_shift,
-                        "a page's copy of its span's object-start constants is stale", a);
+        tli_walk_expect(w, h->start == s->start && h->div_limit == s->div_limit,
+                        "a page's copy of its span's start or carved limit is stale", a);
 }
 
 /* Span entries per kernel page of a leaf's span array. */

@@ -190,6 +190,17 @@ static inline unsigned tli_size_to_class(size_t size)
 }
 void tli_size_classes_init(void);
 
+/* Each class's exact-division constants (tli_divides), as the object-start
+ * tests read them (free's on the hot entry, tli_is_object_start on the
+ * span): by class, with one base address for both. Class 0's admit only offset 0
+ * of a page that has no small span; its list never has room (I3). Written
+ * once at init. */
+struct tli_class_div {
+    uint64_t inv[TL_MAX_CLASSES];
+    uint8_t shift[TL_MAX_CLASSES];
+};
+extern struct tli_class_div tli_class_div;
+
 /* offset is a multiple of the size whose constants these are: the
  * divisibility test of Granlund and Montgomery (one multiply, one rotate). */
 static inline bool tli_divides(uint64_t inv, uint64_t limit, unsigned shift, uint64_t offset)
@@ -203,23 +214,20 @@ static inline bool tli_divides(uint64_t inv, uint64_t limit, unsigned shift, uin
 enum span_state { SPAN_FREE = 0, SPAN_SMALL, SPAN_LARGE, SPAN_HUGE };
 
 struct span {
-    /* The first 32 bytes hold what the object-start test reads
+    /* The first 32 bytes hold what the object-start test reads of a span
      * (tli_is_object_start: the slow path's validation and the central
      * list's walks; the free fast path reads the page's hot entry
-     * instead). A page heap span's struct sits in a 96-byte pagemap slot
-     * (I5), at offset 0 or 32 of a cache line, so they never straddle two
-     * lines. */
+     * instead); the class's division constants come from tli_class_div.
+     * A page heap span's struct sits in a 96-byte pagemap slot (I5), at
+     * offset 0 or 32 of a cache line, so they never straddle two lines. */
     uintptr_t start;    /* first byte; page aligned */
-    uint64_t div_inv;   /* small: the class's exact-division constants, here */
-    uint64_t div_limit; /* beside start so that free reads one cache line;
-                           the highest object index carved (tli_span_set_carved) */
+    uint64_t div_limit; /* small: the highest object index carved (tli_span_set_carved) */
     uint8_t state;      /* enum span_state */
     uint8_t size_class; /* small spans only */
     uint8_t clean;      /* free or large: every byte is known to be zero */
     uint8_t unbacked;   /* free: not resident: given back to the OS, or never touched */
     uint8_t in_bin;     /* free: on a page heap bin list */
     uint8_t on_central; /* small: in its central list's partial heap */
-    uint8_t div_shift;
     uint8_t sampled;    /* large or huge: a profiler's sample; free_list holds its record */
     size_t npages;      /* length in pages (huge: bytes mapped >> page shift) */
     uint32_t allocated; /* small: objects out of the span (caches or users) */
@@ -236,10 +244,11 @@ struct span {
     };
     struct span *lru_prev;
     uint64_t freed_ms; /* free: when it last became free */
+    uint8_t pad[8];    /* to the 96-byte slot (I5) */
 };
 /* The layout promises the free fast path and the pagemap rely on. */
 _Static_assert(sizeof(struct span) == 96, "a span is one 96-byte pagemap slot (I5)");
-_Static_assert(offsetof(struct span, div_shift) < 32 && offsetof(struct span, div_limit) < 32,
+_Static_assert(offsetof(struct span, size_class) < 32 && offsetof(struct span, div_limit) < 32,
                "the object-start test reads one line of a span");
 
 /* Bytes a span covers: for a large or huge block, what the user may use. */
@@ -253,8 +262,9 @@ static inline size_t tli_span_bytes(const struct span *s) { return s->npages << 
  * the class lock: it only grows while the span is in use. */
 static inline bool tli_is_object_start(const struct span *s, uintptr_t p)
 {
-    return tli_divides(s->div_inv, __atomic_load_n(&s->div_limit, __ATOMIC_RELAXED), s->div_shift,
-                       p - s->start);
+    unsigned cls = s->size_class;
+    return tli_divides(tli_class_div.inv[cls], __atomic_load_n(&s->div_limit, __ATOMIC_RELAXED),
+                       tli_class_div.shift[cls], p - s->start);
 }
 
 /* Class lock held: objects [0, carved) of s may be freed (carved 0 still
@@ -284,15 +294,6 @@ struct pagemap_hot {
     uint8_t pad[3];
 };
 _Static_assert(sizeof(struct pagemap_hot) == 16, "a page's hot entry is 16 bytes");
-/* Each class's exact-division constants (tli_divides), as free reads them:
- * by class, with one base address for both. Class 0's admit only offset 0
- * of a page that has no small span; its list never has room (I3). Written
- * once at init. */
-struct tli_class_div {
-    uint64_t inv[TL_MAX_CLASSES];
-    uint8_t shift[TL_MAX_CLASSES];
-};
-extern struct tli_class_div tli_class_div;
 struct pagemap_leaf {
     struct pagemap_hot hot[TL_PM_LEAF_SIZE]; /* I3 */
     struct span *span[TL_PM_LEAF_SIZE];      /* I2 */

@@ -21,7 +21,7 @@
 
 struct pagemap_leaf *tli_pagemap_root[(size_t)1 << TL_PM_ROOT_BITS];
 /* Odd start, limit 0: no pointer of a leaf is an object start of it. */
-struct span tli_no_span = {.start = 1, .div_inv = 1, .div_limit = 0, .state = SPAN_FREE};
+struct span tli_no_span = {.start = 1, .div_limit = 0, .state = SPAN_FREE};
 struct tli_lock tli_pagemap_lock = TL_LOCK_INIT;
 /* The lowest and highest root entries that have a leaf, so that the heap
  * walk (heapcheck.c) reads no more of the root than is in use: reading the
