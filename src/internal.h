@@ -210,6 +210,14 @@ static inline bool tli_divides(uint64_t inv, uint64_t limit, unsigned shift, uin
     return x <= limit;
 }
 
+/* offset is a multiple of class cls's size, at most limit times: the
+ * object-start test of a span (tli_is_object_start) and of a page's hot
+ * entry (tli_hot_is_object_start), with the class's constants. */
+static inline bool tli_class_divides(unsigned cls, uint64_t limit, uint64_t offset)
+{
+    return tli_divides(tli_class_div.inv[cls], limit, tli_class_div.shift[cls], offset);
+}
+
 /* ---- spans --------------------------------------------------------------- */
 enum span_state { SPAN_FREE = 0, SPAN_SMALL, SPAN_LARGE, SPAN_HUGE };
 
@@ -262,9 +270,8 @@ static inline size_t tli_span_bytes(const struct span *s) { return s->npages << 
  * the class lock: it only grows while the span is in use. */
 static inline bool tli_is_object_start(const struct span *s, uintptr_t p)
 {
-    unsigned cls = s->size_class;
-    return tli_divides(tli_class_div.inv[cls], __atomic_load_n(&s->div_limit, __ATOMIC_RELAXED),
-                       tli_class_div.shift[cls], p - s->start);
+    return tli_class_divides(s->size_class, __atomic_load_n(&s->div_limit, __ATOMIC_RELAXED),
+                             p - s->start);
 }
 
 /* Class lock held: objects [0, carved) of s may be freed (carved 0 still
@@ -384,9 +391,8 @@ TL_COLD void tli_report_pointer(void *p, enum tli_verdict v, const struct tli_wh
  * free to the slow path, whose tli_validate says what p is. */
 static inline bool tli_hot_is_object_start(const struct pagemap_hot *h, size_t cls, uintptr_t p)
 {
-    uint64_t offset = p - h->start;
-    return tli_divides(tli_class_div.inv[cls], __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED),
-                       tli_class_div.shift[cls], offset);
+    return tli_class_divides((unsigned)cls, __atomic_load_n(&h->div_limit, __ATOMIC_RELAXED),
+                             p - h->start);
 }
 
 /* ---- safe-linking and the free key (I4) -------------------------------- *
