@@ -30,7 +30,7 @@ cc $flags $srcs -o "$tmp/lib.so" -pthread
 cc -O2 -pthread "$BENCH_DIR/fastpath.c" -o "$tmp/fastpath" -ldl
 
 # The lines of the checks in src/internal.h, by their text.
-check_lines='tli_hot_is_object_start\(h, cls, a\)|uint64_t offset = p - h->start|h->div_limit, __ATOMIC_RELAXED|tli_class_div.shift\[cls\], offset|uint64_t x = offset \* inv|x = \(x >> shift\)|tli_key_of\(p\) != \(link_key \^ tli_key_secret\)|\(uintptr_t\)next & TL_LINK_BAD_MASK|p == bin->head'
+check_lines='tli_hot_is_object_start\(h, cls, a\)|h->div_limit, __ATOMIC_RELAXED|p - h->start\);|return tli_divides\(tli_class_div.inv\[cls\]|uint64_t x = offset \* inv|x = \(x >> shift\)|tli_key_of\(p\) != \(link_key \^ tli_key_secret\)|\(uintptr_t\)next & TL_LINK_BAD_MASK|p == lists->head\[cls\]'
 
 total=() checks=()
 for n in 200000 2200000; do
