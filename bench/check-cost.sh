@@ -32,6 +32,16 @@ cc -O2 -pthread "$BENCH_DIR/fastpath.c" -o "$tmp/fastpath" -ldl
 # The lines of the checks in src/internal.h, by their text.
 check_lines='tli_hot_is_object_start\(h, cls, a\)|h->div_limit, __ATOMIC_RELAXED|p - h->start\);|return tli_divides\(tli_class_div.inv\[cls\]|uint64_t x = offset \* inv|x = \(x >> shift\)|tli_key_of\(p\) != \(link_key \^ tli_key_secret\)|\(uintptr_t\)next & TL_LINK_BAD_MASK|p == lists->head\[cls\]'
 
+# Each pattern must still name a line of the source: one the code no longer
+# has would leave its instructions out of the count without a word.
+IFS='|' read -ra check_patterns <<<"$check_lines"
+for pat in "${check_patterns[@]}"; do
+    if ! grep -Eq -- "$pat" "$SRC/src/internal.h"; then
+        echo "check-cost: no line of src/internal.h matches '$pat'" >&2
+        exit 1
+    fi
+done
+
 total=() checks=()
 for n in 200000 2200000; do
     LD_PRELOAD=$tmp/lib.so valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$n" \
