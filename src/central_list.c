@@ -499,6 +499,9 @@ void tli_central_check(struct tli_heap_walk *w, unsigned cls)
 {
     const struct central_list *cl = &central[cls];
     const struct size_class_info *c = &tli_classes[cls];
+    tli_walk_expect(
+        w, tli_class_div.inv[cls] == c->div_inv && tli_class_div.shift[cls] == c->div_shift,
+        "a class's object-start constants differ from its size class", cls);
     tli_walk_expect(w, !cl->partial || !cl->partial->prev, "a partial heap's root has a parent",
                     cls);
     tli_walk_expect(w, check_heap(w, cls, cl->partial, w->partial[cls] + 1) == w->partial[cls],
