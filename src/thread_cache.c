@@ -308,6 +308,7 @@ static bool class_set_has(const uint64_t set[2], unsigned cls)
 {
     return set[cls / 64] & (1ull << (cls % 64));
 }
+static void class_set_clear(uint64_t set[2]) { set[0] = set[1] = 0; }
 
 static void mark_used(struct tc_state *st, unsigned cls)
 {
@@ -493,7 +494,7 @@ static void maybe_scavenge(struct tc_state *st)
     /* A thread that only frees a class never refills it: its lists come
      * back here (drain_done). */
     if (drain_done(st))
-        st->drain[0] = st->drain[1] = 0;
+        class_set_clear(st->drain);
     st->quiet_epoch = st->peak_epoch;
     for (unsigned cls = 1; cls < tli_num_classes; cls++) {
         uint32_t len = st->max_len[cls], batch = tli_classes[cls].batch;
@@ -507,8 +508,8 @@ static void maybe_scavenge(struct tc_state *st)
             lower_limit(st, cls, batch);
         halve_from_bottom(st, cls);
     }
-    st->used[0] = st->used[1] = 0;
-    st->ran_empty[0] = st->ran_empty[1] = 0;
+    class_set_clear(st->used);
+    class_set_clear(st->ran_empty);
     st->scavenged_ms = now;
     release_cap(st);
     tli_tc_release_kept(now, false);
@@ -562,14 +563,14 @@ static void cache_init(struct thread_cache *tc)
         st->limit_bytes = 0;
         atomic_store_explicit(&st->cap_bytes, 0, memory_order_relaxed);
     }
-    st->used[0] = st->used[1] = 0;
-    st->ran_empty[0] = st->ran_empty[1] = 0;
-    st->gc_used[0] = st->gc_used[1] = 0;
+    class_set_clear(st->used);
+    class_set_clear(st->ran_empty);
+    class_set_clear(st->gc_used);
     st->gc_cursor = 1;
     st->scavenged_ms = tli_os_now_ms();
     st->peak_epoch = atomic_load_explicit(&tli_peak_epoch, memory_order_relaxed);
     st->quiet_epoch = st->peak_epoch;
-    st->drain[0] = st->drain[1] = 0;
+    class_set_clear(st->drain);
     st->n_refills = st->n_flushes = st->n_slow_frees = st->n_fast_frees = 0;
     st->tick_base = tc->tick;
     atomic_store_explicit(&st->give_back, 0, memory_order_relaxed);
